@@ -1,0 +1,162 @@
+"""Training runs: resolve the config, build the Lightning Trainer, fit, test the best checkpoint, and
+write the run folder (config.json, checkpoints/, metrics.csv, metrics.json, curves.png)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import statistics
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lcnn.errors import UserError
+from lcnn.io import atomic_path, write_json
+
+TASKS = {"classify": "lcnn.tasks.classify", "spoof": "lcnn.tasks.spoof", "face": "lcnn.tasks.face"}
+DEFAULT_DATA = {"classify": "digits", "spoof": "minispoof", "face": "orl"}
+_RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
+
+
+def get_task(name: str) -> ModuleType:
+    """The module implementing task ``name`` (``classify``, ``spoof`` or ``face``)."""
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
+    return importlib.import_module(TASKS[name])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target and renamed: never torn."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def resolve_config(task: str = "classify", data: str | None = None, recipe: str = "article", **overrides) -> dict:
+    """The task's recipe for ``data`` with the given overrides (``None`` values mean: keep the default)."""
+    module = get_task(task)
+    data = data or DEFAULT_DATA[task]
+    if recipe not in module.RECIPES:
+        raise UserError(f"unknown recipe {recipe!r} for task {task}; expected one of {', '.join(module.RECIPES)}")
+    cfg = {
+        "task": task,
+        "recipe": recipe,
+        "seeds": [0],
+        "accelerator": "auto",
+        "devices": 1,
+        "strategy": "auto",
+        "precision": "32-true",
+        "num_workers": 0,
+        **module.defaults(data, recipe),
+    }
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return cfg
+
+
+def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Trainer:
+    """A Trainer with best/last checkpoints, early stopping (when ``patience`` > 0) and a CSV log."""
+    metric, mode = monitor
+    callbacks = [
+        ModelCheckpoint(run_dir / "checkpoints", filename="best", monitor=metric, mode=mode, save_last=True,
+                        enable_version_counter=False),
+    ]
+    if cfg.get("patience"):
+        callbacks.append(EarlyStopping(metric, patience=cfg["patience"], mode=mode, verbose=True))
+    return L.Trainer(
+        max_epochs=cfg["epochs"],
+        accelerator=cfg["accelerator"],
+        devices=cfg["devices"],
+        strategy=cfg["strategy"],
+        precision=cfg["precision"],
+        callbacks=callbacks,
+        logger=CSVLogger(run_dir, name="", version=""),
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=run_dir,
+        log_every_n_steps=10,
+        enable_model_summary=False,
+        deterministic=cfg.get("deterministic", False),
+    )
+
+
+def new_run_dir(cfg: dict) -> Path:
+    """``runs/TASK-DATA-MODEL-TIMESTAMP``, or ``--out``; shared with DDP worker processes."""
+    if os.environ.get(_RUN_DIR_ENV):
+        return Path(os.environ[_RUN_DIR_ENV])
+    if cfg.get("out"):
+        run_dir = Path(cfg["out"])
+    else:
+        data = str(cfg["data"]).replace(":", "-").replace("/", "_").strip("_-")[-40:]
+        run_dir = Path("runs") / f"{cfg['task']}-{data}-{cfg['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.environ[_RUN_DIR_ENV] = str(run_dir)
+    return run_dir
+
+
+def train(cfg: dict) -> dict:
+    """Train every seed of ``cfg``; return the metrics (one seed) or the summary over seeds."""
+    run_dir = new_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", cfg)
+    seeds = cfg["seeds"]
+    results = {}
+    for seed in seeds:
+        seed_dir = run_dir if len(seeds) == 1 else run_dir / f"seed-{seed}"
+        results[seed] = train_one(cfg, seed, seed_dir)
+    if len(seeds) == 1:
+        return results[seeds[0]]
+    summary = summarize(results)
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def train_one(cfg: dict, seed: int, run_dir: Path) -> dict:
+    """One training run: fit, then test the best checkpoint and write metrics.json and curves.png."""
+    from lcnn.plots import plot_training_curves
+
+    task = get_task(cfg["task"])
+    L.seed_everything(seed, workers=True, verbose=False)
+    module, data = task.setup(cfg)
+    trainer = build_trainer(cfg, run_dir, task.MONITOR)
+    started = time.perf_counter()
+    ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
+    if ckpt is not None and not ckpt.exists():
+        raise UserError(f"{ckpt}: nothing to resume (no last checkpoint in this run folder)")
+    trainer.fit(module, data, ckpt_path=ckpt)
+    fit_seconds = time.perf_counter() - started
+    metrics = task.test(trainer, module, data, run_dir)
+    metrics.update(
+        seed=seed,
+        epochs_trained=trainer.current_epoch,
+        best_epoch=_best_epoch(trainer),
+        fit_seconds=round(fit_seconds, 1),
+        best_checkpoint=str(run_dir / "checkpoints" / "best.ckpt"),
+    )
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", metrics)
+        plot_training_curves(run_dir / "metrics.csv", run_dir / "curves.png")
+    return metrics
+
+
+def _best_epoch(trainer: L.Trainer) -> int | None:
+    for callback in trainer.checkpoint_callbacks:
+        if callback.best_model_path:
+            return int(torch.load(callback.best_model_path, map_location="cpu", weights_only=True)["epoch"])
+    return None
+
+
+def summarize(results: dict[int, dict]) -> dict:
+    """Mean and standard deviation over seeds of every numeric metric, with the per-seed values."""
+    summary: dict[str, Any] = {"seeds": list(results), "per_seed": results, "mean": {}, "std": {}}
+    keys = [k for k, v in next(iter(results.values())).items() if isinstance(v, (int, float)) and k != "seed"]
+    for key in keys:
+        values = [r[key] for r in results.values() if isinstance(r.get(key), (int, float))]
+        summary["mean"][key] = statistics.fmean(values)
+        summary["std"][key] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return summary
