@@ -1,0 +1,93 @@
+"""Reading speech files into the 1-D float32 tensors the front-ends take.
+
+ASVspoof ships FLAC at 16 kHz; users bring WAV/FLAC at whatever rate their recorder used. Everything is
+decoded by soundfile (libsndfile), mixed down to mono, checked, and resampled to one rate so that a model
+never sees a file in a form it was not trained on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+from lcnn.errors import DataError
+
+__all__ = ["AudioError", "load_audio"]
+
+
+class AudioError(DataError):
+    """A file that cannot be used as speech input: unreadable, truncated, empty, non-finite samples or
+    at the wrong sample rate. The message names the file and what was expected of it.
+
+    A ``lcnn.errors.DataError`` (hence a ValueError), so the command line prints it as one line and callers
+    that catch ValueError keep working; data pipelines can catch it specifically to skip bad files.
+    """
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool = True) -> torch.Tensor:
+    """Read a WAV/FLAC (anything libsndfile decodes) as a mono float32 waveform at ``sample_rate``.
+
+    Args:
+        path: the audio file.
+        sample_rate: the rate, in Hz, the caller's front-end and model expect.
+        resample: what to do with a file stored at another rate. ``True`` resamples it with
+            ``scipy.signal.resample_poly(x, up, down)``, where ``g = gcd(file_rate, sample_rate)``,
+            ``up = sample_rate // g`` and ``down = file_rate // g`` (a polyphase FIR with scipy's default
+            Kaiser window, computed in float64); the result has ``ceil(n * up / down)`` samples.
+            ``False`` raises an :class:`AudioError` instead, so that a protocol assuming one rate fails
+            loudly rather than silently changing the data.
+
+    Returns:
+        A 1-D float32 tensor of shape ``(samples,)``. Integer PCM is scaled to [-1, 1); multi-channel
+        files are mixed down by taking the mean of the channels. Float files are returned as stored
+        (not clipped), and resampling may overshoot [-1, 1] very slightly near full-scale transients.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        AudioError: the file cannot be decoded, is truncated, holds no samples, holds NaN/Inf samples,
+            or is at another rate with ``resample=False``.
+    """
+    path = Path(path)
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
+    if not path.exists():
+        raise FileNotFoundError(f"audio file not found: {path}")
+
+    try:
+        with sf.SoundFile(path) as f:
+            file_rate = int(f.samplerate)
+            declared = int(f.frames)
+            data = f.read(dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as err:
+        # libsndfile reports both undecodable headers and mid-stream corruption (a cut FLAC "loses sync")
+        # as runtime errors; turn them into one error type that names the file.
+        raise AudioError(f"{path}: cannot decode audio (expected a readable WAV/FLAC file): {err}") from err
+
+    if data.shape[0] < declared:
+        raise AudioError(
+            f"{path}: truncated audio, the header declares {declared} frames but only {data.shape[0]} decode"
+        )
+    if data.size == 0:
+        raise AudioError(f"{path}: empty audio, expected at least one sample")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples, expected finite values in [-1, 1]")
+
+    # Mean rather than the first channel: a stereo recording may have speech louder on either side.
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+
+    if file_rate != sample_rate:
+        if not resample:
+            raise AudioError(
+                f"{path}: sample rate is {file_rate} Hz, expected {sample_rate} Hz (pass resample=True to convert)"
+            )
+        g = math.gcd(file_rate, sample_rate)
+        # float64 keeps the FIR accumulation error well below float32 resolution.
+        wave = resample_poly(wave.astype(np.float64), sample_rate // g, file_rate // g)
+
+    return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
