@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
-__all__ = ["plot_det", "plot_roc", "plot_training_curves"]
+__all__ = ["plot_confusion", "plot_det", "plot_roc", "plot_training_curves"]
 
 DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 DET_LIMITS = (0.0005, 0.5)
@@ -153,4 +153,24 @@ def plot_training_curves(csv_path: str | os.PathLike[str], path: str | os.PathLi
         ax.set_ylabel(kind)
         ax.grid(alpha=0.3)
         ax.legend()
+    return _save_figure(fig, path)
+
+
+def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | os.PathLike[str]) -> Path:
+    """Confusion matrix (rows: true class, columns: predicted), counts in the cells, rows shaded by recall."""
+    confusion = np.asarray(confusion)
+    rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    size = max(4.0, 0.45 * len(classes) + 2)
+    fig = _new_figure((size, size))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(classes))
+    ax.set_xticks(ticks, classes, rotation=90 if max(map(len, classes)) > 3 else 0)
+    ax.set_yticks(ticks, classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(classes) <= 20:
+        for (i, j), count in np.ndenumerate(confusion):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
     return _save_figure(fig, path)

@@ -3,33 +3,24 @@ write the run folder (config.json, checkpoints/, metrics.csv, metrics.json, curv
 
 from __future__ import annotations
 
-import importlib
 import os
 import statistics
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lcnn.errors import UserError
 from lcnn.io import atomic_path, write_json
+from lcnn.tasks import get_task
 
-TASKS = {"classify": "lcnn.tasks.classify", "spoof": "lcnn.tasks.spoof", "face": "lcnn.tasks.face"}
 DEFAULT_DATA = {"classify": "digits", "spoof": "minispoof", "face": "orl"}
 _RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
-
-
-def get_task(name: str) -> ModuleType:
-    """The module implementing task ``name`` (``classify``, ``spoof`` or ``face``)."""
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
-    return importlib.import_module(TASKS[name])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -38,6 +29,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+
+
+class RunConfig(Callback):
+    """Stores the task name and the run's config in every checkpoint, so that ``lcnn evaluate`` and
+    ``lcnn predict`` can rebuild the task and its data from the checkpoint alone."""
+
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+
+    def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+        checkpoint["lcnn_task"] = self.cfg["task"]
+        checkpoint["lcnn_config"] = self.cfg
 
 
 def resolve_config(task: str = "classify", data: str | None = None, recipe: str = "article", **overrides) -> dict:
@@ -65,6 +68,7 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Train
     """A Trainer with best/last checkpoints, early stopping (when ``patience`` > 0) and a CSV log."""
     metric, mode = monitor
     callbacks = [
+        RunConfig(cfg),
         ModelCheckpoint(run_dir / "checkpoints", filename="best", monitor=metric, mode=mode, save_last=True,
                         enable_version_counter=False),
     ]
