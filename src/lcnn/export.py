@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ def export_model(
             _export_onnx(model, example, tmp)
             got = _run_onnx(tmp, [example, other])
         else:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks are constant here
                 scripted = torch.jit.trace(model, example)
             scripted.save(str(tmp))
             loaded = torch.jit.load(str(tmp))
@@ -57,10 +59,12 @@ def export_model(
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     dynamic = {"input": {0: "batch"}, "output": {0: "batch"}}
-    torch.onnx.export(
-        model, (example,), str(path), input_names=["input"], output_names=["output"],
-        dynamic_axes=dynamic, opset_version=17, dynamo=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks are constant here
+        torch.onnx.export(
+            model, (example,), str(path), input_names=["input"], output_names=["output"],
+            dynamic_axes=dynamic, opset_version=17, dynamo=False,
+        )
 
 
 def _run_onnx(path: Path, inputs: list[torch.Tensor]) -> list[np.ndarray]:

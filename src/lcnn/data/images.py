@@ -210,8 +210,8 @@ def load_folder(root: Path, image_size: int | None = None) -> ImageSplits:
         train, test = train_test_split(items, test_size=0.2, stratify=[y for _, y in items], random_state=0)
     channels = 1 if all(_is_grey(p) for p, _ in train[:100]) else 3
     size = (image_size, image_size) if image_size else None
-    train_x, train_y = _read_images(train, channels, size)
-    test_x, test_y = _read_images(test, channels, size or tuple(train_x.shape[2:][::-1]))
+    train_x, train_y = _read_images(train, channels, size, resize=size is not None)
+    test_x, test_y = _read_images(test, channels, tuple(train_x.shape[2:][::-1]), resize=size is not None)
     return ImageSplits(train_x, train_y, test_x, test_y, classes)
 
 
@@ -250,18 +250,22 @@ def open_image(path: Path) -> Image.Image:
 
 def to_array(image: Image.Image, channels: int) -> np.ndarray:
     """A Pillow image as uint8 ``(C, H, W)`` with ``channels`` 1 (grey) or 3 (RGB)."""
-    array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    array = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
 def _read_images(
-    items: list[tuple[Path, int]], channels: int, size: tuple[int, int] | None
+    items: list[tuple[Path, int]], channels: int, size: tuple[int, int] | None, resize: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read ``items`` as uint8 ``(N, C, H, W)``: resized to ``size`` (width, height), or all required to
+    have ``size`` (by default the first image's)."""
     arrays = []
     for path, _ in items:
         image = open_image(path)
         if size is None:
             size = image.size
+        if resize:
+            image = image.resize(size, Image.BILINEAR)
         if image.size != size:
             raise DataError(
                 f"{path}: image is {image.size[0]}x{image.size[1]}, expected {size[0]}x{size[1]} like the "
