@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def _run_train(args: argparse.Namespace) -> int:
         options["devices"] = int(options["devices"])
     cfg = resolve_config(args.task, args.data, args.recipe, **options)
     result = train(cfg)
-    _print_metrics(result)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        _print_metrics(result)  # once, not once per DDP process
     return 0
 
 

@@ -3,6 +3,7 @@ write the run folder (config.json, checkpoints/, metrics.csv, metrics.json, curv
 
 from __future__ import annotations
 
+import csv
 import os
 import statistics
 import time
@@ -84,28 +85,34 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Train
         logger=CSVLogger(run_dir, name="", version=""),
         plugins=[AtomicCheckpointIO()],
         default_root_dir=run_dir,
-        log_every_n_steps=10,
+        log_every_n_steps=1,
         enable_model_summary=False,
         deterministic=cfg.get("deterministic", False),
     )
 
 
 def new_run_dir(cfg: dict) -> Path:
-    """``runs/TASK-DATA-MODEL-TIMESTAMP``, or ``--out``; shared with DDP worker processes."""
-    if os.environ.get(_RUN_DIR_ENV):
-        return Path(os.environ[_RUN_DIR_ENV])
+    """``--out``, or ``runs/TASK-DATA-MODEL-TIMESTAMP``."""
     if cfg.get("out"):
-        run_dir = Path(cfg["out"])
-    else:
-        data = str(cfg["data"]).replace(":", "-").replace("/", "_").strip("_-")[-40:]
-        run_dir = Path("runs") / f"{cfg['task']}-{data}-{cfg['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    os.environ[_RUN_DIR_ENV] = str(run_dir)
-    return run_dir
+        return Path(cfg["out"])
+    data = str(cfg["data"]).replace(":", "-").replace("/", "_").strip("_-")[-40:]
+    return Path("runs") / f"{cfg['task']}-{data}-{cfg['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def train(cfg: dict) -> dict:
     """Train every seed of ``cfg``; return the metrics (one seed) or the summary over seeds."""
-    run_dir = new_run_dir(cfg)
+    # Processes that Lightning launches for DDP re-run the command: they must find the same folder.
+    inherited = os.environ.get(_RUN_DIR_ENV)
+    run_dir = Path(inherited) if inherited else new_run_dir(cfg)
+    os.environ[_RUN_DIR_ENV] = str(run_dir)
+    try:
+        return _train_seeds(cfg, run_dir)
+    finally:
+        if not inherited:
+            del os.environ[_RUN_DIR_ENV]
+
+
+def _train_seeds(cfg: dict, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", cfg)
     seeds = cfg["seeds"]
@@ -132,6 +139,7 @@ def train_one(cfg: dict, seed: int, run_dir: Path) -> dict:
     ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
     if ckpt is not None and not ckpt.exists():
         raise UserError(f"{ckpt}: nothing to resume (no last checkpoint in this run folder)")
+    earlier_log = _read_csv(run_dir / "metrics.csv") if ckpt else []
     trainer.fit(module, data, ckpt_path=ckpt)
     fit_seconds = time.perf_counter() - started
     metrics = task.test(trainer, module, data, run_dir)
@@ -143,9 +151,30 @@ def train_one(cfg: dict, seed: int, run_dir: Path) -> dict:
         best_checkpoint=str(run_dir / "checkpoints" / "best.ckpt"),
     )
     if trainer.is_global_zero:
+        if earlier_log:
+            _prepend_csv(earlier_log, run_dir / "metrics.csv")
         write_json(run_dir / "metrics.json", metrics)
         plot_training_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     return metrics
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _prepend_csv(earlier: list[dict[str, str]], path: Path) -> None:
+    """Put the log of the epochs before a resume back in front of the log that Lightning restarted."""
+    later = _read_csv(path)
+    first_new_epoch = min((int(r["epoch"]) for r in later if r.get("epoch")), default=0)
+    rows = [r for r in earlier if r.get("epoch") and int(r["epoch"]) < first_new_epoch] + later
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _best_epoch(trainer: L.Trainer) -> int | None:

@@ -1,0 +1,157 @@
+"""The command line end to end on the bundled digits: train, evaluate, predict, export, and bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lcnn.cli import main
+from lcnn.data.images import load_digits
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "digits"
+    assert main(["train", "--epochs", "2", "--batch-size", "64", "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_the_run_folder(run):
+    for name in ("config.json", "metrics.json", "metrics.csv", "curves.png", "checkpoints/best.ckpt",
+                 "checkpoints/last.ckpt"):
+        assert (run / name).stat().st_size > 0, name
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"] == "digits" and config["batch_size"] == 64 and config["epochs"] == 2
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_count"] == 450 and 0 <= metrics["test_acc"] <= 1
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_evaluate_reproduces_the_test_accuracy(run, capsys):
+    assert main(["evaluate", str(run), "--out", str(run / "eval")]) == 0
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    trained = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_acc"] == pytest.approx(trained["test_acc"], abs=1e-6)
+    assert set(metrics["per_class_acc"]) == {str(d) for d in range(10)}
+    assert (run / "eval" / "confusion.png").stat().st_size > 0
+
+
+def test_predict_prints_class_and_probability(run, tmp_path, capsys):
+    digits = load_digits()
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(digits.test_images[i, 0].numpy()).save(path)
+        paths.append(str(path))
+    capsys.readouterr()
+    assert main(["predict", str(run / "checkpoints" / "best.ckpt"), *paths]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    for line, path in zip(lines, paths):
+        name, label, prob = line.split("\t")
+        assert name == path and label in {str(d) for d in range(10)} and 0.1 <= float(prob) <= 1
+
+
+def test_export_onnx_matches_pytorch_on_new_inputs(run, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from lcnn.tasks import load_task
+
+    path = tmp_path / "model.onnx"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(path)]) == 0
+    module, _, _ = load_task(run)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(7, 1, 28, 28)
+    with torch.inference_mode():
+        expected = module.model(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], expected, atol=1e-4, rtol=0)
+
+
+def test_export_torchscript_and_safetensors(run, tmp_path):
+    from safetensors.torch import load_file
+
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    scripted = torch.jit.load(str(tmp_path / "m.pt"))
+    assert scripted(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert main(["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "m.safetensors")]) == 0
+    assert "fc.filter.weight" in load_file(str(tmp_path / "m.safetensors"))
+
+
+def _error(capsys, argv) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lcnn: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_user_errors_are_one_line(run, tmp_path, capsys):
+    ckpt = str(run / "checkpoints" / "best.ckpt")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert "bad.png: cannot read image" in _error(capsys, ["predict", ckpt, str(bad)])
+    big = tmp_path / "big.png"
+    Image.new("L", (32, 30)).save(big)
+    assert "big.png: images are 1x30x32, the model expects 1x28x28" in _error(capsys, ["predict", ckpt, str(big)])
+    assert "missing MNIST file" in _error(capsys, ["evaluate", ckpt, "--data", "mnist", "--data-dir", str(tmp_path)])
+    assert "no such data folder" in _error(capsys, ["train", "--data", f"folder:{tmp_path}/nope", "--out",
+                                                   str(tmp_path / "r")])
+    notckpt = tmp_path / "x.ckpt"
+    notckpt.write_text("hello")
+    assert "x.ckpt: not a readable PyTorch checkpoint" in _error(capsys, ["evaluate", str(notckpt)])
+    assert "no such checkpoint" in _error(capsys, ["predict", str(tmp_path / "none.ckpt"), str(big)])
+
+
+def test_checkpoint_of_another_architecture_is_refused(run, tmp_path, capsys):
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["input_shape"] = (3, 32, 32)  # claims RGB 32x32: the weights cannot fit
+    torch.save(ckpt, tmp_path / "other.ckpt")
+    err = _error(capsys, ["evaluate", str(tmp_path / "other.ckpt")])
+    assert "other.ckpt: weights do not fit" in err and "size mismatch" in err
+    ckpt["state_dict"]["model.extra.weight"] = torch.zeros(1)
+    ckpt["hyper_parameters"]["input_shape"] = (1, 28, 28)
+    torch.save(ckpt, tmp_path / "extra.ckpt")
+    assert "unexpected ['model.extra.weight']" in _error(capsys, ["evaluate", str(tmp_path / "extra.ckpt")])
+    cifar_like = tmp_path / "rgb"
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (cifar_like / split / label).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (10, 20, 30)).save(cifar_like / split / label / "0.png")
+    err = _error(capsys, ["evaluate", str(run), "--data", f"folder:{cifar_like}"])
+    assert "images are 3x32x32, the model expects 1x28x28" in err
+
+
+def test_several_seeds_write_a_summary(tmp_path):
+    out = tmp_path / "seeds"
+    argv = ["train", "--epochs", "1", "--batch-size", "128", "--seed", "1", "--seed", "2", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    accs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["test_acc"] for s in (1, 2)]
+    assert summary["seeds"] == [1, 2]
+    assert summary["mean"]["test_acc"] == pytest.approx(np.mean(accs))
+    assert summary["std"]["test_acc"] == pytest.approx(np.std(accs, ddof=1))
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    out = tmp_path / "resumed"
+    assert main(["train", "--epochs", "1", "--batch-size", "128", "--out", str(out)]) == 0
+    assert main(["train", "--epochs", "2", "--batch-size", "128", "--out", str(out), "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs_trained"] == 2
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2 * 9  # 1,078 training digits in batches of 128: 9 steps an epoch
+    with open(out / "metrics.csv") as f:
+        logged = {int(row["epoch"]) for row in csv.DictReader(f) if row["val_acc"]}
+    assert logged == {0, 1}  # the first epoch's log survives the resume
+
+
+def test_help_reads_well():
+    out = subprocess.run([sys.executable, "-m", "lcnn", "train", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for flag in ("--data", "--recipe", "--seed", "--devices", "--precision", "--resume"):
+        assert flag in out
+    assert "models" in subprocess.run([sys.executable, "-m", "lcnn", "--help"], capture_output=True, text=True,
+                                      check=True).stdout
