@@ -93,7 +93,8 @@ def _add_train(commands, task: str) -> None:
     p.add_argument("--accelerator", help="cpu, gpu, mps or auto (default)")
     p.add_argument("--devices", help="number of devices or processes (default 1); >1 trains with DDP")
     p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (default auto)")
-    p.add_argument("--precision", help="32-true (default), bf16-mixed, 16-mixed")
+    p.add_argument("--precision", help="auto (default: bf16-mixed on bf16 GPUs and AMX CPUs, else 32-true), "
+                   "32-true, bf16-mixed, 16-mixed")
     p.add_argument("--num-workers", type=int, help="data-loading worker processes (default 0)")
     p.add_argument("--out", help="run folder (default runs/TASK-DATA-MODEL-TIME)")
     p.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.ckpt")

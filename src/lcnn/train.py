@@ -57,7 +57,7 @@ def resolve_config(task: str = "classify", data: str | None = None, recipe: str 
         "accelerator": "auto",
         "devices": 1,
         "strategy": "auto",
-        "precision": "32-true",
+        "precision": "auto",
         "num_workers": 0,
         **module.defaults(data, recipe),
     }
@@ -80,7 +80,7 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Train
         accelerator=cfg["accelerator"],
         devices=cfg["devices"],
         strategy=cfg["strategy"],
-        precision=cfg["precision"],
+        precision=resolve_precision(cfg["precision"], cfg["accelerator"]),
         callbacks=callbacks,
         logger=CSVLogger(run_dir, name="", version=""),
         plugins=[AtomicCheckpointIO()],
@@ -89,6 +89,17 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Train
         enable_model_summary=False,
         deterministic=cfg.get("deterministic", False),
     )
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: bf16 mixed precision where the hardware runs it faster (bf16 GPUs, AMX CPUs), else fp32."""
+    if precision != "auto":
+        return precision
+    from lcnn.speed import default_precision
+
+    if accelerator in ("auto", "gpu", "cuda"):
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    return default_precision(accelerator if accelerator in ("cuda", "cpu") else "cpu")
 
 
 def new_run_dir(cfg: dict) -> Path:

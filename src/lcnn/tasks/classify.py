@@ -199,7 +199,7 @@ def setup(cfg: dict[str, Any]) -> tuple[ClassificationTask, ImageDataModule]:
         schedule=cfg.get("schedule", "none"),
         label_smoothing=cfg.get("label_smoothing", 0.0),
         augment=cfg.get("augment"),
-        channels_last=cfg.get("channels_last", False),
+        channels_last=cfg.get("channels_last", True),
     )
     return task, data
 
