@@ -18,6 +18,7 @@ from lcnn.data.images import ImageDataset, load_images, open_image, to_array
 from lcnn.errors import UserError
 from lcnn.io import write_json
 from lcnn.models import create_model
+from lcnn.speed import prepare_input, prepare_model
 from lcnn.tasks.common import eval_sampler, make_optimizer
 
 NAME = "classify"
@@ -131,14 +132,13 @@ class ClassificationTask(L.LightningModule):
         schedule: str = "none",
         label_smoothing: float = 0.0,
         augment: dict[str, Any] | None = None,
-        channels_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = create_model(model, num_classes=num_classes, input_shape=tuple(input_shape), dropout=dropout)
         self.augment = BatchAugment(**augment) if augment else None
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        prepare_model(self.model, channels_last)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -146,9 +146,7 @@ class ClassificationTask(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` -> logits ``(N, num_classes)``."""
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return self.model(prepare_input(x, self.hparams.channels_last))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
