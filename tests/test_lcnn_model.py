@@ -54,11 +54,12 @@ def test_registry():
         lcnn.create_model("nope")
 
 
-def test_keras_initialisation_and_training_step_learns():
+@pytest.mark.parametrize("init", ["torch", "keras"])
+def test_initialisation_and_training_step_learns(init):
     torch.manual_seed(0)
-    model = lcnn.build_lcnn((1, 16, 16), num_classes=2)
+    model = lcnn.build_lcnn((1, 16, 16), num_classes=2, init=init)
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert all(not m.bias.detach().any() for m in layers)
+    assert all(not m.bias.detach().any() for m in layers) == (init == "keras")
     x = torch.randn(64, 1, 16, 16)
     y = (x.mean((1, 2, 3)) > 0).long()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)

@@ -34,6 +34,7 @@ class LCNN(nn.Module):
         input_shape: tuple[int, int, int] = (1, 28, 28),
         num_classes: int = 2,
         dropout: float = 0.75,
+        init: str = "torch",
     ) -> None:
         super().__init__()
         channels, height, width = input_shape
@@ -59,10 +60,17 @@ class LCNN(nn.Module):
         self.bn_fc = nn.BatchNorm1d(self.embedding_dim, **_BN)     # batch_norm_10
         self.dropout = nn.Dropout(dropout)                         # dropout_10
         self.classifier = nn.Linear(self.embedding_dim, num_classes) if num_classes else None
-        self.reset_parameters()
+        if init == "keras":
+            self.keras_init()
+        elif init != "torch":
+            raise ValueError(f"init must be 'torch' or 'keras', got {init!r}")
 
-    def reset_parameters(self) -> None:
-        """Keras initialisation: Glorot-uniform weights, zero biases."""
+    def keras_init(self) -> None:
+        """Keras's initialisation: Glorot-uniform weights, zero biases.
+
+        Not the default: on MNIST-5k with the article's recipe it reached 96.3 % (3 seeds) against 97.5 %
+        with PyTorch's own initialisation, which trains faster in the first epochs.
+        """
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(module.weight)
@@ -82,16 +90,19 @@ class LCNN(nn.Module):
 
 
 def build_lcnn(
-    input_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 2, dropout: float = 0.75
+    input_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 2, dropout: float = 0.75, init: str = "torch"
 ) -> LCNN:
     """The article's ``build_lcnn(shape, n_label)``; ``input_shape`` is ``(C, H, W)`` (Keras: ``[H, W, C]``).
 
-    The softmax of the Keras output layer is left to the loss: the model returns logits.
+    The softmax of the Keras output layer is left to the loss: the model returns logits. ``init="keras"``
+    gives Keras's Glorot-uniform initialisation instead of PyTorch's.
     """
-    return LCNN(input_shape, num_classes, dropout)
+    return LCNN(input_shape, num_classes, dropout, init)
 
 
 @register_model
-def lcnn(num_classes: int = 2, input_shape: tuple[int, int, int] = (1, 28, 28), dropout: float = 0.75) -> LCNN:
+def lcnn(
+    num_classes: int = 2, input_shape: tuple[int, int, int] = (1, 28, 28), dropout: float = 0.75, init: str = "torch"
+) -> LCNN:
     """The article's LCNN (STC's LCNN-9)."""
-    return LCNN(tuple(input_shape), num_classes, dropout)
+    return LCNN(tuple(input_shape), num_classes, dropout, init)
