@@ -22,14 +22,17 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, num_classes: int = 2, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, **kwargs) -> nn.Module:
     """Build the architecture registered as ``name``.
 
-    ``num_classes=0`` gives a feature extractor whose ``forward`` returns the embedding.
-    Other keyword arguments go to the architecture (``input_shape`` for ``lcnn``, say).
+    ``num_classes=None`` keeps the architecture's default (2 for ``lcnn``, the released identity counts
+    for the LightCNN face models); ``num_classes=0`` gives a feature extractor whose ``forward`` returns the
+    embedding. Other keyword arguments go to the architecture (``input_shape`` for ``lcnn``, say).
     """
     try:
         fn = _MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}") from None
-    return fn(num_classes=num_classes, **kwargs)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return fn(**kwargs)
