@@ -22,13 +22,16 @@ def eval_sampler(trainer: L.Trainer | None, dataset: Dataset) -> UnrepeatedDistr
                                         shuffle=False)
 
 
-def make_optimizer(module: L.LightningModule, hp: Any) -> dict[str, Any]:
+def make_optimizer(module: L.LightningModule, hp: Any, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Adam, AdamW or SGD with an optional schedule, from a task's hyperparameters.
 
     ``schedule``: ``none``; ``onecycle`` (warm-up then cosine decay, stepped every batch);
     ``step:EPOCHS:GAMMA`` (multiply the learning rate by GAMMA every EPOCHS epochs).
+    ``params``: parameter groups (dicts that may set their own ``lr`` and ``weight_decay``) in place of all
+    trainable parameters of ``module``; schedules scale each group's own learning rate.
     """
-    params = [p for p in module.parameters() if p.requires_grad]
+    if params is None:
+        params = [p for p in module.parameters() if p.requires_grad]
     wd = hp.get("weight_decay", 0.0)
     name = hp.get("optimizer", "adam")
     if name == "adam":
@@ -44,7 +47,8 @@ def make_optimizer(module: L.LightningModule, hp: Any) -> dict[str, Any]:
         return {"optimizer": optimizer}
     if schedule == "onecycle":
         steps = module.trainer.estimated_stepping_batches
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp["lr"], total_steps=int(steps))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                        total_steps=int(steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
     if schedule.startswith("step:"):
         _, every, gamma = schedule.split(":")

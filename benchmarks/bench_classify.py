@@ -1,0 +1,348 @@
+"""Speed of the article's LCNN: our PyTorch ``build_lcnn((1, 28, 28), 10)`` against the article's Keras model,
+in one run, on CPU.
+
+Rows are PyTorch configurations (the plain fp32 NCHW eager baseline, channels-last, bf16 autocast, optionally
+``torch.compile``) and the article's Keras model (``benchmarks/keras_lcnn.py``, run with the separate
+TensorFlow environment that ``benchmarks/keras_env.sh`` creates). Columns: training images/s (forward,
+backward and an Adam step on a batch), inference images/s (one batch), the peak resident memory of the
+process that measured the row, and the ratio to Keras. Every row runs in its own subprocess, so its peak
+memory is its own; ``--rounds N`` runs the whole set N times, interleaved, and keeps each row's best (the
+least disturbed by other processes on a shared machine). ``*`` marks the configuration that
+``lcnn.speed`` (``prepare_model`` + ``default_precision``) makes the library's default on this machine.
+
+    .venv/bin/python benchmarks/bench_classify.py                       # 2 threads, batch 256, 2 rounds
+    .venv/bin/python benchmarks/bench_classify.py --rounds 3 --compile --json runs/bench_classify.json
+    bash benchmarks/keras_env.sh                                          # once, for the Keras row
+
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KERAS_SCRIPT = Path(__file__).resolve().parent / "keras_lcnn.py"
+
+# name -> (channels_last, bf16 autocast, torch.compile, fast MFM backward)
+CONFIGS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "torch fp32 NCHW eager (plain)": (False, False, False, False),
+    "torch fp32 channels-last": (True, False, False, False),
+    "torch bf16 NCHW": (False, True, False, False),
+    "torch bf16 channels-last": (True, True, False, False),
+    "torch fp32 channels-last fastMFM": (True, False, False, True),
+    "torch bf16 channels-last fastMFM": (True, True, False, True),
+}
+COMPILE_CONFIGS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "torch fp32 channels-last compile": (True, False, True, False),
+    "torch bf16 channels-last compile": (True, True, True, False),
+}
+
+
+def use_fast_mfm() -> None:
+    """Route ``MaxFeatureMap("2/1")`` through ``lcnn.speed.max_feature_map_2to1`` (same values, lean backward)
+    for the ``fastMFM`` rows: what ``lcnn.layers`` gets once it calls the helper itself."""
+    from lcnn.layers import MaxFeatureMap
+    from lcnn.speed import max_feature_map_2to1
+
+    original = MaxFeatureMap.forward
+
+    def forward(self, x):
+        return max_feature_map_2to1(x, self.dim) if self.kind == "2/1" else original(self, x)
+
+    MaxFeatureMap.forward = forward
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="PyTorch LCNN vs the article's Keras LCNN: training and inference speed")
+    p.add_argument("--threads", type=int, default=2, help="intra- and inter-op threads for both frameworks")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--train-steps", type=int, default=10, help="timed training steps per repeat")
+    p.add_argument("--infer-steps", type=int, default=20, help="timed inference batches per repeat")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats inside a process (best kept)")
+    p.add_argument("--rounds", type=int, default=2, help="runs of the whole set, interleaved (best kept)")
+    p.add_argument("--compile", action="store_true", help="add torch.compile rows (about a minute of compiling each)")
+    p.add_argument("--only", nargs="*", help="run only the torch rows whose names contain one of these words")
+    p.add_argument("--keras-python", default=str(ROOT / ".venv-keras" / "bin" / "python"),
+                   help="python of the TensorFlow environment (benchmarks/keras_env.sh)")
+    p.add_argument("--no-keras", action="store_true", help="skip the Keras row")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each row wait (up to SECONDS) until other processes leave the CPU idle")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="'wall': images/s; 'cpu': images per CPU-second of the measuring process, steadier on a busy "
+                        "machine (use with --threads 1: idle threads spinning count as CPU time)")  # fmt: skip
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------------------------------
+# One PyTorch configuration, measured in this process (``--worker NAME``)
+# --------------------------------------------------------------------------------------------------
+
+
+def run_worker(args: argparse.Namespace) -> dict:
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(args.threads)
+
+    from lcnn import build_lcnn
+    from lcnn.speed import prepare_input, prepare_model
+
+    channels_last, bf16, compiled, fast_mfm = {**CONFIGS, **COMPILE_CONFIGS}[args.worker]
+    if fast_mfm:
+        use_fast_mfm()
+    plain = args.worker == next(iter(CONFIGS))
+    torch.manual_seed(0)
+    model = prepare_model(build_lcnn((1, 28, 28), 10), channels_last=channels_last)
+    bs = args.batch_size
+    x = prepare_input(torch.rand(bs, 1, 28, 28), channels_last=channels_last)
+    y = torch.randint(0, 10, (bs,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()  # softmax + categorical cross-entropy, as the article's compile()
+    train_forward = torch.compile(model) if compiled else model
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = loss_fn(train_forward(x), y)
+        loss.backward()
+        optimizer.step()
+
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+
+    def timed(fn, steps: int) -> float:
+        best = 0.0
+        for _ in range(args.repeats):
+            t0 = clock()
+            for _ in range(steps):
+                fn()
+            best = max(best, bs * steps / (clock() - t0))
+        return best
+
+    model.train()
+    t0 = time.perf_counter()
+    train_step()  # the first step compiles (torch.compile) or creates oneDNN primitives
+    train_first_s = time.perf_counter() - t0
+    for _ in range(2):
+        train_step()
+    train_ips = timed(train_step, args.train_steps)
+
+    model.eval()
+    infer_forward = torch.compile(model) if compiled else model  # eval mode: a separate graph
+    grad_mode = torch.no_grad() if plain else torch.inference_mode()
+    with grad_mode, autocast():
+        t0 = time.perf_counter()
+        infer_forward(x)
+        infer_first_s = time.perf_counter() - t0
+        for _ in range(2):
+            infer_forward(x)
+        infer_ips = timed(lambda: infer_forward(x), args.infer_steps)
+
+    return {
+        "name": args.worker,
+        "channels_last": channels_last,
+        "bf16": bf16,
+        "compile": compiled,
+        "fast_mfm": fast_mfm,
+        "train_img_s": round(train_ips, 1),
+        "infer_img_s": round(infer_ips, 1),
+        "train_first_step_s": round(train_first_s, 2),
+        "infer_first_call_s": round(infer_first_s, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------------
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Percent of all CPUs busy over ``seconds`` (from /proc/stat; 0 where unavailable)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+        return sum(fields), fields[3] + fields[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except OSError:
+        return 0.0
+    return 100.0 * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
+def wait_idle(limit: float) -> float:
+    """Wait up to ``limit`` seconds for the CPU to be idle (< 10 % busy); returns the last busy figure."""
+    deadline = time.monotonic() + limit
+    busy = cpu_busy()
+    while busy >= 10 and time.monotonic() < deadline:
+        busy = cpu_busy()
+    return busy
+
+
+def run_json(cmd: list[str], env: dict | None = None) -> dict:
+    """Run ``cmd`` and parse the last JSON line of its stdout."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        stdout, stderr = proc.communicate()
+    finally:  # interrupted: leave no worker behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = "\n".join((stderr or stdout).splitlines()[-15:])
+    raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}):\n{tail}")
+
+
+def common_args(args: argparse.Namespace) -> list[str]:
+    return ["--threads", str(args.threads), "--batch-size", str(args.batch_size), "--train-steps",
+            str(args.train_steps), "--infer-steps", str(args.infer_steps), "--repeats", str(args.repeats),
+            "--clock", args.clock]  # fmt: skip
+
+
+def keep_best(best: dict[str, dict], row: dict) -> None:
+    old = best.get(row["name"])
+    if old is None:
+        best[row["name"]] = {**row, "train_img_s_rounds": [row["train_img_s"]],
+                             "infer_img_s_rounds": [row["infer_img_s"]]}  # fmt: skip
+        return
+    old["train_img_s_rounds"].append(row["train_img_s"])
+    old["infer_img_s_rounds"].append(row["infer_img_s"])
+    for key in ("train_img_s", "infer_img_s"):
+        old[key] = max(old[key], row[key])
+    old["peak_rss_mb"] = max(old["peak_rss_mb"], row["peak_rss_mb"])
+
+
+def library_default_name() -> str:
+    """The row that the library runs by default on this machine: channels-last (``lcnn.speed.prepare_model``),
+    bf16 only where ``lcnn.speed.default_precision`` says it pays, the fast MFM once ``lcnn.layers`` uses it."""
+    import inspect
+
+    from lcnn.layers import MaxFeatureMap
+    from lcnn.speed import default_precision
+
+    bf16 = default_precision("cpu") == "bf16-mixed"
+    fast = "max_feature_map_2to1" in inspect.getsource(MaxFeatureMap.forward)
+    return f"torch {'bf16' if bf16 else 'fp32'} channels-last{' fastMFM' if fast else ''}"
+
+
+def format_table(rows: list[dict], keras: dict | None, default_name: str) -> str:
+    columns = ("train img/s", "infer img/s", "peak RSS MB", "train/Keras", "infer/Keras")
+    header = f"{'config':<36}" + "".join(f"{c:>12}" for c in columns)
+    lines = [header, "-" * len(header)]
+
+    def ratio(value: float, key: str) -> str:
+        return f"{value / keras[key]:.2f}x" if keras else "-"
+
+    for row in rows:
+        mark = " *" if row["name"] == default_name else ""
+        lines.append(
+            f"{row['name'] + mark:<36}{row['train_img_s']:>12.0f}{row['infer_img_s']:>12.0f}"
+            f"{row['peak_rss_mb']:>12.0f}{ratio(row['train_img_s'], 'train_img_s'):>12}"
+            f"{ratio(row['infer_img_s'], 'infer_img_s'):>12}"
+        )
+    if keras:
+        name = f"keras (article{', XLA' if keras.get('jit_compile') else ''})"
+        lines.append(f"{name:<36}{keras['train_img_s']:>12.0f}{keras['infer_img_s']:>12.0f}"
+                     f"{keras['peak_rss_mb']:>12.0f}{'1.00x':>12}{'1.00x':>12}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so run_json's cleanup runs on `kill`
+    if args.worker:
+        print(json.dumps(run_worker(args)), flush=True)
+        return
+
+    import torch
+
+    configs = dict(CONFIGS)
+    if args.compile:
+        configs.update(COMPILE_CONFIGS)
+    if args.only:
+        configs = {k: v for k, v in configs.items() if any(w in k for w in args.only)}
+    keras_python = Path(args.keras_python)
+    run_keras = not args.no_keras and keras_python.exists()
+    if not args.no_keras and not run_keras:
+        print(f"note: {keras_python} not found, the Keras column is skipped. Create the TensorFlow environment "
+              f"with `bash benchmarks/keras_env.sh` (or pass --keras-python PATH).", file=sys.stderr)  # fmt: skip
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+    best: dict[str, dict] = {}
+    keras_best: dict | None = None
+    loads = []
+    for round_ in range(args.rounds):
+        loads.append({"round": round_ + 1, "loadavg_before": [round(v, 2) for v in os.getloadavg()]})
+        for name in configs:
+            busy = wait_idle(args.wait_idle) if args.wait_idle else None
+            row = run_json([sys.executable, __file__, "--worker", name, *common_args(args)], env)
+            row["cpu_busy_before_pct"] = None if busy is None else round(busy, 1)
+            keep_best(best, row)
+            print(f"round {round_ + 1}: {name}: train {row['train_img_s']:.0f} img/s, infer {row['infer_img_s']:.0f} "
+                  f"img/s, first step {row['train_first_step_s']} s", file=sys.stderr)  # fmt: skip
+        if run_keras:
+            if args.wait_idle:
+                wait_idle(args.wait_idle)
+            k = run_json([str(keras_python), str(KERAS_SCRIPT), *common_args(args)], env)
+            print(f"round {round_ + 1}: keras: train {k['train_img_s']:.0f} img/s, infer {k['infer_img_s']:.0f} img/s",
+                  file=sys.stderr)
+            if keras_best is None:
+                keras_best = {**k, "train_img_s_rounds": [], "infer_img_s_rounds": []}
+            keras_best["train_img_s_rounds"].append(k["train_img_s"])
+            keras_best["infer_img_s_rounds"].append(k["infer_img_s"])
+            for key in ("train_img_s", "infer_img_s", "peak_rss_mb"):
+                keras_best[key] = max(keras_best[key], k[key])
+        loads[-1]["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+
+    rows = list(best.values())
+    default_name = library_default_name()
+    first = rows[0] if rows else {}
+    print(f"torch {torch.__version__} (threads {first.get('threads')}, interop {first.get('interop_threads')})"
+          + (f"; tensorflow {keras_best['tensorflow']} / keras {keras_best['keras']} (intra-op "
+             f"{keras_best['intra_op_threads']}, inter-op {keras_best['inter_op_threads']}, "
+             f"jit_compile {keras_best['jit_compile']})" if keras_best else "; Keras skipped"))  # fmt: skip
+    load_text = "; ".join(f"round {ld['round']}: {ld['loadavg_before'][0]} -> {ld['loadavg_after'][0]}" for ld in loads)
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, batch {args.batch_size}, best of "
+          f"{args.rounds} rounds x {args.repeats} repeats; 1-min loadavg {load_text}")
+    if keras_best:
+        print(f"parameters: torch {first.get('trainable_params', 0):,} trainable; keras "
+              f"{keras_best['trainable_params']:,} trainable + {keras_best['non_trainable_params']:,} non-trainable")
+    if args.clock == "cpu":
+        print("throughputs are images per CPU-second of the measuring process (--clock cpu), not per second")
+    print(format_table(rows, keras_best, default_name))
+    print(f"* = the library's default on this CPU (lcnn.speed: channels-last, precision "
+          f"{'bf16-mixed' if 'bf16' in default_name else '32-true'}); fastMFM = MaxFeatureMap 2/1 through "
+          "lcnn.speed.max_feature_map_2to1 (same forward, lean backward)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"torch": rows, "keras": keras_best, "loadavg": loads,
+                                         "library_default": default_name}, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

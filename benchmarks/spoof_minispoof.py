@@ -1,0 +1,124 @@
+"""MiniSpoof benchmark: lcnn and lcnn_lstm, several seeds each, eval EER pooled and per attack; and the time of
+one training epoch with the feature cache cold and warm.
+
+    python benchmarks/spoof_minispoof.py --data-dir ../shared/data/minispoof            # everything
+    python benchmarks/spoof_minispoof.py --only timing                                  # the cache timing only
+    python benchmarks/spoof_minispoof.py --only accuracy --models lcnn_lstm --seeds 0
+
+Runs go to ``runs/bench-spoof-*`` (one folder per model, ``seed-N`` inside). Prints Markdown tables; EER in %.
+Uses one CPU thread by default (``--threads``), as the machines it was measured on are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ATTACKS = ("A01", "A02", "A03", "A04", "A05")
+
+
+def _cfg(args: argparse.Namespace, model: str, **overrides):
+    from lcnn.train import resolve_config
+
+    extra = json.loads(args.extra) if args.extra else {}
+    return resolve_config("spoof", "minispoof", data_dir=args.data_dir, model=model, loss=args.loss,
+                          epochs=args.epochs, frontend=args.frontend, **{**extra, **overrides})
+
+
+def timing(args: argparse.Namespace) -> None:
+    """One epoch (train + dev validation) and a pass over the train loader alone, cache cold then warm."""
+    import lightning as L
+
+    from lcnn.tasks import spoof
+    from lcnn.train import build_trainer
+
+    rows = []
+    for model in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = _cfg(args, model, epochs=1, cache_dir=f"{tmp}/cache", patience=0)
+            for state in ("cold", "warm"):
+                L.seed_everything(0, verbose=False)
+                module, data = spoof.setup(cfg)
+                started = time.perf_counter()
+                for _ in data.train_dataloader():
+                    pass
+                loader = time.perf_counter() - started
+                if state == "cold":  # the loader pass filled the train cache: empty it again for the epoch
+                    for entry in Path(tmp, "cache").rglob("*.npy"):
+                        entry.unlink()
+                trainer = build_trainer(cfg, Path(tmp) / f"run-{state}", spoof.MONITOR)
+                trainer.num_sanity_val_steps = 0
+                started = time.perf_counter()
+                trainer.fit(module, data)
+                rows.append((model, state, loader, time.perf_counter() - started))
+    print("\n| model | cache | train loader pass (s) | epoch: train + dev validation (s) |")
+    print("|---|---|---:|---:|")
+    for model, state, loader, epoch in rows:
+        print(f"| {model} | {state} | {loader:.1f} | {epoch:.1f} |")
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    """Train every model for every seed; print per-seed rows and mean +- std (sample std over seeds)."""
+    from lcnn.train import train
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    summaries = {}
+    for model in args.models:
+        cfg = _cfg(args, model, seeds=list(args.seeds), out=f"runs/bench-spoof-{model}-{stamp}",
+                   cache_dir=args.cache_dir)
+        started = time.perf_counter()
+        result = train(cfg)
+        if len(args.seeds) == 1:
+            result = {"per_seed": {args.seeds[0]: result}}
+        result["wall_seconds"] = time.perf_counter() - started
+        summaries[model] = result
+        print(f"{model}: {len(args.seeds)} seeds in {result['wall_seconds']:.0f} s", flush=True)
+
+    cols = ["dev_eer", "eval_eer", *(f"eer_{a}" for a in ATTACKS), "eval_frr", "eval_far"]
+    head = ["dev", "eval pooled", *ATTACKS, "eval FRR @dev thr", "eval FAR @dev thr"]
+    print("\nEER (%) on MiniSpoof; the threshold is the dev EER threshold; A04, A05 unseen in training\n")
+    print("| model | seed | " + " | ".join(head) + " | epochs (best) | fit s |")
+    print("|---|---|" + "---:|" * (len(head) + 2))
+    for model, summary in summaries.items():
+        per_seed = summary["per_seed"]
+        for seed, m in per_seed.items():
+            cells = " | ".join(f"{100 * m[c]:.2f}" for c in cols)
+            epochs = f"{m['epochs_trained']} ({m['best_epoch']})"
+            print(f"| {model} | {seed} | {cells} | {epochs} | {m['fit_seconds']:.0f} |")
+        if len(per_seed) > 1:
+            cells = []
+            for c in cols:
+                values = [100 * m[c] for m in per_seed.values()]
+                cells.append(f"**{statistics.fmean(values):.2f}** ± {statistics.stdev(values):.2f}")
+            print(f"| {model} | mean ± std | " + " | ".join(cells) + " | | |")
+    print("\nruns: " + ", ".join(f"runs/bench-spoof-{m}-{stamp}" for m in summaries))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="MiniSpoof folder (default: ../shared/data/minispoof)")
+    parser.add_argument("--models", nargs="+", default=["lcnn", "lcnn_lstm"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's (40, early stopping)")
+    parser.add_argument("--loss", default=None, help="sigmoid (default), softmax or ocsoftmax")
+    parser.add_argument("--frontend", default=None, help="lfcc (default) or spec")
+    parser.add_argument("--extra", default=None, help="JSON of further config overrides, e.g. '{\"frames\": 100}'")
+    parser.add_argument("--cache-dir", default=None, help="feature cache for the accuracy runs")
+    parser.add_argument("--only", choices=["timing", "accuracy"], default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.only in (None, "timing"):
+        timing(args)
+    if args.only in (None, "accuracy"):
+        accuracy(args)
+
+
+if __name__ == "__main__":
+    main()
