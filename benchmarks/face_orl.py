@@ -7,7 +7,8 @@ The baselines score the same pairs by the cosine similarity of raw 46x56 pixels,
 
     python benchmarks/face_orl.py --data-dir ../shared/data/orl-faces --seeds 0 1 2
 
-Prints a Markdown table; writes ``OUT/summary.json`` and one run folder per seed. Extra ``--set KEY=VALUE``
+Prints a Markdown table; writes ``OUT/summary.json`` and one run folder per seed. Seeds can run in parallel
+processes (``--seeds 1`` in each), then ``--reuse`` gathers the finished ones into one table. Extra ``--set KEY=VALUE``
 pairs (JSON values) override the recipe, e.g. ``--set epochs=40 --set loss='"arcface"'``.
 """
 
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/face-orl")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override (JSON)")
     parser.add_argument("--baseline-only", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a seed's finished run from OUT/seed-N instead of training it again")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
@@ -84,12 +87,18 @@ def main() -> None:
     ]
     runs = []
     for seed in [] if args.baseline_only else args.seeds:
-        os.environ.pop("LCNN_RUN_DIR", None)  # lcnn.train keeps the first run folder of a process otherwise
-        cfg = resolve_config("face", "orl", recipe=args.recipe, data_dir=args.data_dir, seeds=[seed],
-                             epochs=args.epochs, out=str(Path(args.out) / f"seed-{seed}"), **overrides)  # fmt: skip
-        started = time.perf_counter()
-        metrics = train(cfg)
-        metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+        run_dir = Path(args.out) / f"seed-{seed}"
+        if args.reuse and (run_dir / "bench.json").exists():
+            metrics = json.loads((run_dir / "bench.json").read_text())
+            cfg = json.loads((run_dir / "config.json").read_text())
+        else:
+            os.environ.pop("LCNN_RUN_DIR", None)  # lcnn.train keeps the first run folder of a process otherwise
+            cfg = resolve_config("face", "orl", recipe=args.recipe, data_dir=args.data_dir, seeds=[seed],
+                                 epochs=args.epochs, out=str(run_dir), **overrides)  # fmt: skip
+            started = time.perf_counter()
+            metrics = train(cfg)
+            metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+            write_json(run_dir / "bench.json", metrics)
         runs.append(metrics)
         rows.append((f"lightcnn9, {cfg['loss']}, {cfg['epochs']} epochs", seed, metrics))
         print(f"seed {seed}: acc {metrics['test_acc']:.4f} eer {metrics['test_eer']:.4f} "

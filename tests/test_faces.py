@@ -335,3 +335,13 @@ def test_build_pairs_on_a_large_folder_samples() -> None:
     labels = np.array([p.label for p in pairs])
     assert labels.sum() == 500 and len(pairs) == 1000 and len({(p.path1, p.path2) for p in pairs}) == 1000
     assert all((p.path1.parent == p.path2.parent) == bool(p.label) for p in pairs)
+
+
+def test_mfm_initialisation() -> None:
+    torch.manual_seed(0)
+    task = face.FaceTask(num_classes=3, weight_init="mfm")
+    conv = task.model.features[2].conv.filter  # MFMGroup 48 -> 96, 3x3
+    assert torch.count_nonzero(conv.bias) == 0
+    assert conv.weight.std().item() == pytest.approx(1 / math.sqrt(48 * 9), rel=0.05)
+    with pytest.raises(UserError, match="weight_init"):
+        face.FaceTask(num_classes=3, weight_init="xavier")

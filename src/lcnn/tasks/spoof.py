@@ -372,48 +372,41 @@ def write_scores(out_dir: Path, split: str, trials: list[Trial], scores: np.ndar
 
 
 def split_metrics(
-    split: str, trials: list[Trial], scores: np.ndarray, threshold: float, asv_scores: str | None = None,
-    revised: bool = False,
+    split: str, trials: list[Trial], scores: np.ndarray, threshold: float, per_attack: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Flat metrics of one labelled split (``{split}_eer``, per-attack ``eer_A07``..., error rates at
-    ``threshold``, ``{split}_min_tdcf`` with ``asv_scores``) and the :func:`eer_table` (``None`` when the
-    split has no keys)."""
-    n = len(trials)
+    """Flat metrics of one split and its :func:`eer_table` (``None`` when the split has no keys).
+
+    Metrics: ``{split}_eer``, ``{split}_count``, ``{split}_frr`` / ``{split}_far`` at ``threshold`` (bona fide
+    rejected, spoofs accepted), the EER of each 2021 subset (``{split}_eer_eval``...) when there are several,
+    and with ``per_attack`` the EER of each attack against all bona fide trials (``eer_A07``...).
+    """
     if any(t.key is None for t in trials):
-        return {f"{split}_count": n, f"{split}_labelled": False}, None
+        return {f"{split}_count": len(trials), f"{split}_labelled": False}, None
     keys = np.array([t.key for t in trials])
     table = eer_table(scores, keys, [t.attack for t in trials])
-    bona, spoof = scores[keys == "bonafide"], scores[keys == "spoof"]
+    bona = keys == "bonafide"
+    known = math.isfinite(threshold)
     metrics: dict[str, Any] = {
         f"{split}_eer": table["pooled"]["eer"],
-        f"{split}_count": n,
-        f"{split}_frr": float(np.mean(bona < threshold)) if math.isfinite(threshold) else None,
-        f"{split}_far": float(np.mean(spoof >= threshold)) if math.isfinite(threshold) else None,
+        f"{split}_count": len(trials),
+        f"{split}_frr": float(np.mean(scores[bona] < threshold)) if known else None,
+        f"{split}_far": float(np.mean(scores[~bona] >= threshold)) if known else None,
     }
-    metrics.update({f"eer_{attack}": row["eer"] for attack, row in table["per_attack"].items()})
-    subsets = sorted({t.subset for t in trials if t.subset})
-    if len(subsets) > 1:
-        for subset in subsets:
-            mask = np.array([t.subset == subset for t in trials])
-            if (mask & (keys == "bonafide")).any() and (mask & (keys == "spoof")).any():
-                metrics[f"{split}_eer_{subset}"] = compute_eer(scores[mask & (keys == "bonafide")],
-                                                               scores[mask & (keys == "spoof")])[0]
-    if asv_scores:
-        target, nontarget, asv_spoof = read_asv_scores(asv_scores)
-        try:
-            metrics[f"{split}_min_tdcf"] = min_tdcf(bona, spoof, target, nontarget, asv_spoof, revised=revised)
-        except ValueError as err:
-            raise DataError(f"{asv_scores}: {err}") from None
-    else:
-        metrics[f"{split}_min_tdcf"] = None
-        metrics["min_tdcf_note"] = "not computed: no ASV scores given (--asv-scores FILE)"
+    subsets = np.array([t.subset or "" for t in trials])
+    if len(set(subsets)) > 1:
+        for subset in sorted(set(subsets)):
+            b, s = scores[(subsets == subset) & bona], scores[(subsets == subset) & ~bona]
+            if len(b) and len(s):
+                metrics[f"{split}_eer_{subset}"] = compute_eer(b, s)[0]
+    if per_attack:
+        metrics.update({f"eer_{attack}": row["eer"] for attack, row in table["per_attack"].items()})
     return metrics, table
 
 
 def _report(out_dir: Path, results: dict[str, tuple[list[Trial], np.ndarray]], threshold: float,
             asv_scores: str | None, data: str, main: str = "eval") -> dict[str, Any]:
-    """Score files, EER tables and ``det.png`` for each split of ``results``; the flat metrics (per attack and
-    min t-DCF for the ``main`` split only)."""
+    """Score files, EER tables (``eer-SPLIT.txt``, ``eer_tables.json``) and ``det.png`` for each split of
+    ``results``; the flat metrics, with the per-attack EERs and the min t-DCF of the ``main`` split."""
     from lcnn.plots import plot_det
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -421,18 +414,27 @@ def _report(out_dir: Path, results: dict[str, tuple[list[Trial], np.ndarray]], t
     curves, tables = {}, {}
     for split, (trials, scores) in results.items():
         write_scores(out_dir, split, trials, scores)
-        m, table = split_metrics(split, trials, scores, threshold, asv_scores if split == main else None,
-                                 revised=data.startswith("asvspoof2021"))
-        if split != main:
-            m = {k: v for k, v in m.items() if k.startswith(f"{split}_") and not k.endswith("_min_tdcf")}
+        m, table = split_metrics(split, trials, scores, threshold, per_attack=split == main)
         metrics.update(m)
-        if table is not None:
-            tables[split] = table
-            keys = np.array([t.key == "bonafide" for t in trials])
-            frr, far, _ = compute_det_curve(scores[keys], scores[~keys])
-            curves[f"{split} pooled"] = (frr, far)
-            with atomic_path(out_dir / f"eer-{split}.txt") as tmp:
-                tmp.write_text(format_table(table) + "\n")
+        if table is None:
+            continue
+        tables[split] = table
+        bona = np.array([t.key == "bonafide" for t in trials])
+        curves[f"{split} pooled"] = compute_det_curve(scores[bona], scores[~bona])[:2]
+        with atomic_path(out_dir / f"eer-{split}.txt") as tmp:
+            tmp.write_text(format_table(table) + "\n")
+        if split != main:
+            continue
+        if asv_scores:  # the 2019 t-DCF, or the revised one of 2021
+            asv = read_asv_scores(asv_scores)
+            try:
+                metrics[f"{split}_min_tdcf"] = min_tdcf(scores[bona], scores[~bona], *asv,
+                                                        revised=data.startswith("asvspoof2021"))
+            except ValueError as err:
+                raise DataError(f"{asv_scores}: {err}") from None
+        else:
+            metrics[f"{split}_min_tdcf"] = None
+            metrics["min_tdcf_note"] = "not computed: no ASV scores given (--asv-scores FILE)"
     if tables:
         write_json(out_dir / "eer_tables.json", tables)
         plot_det(curves, out_dir / "det.png", title=f"{data}: DET")
@@ -466,15 +468,12 @@ def test(trainer: L.Trainer, task: SpoofTask, data: SpoofDataModule, run_dir) ->
     results = {split: (ds.trials, score_dataset(task, ds, data.batch_size, data.num_workers))
                for split, ds in data.splits.items() if split != "train"}
     trials, scores = results["dev"]
-    keys = np.array([t.key == "bonafide" for t in trials])
-    dev_eer, threshold = compute_eer(scores[keys], scores[~keys])
+    bona = np.array([t.key == "bonafide" for t in trials])
+    threshold = compute_eer(scores[bona], scores[~bona])[1]
     task.threshold.fill_(threshold)
     if best is not None:
         _store_threshold(best, threshold)
-    metrics = {"threshold": threshold}
-    metrics.update(_report(Path(run_dir), results, threshold, data.asv_scores, data.data))
-    metrics["dev_eer"] = dev_eer
-    return metrics
+    return {"threshold": threshold, **_report(Path(run_dir), results, threshold, data.asv_scores, data.data)}
 
 
 def evaluate(module: SpoofTask, cfg: dict[str, Any], out_dir, **options: Any) -> dict[str, Any]:
