@@ -33,18 +33,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KERAS_SCRIPT = Path(__file__).resolve().parent / "keras_lcnn.py"
 
-# name -> (channels_last, bf16 autocast, torch.compile, fast MFM backward)
-CONFIGS: dict[str, tuple[bool, bool, bool, bool]] = {
-    "torch fp32 NCHW eager (plain)": (False, False, False, False),
-    "torch fp32 channels-last": (True, False, False, False),
-    "torch bf16 NCHW": (False, True, False, False),
-    "torch bf16 channels-last": (True, True, False, False),
-    "torch fp32 channels-last fastMFM": (True, False, False, True),
-    "torch bf16 channels-last fastMFM": (True, True, False, True),
+# name -> (channels_last, bf16 autocast, torch.compile, fast MFM backward, tuned allocator)
+CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool]] = {
+    "torch fp32 NCHW eager (plain)": (False, False, False, False, False),
+    "torch fp32 channels-last": (True, False, False, False, False),
+    "torch bf16 NCHW": (False, True, False, False, False),
+    "torch bf16 channels-last": (True, True, False, False, False),
+    "torch fp32 CL +fastMFM": (True, False, False, True, False),
+    "torch fp32 CL +fastMFM +malloc": (True, False, False, True, True),
+    "torch bf16 CL +fastMFM +malloc": (True, True, False, True, True),
 }
-COMPILE_CONFIGS: dict[str, tuple[bool, bool, bool, bool]] = {
-    "torch fp32 channels-last compile": (True, False, True, False),
-    "torch bf16 channels-last compile": (True, True, True, False),
+COMPILE_CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool]] = {
+    "torch fp32 CL compile": (True, False, True, False, False),
+    "torch bf16 CL compile": (True, True, True, False, False),
+    "torch fp32 CL compile +malloc": (True, False, True, False, True),
 }
 
 
@@ -100,7 +102,11 @@ def run_worker(args: argparse.Namespace) -> dict:
     from lcnn import build_lcnn
     from lcnn.speed import prepare_input, prepare_model
 
-    channels_last, bf16, compiled, fast_mfm = {**CONFIGS, **COMPILE_CONFIGS}[args.worker]
+    channels_last, bf16, compiled, fast_mfm, malloc = {**CONFIGS, **COMPILE_CONFIGS}[args.worker]
+    if malloc:
+        from lcnn.speed import tune_cpu_allocator
+
+        malloc = tune_cpu_allocator()
     if fast_mfm:
         use_fast_mfm()
     plain = args.worker == next(iter(CONFIGS))
@@ -159,6 +165,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         "bf16": bf16,
         "compile": compiled,
         "fast_mfm": fast_mfm,
+        "tuned_allocator": malloc,
         "train_img_s": round(train_ips, 1),
         "infer_img_s": round(infer_ips, 1),
         "train_first_step_s": round(train_first_s, 2),
@@ -238,16 +245,12 @@ def keep_best(best: dict[str, dict], row: dict) -> None:
 
 
 def library_default_name() -> str:
-    """The row that the library runs by default on this machine: channels-last (``lcnn.speed.prepare_model``),
-    bf16 only where ``lcnn.speed.default_precision`` says it pays, the fast MFM once ``lcnn.layers`` uses it."""
-    import inspect
-
-    from lcnn.layers import MaxFeatureMap
+    """The row of what ``lcnn.speed`` recommends on this machine: channels-last (``prepare_model``), bf16 only
+    where ``default_precision`` says it pays, the fast MFM (``max_feature_map_2to1``) and the tuned allocator
+    (``tune_cpu_allocator``)."""
     from lcnn.speed import default_precision
 
-    bf16 = default_precision("cpu") == "bf16-mixed"
-    fast = "max_feature_map_2to1" in inspect.getsource(MaxFeatureMap.forward)
-    return f"torch {'bf16' if bf16 else 'fp32'} channels-last{' fastMFM' if fast else ''}"
+    return f"torch {'bf16' if default_precision('cpu') == 'bf16-mixed' else 'fp32'} CL +fastMFM +malloc"
 
 
 def format_table(rows: list[dict], keras: dict | None, default_name: str) -> str:
@@ -335,9 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.clock == "cpu":
         print("throughputs are images per CPU-second of the measuring process (--clock cpu), not per second")
     print(format_table(rows, keras_best, default_name))
-    print(f"* = the library's default on this CPU (lcnn.speed: channels-last, precision "
-          f"{'bf16-mixed' if 'bf16' in default_name else '32-true'}); fastMFM = MaxFeatureMap 2/1 through "
-          "lcnn.speed.max_feature_map_2to1 (same forward, lean backward)")
+    print(f"* = lcnn.speed's defaults on this CPU: channels-last (CL), precision "
+          f"{'bf16-mixed' if 'bf16' in default_name else '32-true'}, fastMFM = MaxFeatureMap 2/1 through "
+          "max_feature_map_2to1 (same forward, lean backward), malloc = tune_cpu_allocator()")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"torch": rows, "keras": keras_best, "loadavg": loads,
