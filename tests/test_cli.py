@@ -148,6 +148,37 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert logged == {0, 1}  # the first epoch's log survives the resume
 
 
+def test_last_checkpoint_is_the_last_epoch_not_the_best(tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lcnn.train import build_trainer
+
+    class Worsening(L.LightningModule):  # validation loss rises every epoch: epoch 0 stays the best
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_loss", float(self.current_epoch))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = DataLoader(TensorDataset(torch.rand(8, 2)), batch_size=4)
+    cfg = {"task": "classify", "epochs": 3, "accelerator": "cpu", "devices": 1, "strategy": "auto",
+           "precision": "32-true", "patience": 0}
+    trainer = build_trainer(cfg, tmp_path, ("val_loss", "min"))
+    trainer.fit(Worsening(), loader, loader)
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (best["epoch"], last["epoch"], last["global_step"]) == (0, 2, 6)
+    assert trainer.checkpoint_callback.best_model_path == str(tmp_path / "checkpoints" / "best.ckpt")
+
+
 def test_help_reads_well():
     out = subprocess.run([sys.executable, "-m", "lcnn", "train", "--help"], capture_output=True, text=True,
                          check=True).stdout

@@ -345,3 +345,36 @@ def test_mfm_initialisation() -> None:
     assert conv.weight.std().item() == pytest.approx(1 / math.sqrt(48 * 9), rel=0.05)
     with pytest.raises(UserError, match="weight_init"):
         face.FaceTask(num_classes=3, weight_init="xavier")
+
+
+def test_released_checkpoint_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lcnn.cli import main
+
+    root = _identity_folder(tmp_path / "faces", people=2, images=2)
+    torch.manual_seed(0)
+    released = create_model("lightcnn9", num_classes=7).eval()
+    ckpt = tmp_path / "LightCNN_9Layers_checkpoint.pth.tar"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in released.state_dict().items()}}, ckpt)
+    a, b = root / "p0" / "0.png", root / "p1" / "1.png"
+
+    assert main(["verify", str(ckpt), str(a), str(b), "--model", "lightcnn9", "--threshold", "0.5"]) == 0
+    similarity = float(capsys.readouterr().out.split("cosine similarity ")[1].split(":")[0])
+    x = torch.stack([FaceTransform(128, 144, 1)(Image.open(p)) for p in (a, b)])
+    with torch.inference_mode():
+        expected = torch.nn.functional.normalize(released.embed(x), dim=1)
+    assert similarity == pytest.approx(float(expected[0] @ expected[1]), abs=1e-4)
+
+    assert main(["predict", str(ckpt), str(root), "--model", "lightcnn9", "--out", str(tmp_path / "emb")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert np.load(tmp_path / "emb" / "embeddings.npy").shape == (4, 256)
+
+    pairs = _write(root / "pairs.txt", "p0/0.png p0/1.png 1\np0/0.png p1/0.png 0\np1/0.png p1/1.png 1\n")
+    evaluate = ["evaluate", str(ckpt), "--model", "lightcnn9", "--pairs", str(pairs), "--out", str(tmp_path / "ev")]
+    assert main(evaluate) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["pairs"] == 3
+
+    # no --model: the error says what to do; a released file of another architecture lists the keys
+    assert main(["verify", str(ckpt), str(a), str(b)]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main(["verify", str(ckpt), str(a), str(b), "--model", "lightcnn29", "--threshold", "0.5"]) == 2
+    assert "missing" in capsys.readouterr().err

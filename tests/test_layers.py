@@ -62,3 +62,27 @@ def test_mfm_linear():
     torch.testing.assert_close(fc(x), torch.maximum(y[:, :6], y[:, 6:]))
     with pytest.raises(ValueError, match="odd"):
         MFMLinear(20, 5, kind="3/2")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dim", [1, -1])
+def test_mfm_2to1_gradient_equals_torch_maximum_without_ties(channels_last: bool, dim: int) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, 5, 6)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    weights = torch.randn(3, 4, 5, 6) if dim == 1 else torch.randn(3, 8, 5, 3)
+    (MaxFeatureMap("2/1", dim=dim)(x) * weights).sum().backward()
+    reference = x.detach().clone().requires_grad_(True)
+    a, b = reference.chunk(2, dim)
+    (torch.maximum(a, b) * weights).sum().backward()
+    torch.testing.assert_close(x.grad, reference.grad)
+    if channels_last and dim == 1:
+        assert x.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_mfm_2to1_tie_sends_whole_gradient_to_first_half() -> None:
+    x = torch.ones(1, 4, requires_grad=True)
+    MaxFeatureMap("2/1")(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[1.0, 1.0, 0.0, 0.0]]))

@@ -79,10 +79,12 @@ def _add_train(commands, task: str) -> None:
     )
     p.add_argument("--task", choices=TASK_CHOICES, default="classify", help="what to train (default: classify)")
     p.add_argument("--data", help="dataset; classify: digits (default, bundled), mnist, cifar10, folder:PATH; "
-                   "spoof: minispoof, asvspoof2019-la, asvspoof2019-pa, protocol:FILE, csv:FILE; "
+                   "spoof: minispoof, asvspoof2019-la, asvspoof2019-pa, asvspoof2021-la, asvspoof2021-df, "
+                   "custom (with --protocol); "
                    "face: orl, folder:PATH")
     p.add_argument("--data-dir", help="folder holding the dataset (otherwise downloaded or bundled)")
-    p.add_argument("--recipe", default="article", help="training recipe: article (the reference's) or strong")
+    p.add_argument("--recipe", default="article",
+                   help="training recipe: article (the reference's; default), strong (classify), small (face)")
     p.add_argument("--model", help="architecture (see `lcnn models`)")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int)
@@ -128,6 +130,9 @@ def _print_metrics(result: dict) -> None:
             print(f"{key:<24}{value}")
 
 
+RELEASED_HELP = "face: CHECKPOINT is a released LightCNN file (.pth.tar) of this architecture, e.g. lightcnn29v2"
+
+
 def _add_evaluate(commands) -> None:
     p = commands.add_parser(
         "evaluate",
@@ -144,6 +149,7 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--pairs", help="face: pairs file (LFW pairs.txt format or 'path1 path2 label' lines)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--out", help="output folder (default: evaluation/ beside the checkpoint's run)")
+    p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
     p.set_defaults(run=_run_evaluate)
 
 
@@ -151,9 +157,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from lcnn.tasks import find_checkpoint, load_task
 
     ckpt = find_checkpoint(args.checkpoint)
-    module, cfg, task = load_task(ckpt)
+    module, cfg, task = load_task(ckpt, args.model)
     out = Path(args.out) if args.out else ckpt.parent.parent / "evaluation"
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "checkpoint", "out") and v is not None}
+    if args.model and not args.out:  # a released file has no run folder
+        out = Path(f"evaluation-{ckpt.name.split('.')[0]}")
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("run", "checkpoint", "out", "model") and v is not None}  # fmt: skip
     result = task.evaluate(module, cfg, out, **options)
     _print_metrics(result)
     print(f"written to {out}")
@@ -172,13 +181,14 @@ def _add_predict(commands) -> None:
     p.add_argument("--threshold", type=float, help="decision threshold (default: the one chosen on dev)")
     p.add_argument("--resize", action="store_true", default=None, help="resize images to the model's input size")
     p.add_argument("--out", help="face: where to write embeddings.npy and its index")
+    p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from lcnn.tasks import load_task
 
-    module, cfg, task = load_task(args.checkpoint)
+    module, cfg, task = load_task(args.checkpoint, args.model)
     options = {k: v for k, v in vars(args).items() if k in ("threshold", "resize", "out") and v is not None}
     for line in task.predict(module, cfg, [Path(f) for f in args.files], **options):
         print(line)
@@ -195,13 +205,14 @@ def _add_verify(commands) -> None:
     p.add_argument("image1")
     p.add_argument("image2")
     p.add_argument("--threshold", type=float, help="similarity threshold (default: the one chosen in training)")
+    p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
     p.set_defaults(run=_run_verify)
 
 
 def _run_verify(args: argparse.Namespace) -> int:
     from lcnn.tasks import load_task
 
-    module, cfg, task = load_task(args.checkpoint)
+    module, cfg, task = load_task(args.checkpoint, args.model)
     if not hasattr(task, "verify"):
         raise UserError(f"{args.checkpoint}: a {task.NAME} checkpoint; verify needs a face model")
     print(task.verify(module, cfg, Path(args.image1), Path(args.image2), threshold=args.threshold))
@@ -218,6 +229,7 @@ def _add_export(commands) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
     p.add_argument("--out", help="output file (default: beside the checkpoint, named after it)")
+    p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
     p.set_defaults(run=_run_export)
 
 
@@ -226,8 +238,8 @@ def _run_export(args: argparse.Namespace) -> int:
     from lcnn.tasks import find_checkpoint, load_task
 
     ckpt = find_checkpoint(args.checkpoint)
-    module, cfg, task = load_task(ckpt)
-    out = Path(args.out) if args.out else ckpt.with_suffix(FORMATS[args.format])
+    module, cfg, task = load_task(ckpt, args.model)
+    out = Path(args.out) if args.out else ckpt.parent / (ckpt.name.split(".")[0] + FORMATS[args.format])
     metadata = {"task": task.NAME, "hyper_parameters": dict(module.hparams)}
     result = export_model(module.model, task.example_input(module), out, args.format, metadata)
     for key, value in result.items():

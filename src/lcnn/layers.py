@@ -6,12 +6,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lcnn.speed import max_feature_map_2to1
+
 
 class MaxFeatureMap(nn.Module):
     """Max-Feature-Map activation.
 
     ``kind="2/1"`` splits the channels into two halves and keeps their element-wise maximum: channel ``i``
-    of the output is ``max(x[i], x[i + C/2])``, as in every public implementation.
+    of the output is ``max(x[i], x[i + C/2])``, as in every public implementation. In training its backward
+    sends the gradient to whichever half won (the first on an exact tie); see :func:`lcnn.speed.max_feature_map_2to1`.
 
     ``kind="3/2"`` is eq. 4 of the paper: the channels are split into three thirds and, element-wise, the
     largest and the median of the three are kept, so 3k channels become 2k (max first, then median).
@@ -38,8 +41,7 @@ class MaxFeatureMap(nn.Module):
                 f"got input of shape {tuple(x.shape)}"
             )
         if self.kind == "2/1":
-            a, b = x.chunk(2, dim=self.dim)
-            return torch.maximum(a, b)
+            return max_feature_map_2to1(x, self.dim)
         a, b, c = x.chunk(3, dim=self.dim)
         high = torch.maximum(torch.maximum(a, b), c)
         low = torch.minimum(torch.minimum(a, b), c)

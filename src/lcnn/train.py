@@ -68,10 +68,12 @@ def resolve_config(task: str = "classify", data: str | None = None, recipe: str 
 def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Trainer:
     """A Trainer with best/last checkpoints, early stopping (when ``patience`` > 0) and a CSV log."""
     metric, mode = monitor
+    # ``last.ckpt`` has a checkpoint callback of its own: ``save_last`` only rewrites it when the best improves.
     callbacks = [
         RunConfig(cfg),
-        ModelCheckpoint(run_dir / "checkpoints", filename="best", monitor=metric, mode=mode, save_last=True,
+        ModelCheckpoint(run_dir / "checkpoints", filename="best", monitor=metric, mode=mode,
                         enable_version_counter=False),
+        ModelCheckpoint(run_dir / "checkpoints", filename="last", enable_version_counter=False),
     ]
     if cfg.get("patience"):
         callbacks.append(EarlyStopping(metric, patience=cfg["patience"], mode=mode, verbose=True))
@@ -124,6 +126,10 @@ def train(cfg: dict) -> dict:
 
 
 def _train_seeds(cfg: dict, run_dir: Path) -> dict:
+    if cfg["accelerator"] == "cpu" or not torch.cuda.is_available():
+        from lcnn.speed import tune_cpu_allocator
+
+        tune_cpu_allocator()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", cfg)
     seeds = cfg["seeds"]

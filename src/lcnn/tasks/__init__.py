@@ -48,19 +48,24 @@ def find_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_task(path: str | Path) -> tuple[L.LightningModule, dict[str, Any], ModuleType]:
+def load_task(path: str | Path, model: str | None = None) -> tuple[L.LightningModule, dict[str, Any], ModuleType]:
     """Rebuild the task saved in checkpoint ``path`` (or a run folder): ``(module, run config, task module)``.
 
     The module is in eval mode on the CPU. Weights are read with ``weights_only=True``; any key that does
-    not fit the architecture is reported by name.
+    not fit the architecture is reported by name. ``model`` names the architecture of a released LightCNN
+    checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder.
     """
     path = find_checkpoint(path)
+    if model is not None:
+        face = get_task("face")
+        return face.from_released(path, model), {"task": "face", "model": model}, face
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
     if not isinstance(ckpt, dict) or "lcnn_task" not in ckpt:
-        raise UserError(f"{path}: not an lcnn training checkpoint (no 'lcnn_task' entry)")
+        raise UserError(f"{path}: not an lcnn training checkpoint (no 'lcnn_task' entry); for a released "
+                        f"LightCNN checkpoint name its architecture with --model")
     task = get_task(ckpt["lcnn_task"])
     module = task.TASK_CLASS(**ckpt["hyper_parameters"])
     missing, unexpected = _key_mismatch(module.state_dict(), ckpt["state_dict"])

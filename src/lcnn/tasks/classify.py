@@ -204,7 +204,8 @@ def setup(cfg: dict[str, Any]) -> tuple[ClassificationTask, ImageDataModule]:
 
 def test(trainer: L.Trainer, task: ClassificationTask, data: ImageDataModule, run_dir) -> dict[str, Any]:
     """Accuracy and loss of the best checkpoint on the whole test split."""
-    result = trainer.test(task, data, ckpt_path="best", verbose=False)[0]
+    best = trainer.checkpoint_callback.best_model_path  # the monitored callback (train.build_trainer's first)
+    result = trainer.test(task, data, ckpt_path=best, verbose=False)[0]
     return {
         "test_acc": result["test_acc"],
         "test_loss": result["test_loss"],

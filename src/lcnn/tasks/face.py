@@ -405,6 +405,22 @@ def _load_init(task: FaceTask, path: str) -> None:
     task.model.load_state_dict(state)
 
 
+def from_released(path: str | Path, arch: str) -> FaceTask:
+    """A released LightCNN checkpoint (``.pth.tar``, :func:`lcnn.load_lightcnn`) as an embedder task for
+    ``lcnn evaluate / predict / verify --model ARCH``: no classifier and no stored threshold."""
+    from lcnn.models.lightcnn import load_lightcnn
+
+    if arch not in FACE_MODELS:
+        raise UserError(f"--model {arch!r}: a released checkpoint needs a LightCNN model ({', '.join(FACE_MODELS)})")
+    try:
+        released = load_lightcnn(path, arch, num_classes=0)
+    except (OSError, ValueError) as err:  # FileNotFoundError, CheckpointError
+        raise UserError(str(err)) from None
+    task = FaceTask(model=arch, num_classes=0)
+    task.model.load_state_dict(released.state_dict())
+    return task.eval()
+
+
 def example_input(module: FaceTask) -> torch.Tensor:
     """A ``(1, C, 128, 128)`` batch for export."""
     return torch.rand(1, module.channels, CROP, CROP)
@@ -592,7 +608,8 @@ def predict(
     """Embed face images: ``embeddings.npy`` (``(N, 256)`` float32, row i = image i) and ``embeddings.txt``
     (image i's path on line i) in ``out_dir`` (default: the current folder), both written atomically.
 
-    Returns one line per image: ``path<TAB>row<TAB>nearest training identity<TAB>its probability``.
+    Returns one line per image: ``path<TAB>row<TAB>nearest training identity<TAB>its probability`` (an
+    embedder without classifier: ``path<TAB>row``).
     """
     out = Path(out_dir or options.get("out") or ".")
     paths = _expand(files)
@@ -602,6 +619,8 @@ def predict(
     with atomic_path(out / "embeddings.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, emb)
     atomic_write(out / "embeddings.txt", lambda tmp: tmp.write_text("".join(f"{p}\n" for p in paths)))
+    if module.head is None and not module.model.num_classes:  # an embedder (a released checkpoint): no classes
+        return [f"{p}\t{i}" for i, p in enumerate(paths)]
     with torch.inference_mode():
         probs = module.logits(torch.from_numpy(emb).to(module.device)).float().softmax(1).cpu()
     classes = module.hparams.classes or [str(i) for i in range(probs.shape[1])]
