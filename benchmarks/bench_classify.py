@@ -7,8 +7,11 @@ TensorFlow environment that ``benchmarks/keras_env.sh`` creates). Columns: train
 backward and an Adam step on a batch), inference images/s (one batch), the peak resident memory of the
 process that measured the row, and the ratio to Keras. Every row runs in its own subprocess, so its peak
 memory is its own; ``--rounds N`` runs the whole set N times, interleaved, and keeps each row's best (the
-least disturbed by other processes on a shared machine). ``*`` marks the configuration that
-``lcnn.speed`` (``prepare_model`` + ``default_precision``) makes the library's default on this machine.
+least disturbed by other processes on a shared machine). ``*`` marks the library's default on this
+machine (channels-last, ``default_precision``, the lean MFM backward of ``lcnn.layers``, the tuned allocator);
+rows without ``fastMFM`` run the MFM through plain ``torch.maximum``, as a direct port would. A last line
+puts the goals in arithmetic terms: the multiply-accumulates per second they need against the MAC rate of
+a large matmul on the same threads.
 
     .venv/bin/python benchmarks/bench_classify.py                       # 2 threads, batch 256, 2 rounds
     .venv/bin/python benchmarks/bench_classify.py --rounds 3 --compile --json runs/bench_classify.json
@@ -50,18 +53,36 @@ COMPILE_CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool]] = {
 }
 
 
-def use_fast_mfm() -> None:
-    """Route ``MaxFeatureMap("2/1")`` through ``lcnn.speed.max_feature_map_2to1`` (same values, lean backward)
-    for the ``fastMFM`` rows: what ``lcnn.layers`` gets once it calls the helper itself."""
+def use_plain_mfm() -> None:
+    """Route ``MaxFeatureMap("2/1")`` through plain ``torch.maximum`` (autograd's own backward), as a direct
+    port of the article does, for the rows without ``fastMFM``; the library uses ``max_feature_map_2to1``."""
+    import torch
+
     from lcnn.layers import MaxFeatureMap
-    from lcnn.speed import max_feature_map_2to1
 
     original = MaxFeatureMap.forward
 
     def forward(self, x):
-        return max_feature_map_2to1(x, self.dim) if self.kind == "2/1" else original(self, x)
+        return torch.maximum(*x.chunk(2, self.dim)) if self.kind == "2/1" else original(self, x)
 
     MaxFeatureMap.forward = forward
+
+
+def matmul_peak(threads: int, dtype_name: str, size: int = 2048, steps: int = 10) -> float:
+    """Multiply-accumulates per second of a large square matmul: what this CPU's cores can compute at best."""
+    import torch
+
+    torch.set_num_threads(threads)
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.rand(size, size, dtype=dtype), torch.rand(size, size, dtype=dtype)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            torch.mm(a, b)
+        best = max(best, steps * size**3 / (time.perf_counter() - t0))
+    return best
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -107,8 +128,8 @@ def run_worker(args: argparse.Namespace) -> dict:
         from lcnn.speed import tune_cpu_allocator
 
         malloc = tune_cpu_allocator()
-    if fast_mfm:
-        use_fast_mfm()
+    if not fast_mfm:
+        use_plain_mfm()
     plain = args.worker == next(iter(CONFIGS))
     torch.manual_seed(0)
     model = prepare_model(build_lcnn((1, 28, 28), 10), channels_last=channels_last)
@@ -341,10 +362,39 @@ def main(argv: list[str] | None = None) -> None:
     print(f"* = lcnn.speed's defaults on this CPU: channels-last (CL), precision "
           f"{'bf16-mixed' if 'bf16' in default_name else '32-true'}, fastMFM = MaxFeatureMap 2/1 through "
           "max_feature_map_2to1 (same forward, lean backward), malloc = tune_cpu_allocator()")
+    bound = arithmetic_bound(args.threads, keras_best)
+    print(bound["text"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"torch": rows, "keras": keras_best, "loadavg": loads,
-                                         "library_default": default_name}, indent=2))  # fmt: skip
+                                         "library_default": default_name, "bound": bound}, indent=2))  # fmt: skip
+
+
+def arithmetic_bound(threads: int, keras: dict | None) -> dict:
+    """What the speed goals (2.5x Keras training, 4x inference) ask of the CPU's arithmetic: the model's
+    multiply-accumulates per image times the target throughput, against the best MAC rate of a large
+    matmul on the same threads (fp32 and bf16)."""
+    import torch
+
+    from lcnn import build_lcnn
+    from lcnn.benchmark import count_macs
+
+    macs = count_macs(build_lcnn((1, 28, 28), 10).eval(), torch.rand(1, 1, 28, 28))
+    peak = {name: matmul_peak(threads, name) for name in ("float32", "bfloat16")}
+    out = {"macs_per_image": macs, "matmul_peak_gmac_s": {k: round(v / 1e9, 1) for k, v in peak.items()}}
+    text = (f"arithmetic: {macs / 1e6:.1f} M MACs per image forward, about 3x that per training image; "
+            f"matmul peak on {threads} threads: {peak['float32'] / 1e9:.0f} GMAC/s fp32, "
+            f"{peak['bfloat16'] / 1e9:.0f} GMAC/s bf16")
+    if keras:
+        need_train = 2.5 * keras["train_img_s"] * 3 * macs
+        need_infer = 4.0 * keras["infer_img_s"] * macs
+        out.update(goal_train_gmac_s=round(need_train / 1e9, 1), goal_infer_gmac_s=round(need_infer / 1e9, 1))
+        text += (f"\n2.5x Keras in training needs {need_train / 1e9:.0f} GMAC/s and 4x in inference "
+                 f"{need_infer / 1e9:.0f} GMAC/s, that is {need_train / peak['float32']:.0%} and "
+                 f"{need_infer / peak['float32']:.0%} of the fp32 matmul peak")
+    out["text"] = text
+    torch.set_num_threads(threads)
+    return out
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ one training epoch with the feature cache cold and warm.
     python benchmarks/spoof_minispoof.py --data-dir ../shared/data/minispoof            # everything
     python benchmarks/spoof_minispoof.py --only timing                                  # the cache timing only
     python benchmarks/spoof_minispoof.py --only accuracy --models lcnn_lstm --seeds 0
+    python benchmarks/spoof_minispoof.py --report runs/bench-spoof-lcnn-* runs/bench-spoof-lcnn_lstm-*
 
 Runs go to ``runs/bench-spoof-*`` (one folder per model, ``seed-N`` inside). Prints Markdown tables; EER in %.
 Uses one CPU thread by default (``--threads``), as the machines it was measured on are shared.
@@ -68,25 +69,31 @@ def accuracy(args: argparse.Namespace) -> None:
     from lcnn.train import train
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    summaries = {}
+    runs = []
     for model in args.models:
-        cfg = _cfg(args, model, seeds=list(args.seeds), out=f"runs/bench-spoof-{model}-{stamp}",
-                   cache_dir=args.cache_dir)
+        out = f"runs/bench-spoof-{model}-{stamp}"
+        cfg = _cfg(args, model, seeds=list(args.seeds), out=out, cache_dir=args.cache_dir)
         started = time.perf_counter()
-        result = train(cfg)
-        if len(args.seeds) == 1:
-            result = {"per_seed": {args.seeds[0]: result}}
-        result["wall_seconds"] = time.perf_counter() - started
-        summaries[model] = result
-        print(f"{model}: {len(args.seeds)} seeds in {result['wall_seconds']:.0f} s", flush=True)
+        train(cfg)
+        print(f"{model}: {len(args.seeds)} seeds in {time.perf_counter() - started:.0f} s", flush=True)
+        runs.append(Path(out))
+    print_table(runs)
 
+
+def print_table(runs: list[Path]) -> None:
+    """The EER table of finished run folders (``summary.json`` of several seeds or one ``metrics.json``)."""
     cols = ["dev_eer", "eval_eer", *(f"eer_{a}" for a in ATTACKS), "eval_frr", "eval_far"]
     head = ["dev", "eval pooled", *ATTACKS, "eval FRR @dev thr", "eval FAR @dev thr"]
     print("\nEER (%) on MiniSpoof; the threshold is the dev EER threshold; A04, A05 unseen in training\n")
     print("| model | seed | " + " | ".join(head) + " | epochs (best) | fit s |")
     print("|---|---|" + "---:|" * (len(head) + 2))
-    for model, summary in summaries.items():
-        per_seed = summary["per_seed"]
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())
+        if (run / "summary.json").exists():
+            per_seed = json.loads((run / "summary.json").read_text())["per_seed"]
+        else:
+            per_seed = {config["seeds"][0]: json.loads((run / "metrics.json").read_text())}
+        model = config["model"]
         for seed, m in per_seed.items():
             cells = " | ".join(f"{100 * m[c]:.2f}" for c in cols)
             epochs = f"{m['epochs_trained']} ({m['best_epoch']})"
@@ -97,7 +104,7 @@ def accuracy(args: argparse.Namespace) -> None:
                 values = [100 * m[c] for m in per_seed.values()]
                 cells.append(f"**{statistics.fmean(values):.2f}** ± {statistics.stdev(values):.2f}")
             print(f"| {model} | mean ± std | " + " | ".join(cells) + " | | |")
-    print("\nruns: " + ", ".join(f"runs/bench-spoof-{m}-{stamp}" for m in summaries))
+    print("\nruns: " + ", ".join(str(r) for r in runs))
 
 
 def main() -> None:
@@ -105,15 +112,20 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="MiniSpoof folder (default: ../shared/data/minispoof)")
     parser.add_argument("--models", nargs="+", default=["lcnn", "lcnn_lstm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's (40, early stopping)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: the recipe's (minispoof: 20, early stop on dev EER)")
     parser.add_argument("--loss", default=None, help="sigmoid (default), softmax or ocsoftmax")
-    parser.add_argument("--frontend", default=None, help="lfcc (default) or spec")
+    parser.add_argument("--frontend", default=None, help="lfcc or spec (default: the recipe's; minispoof: spec)")
     parser.add_argument("--extra", default=None, help="JSON of further config overrides, e.g. '{\"frames\": 100}'")
     parser.add_argument("--cache-dir", default=None, help="feature cache for the accuracy runs")
     parser.add_argument("--only", choices=["timing", "accuracy"], default=None)
+    parser.add_argument("--report", nargs="+", type=Path, metavar="RUN", help="only print the table of finished runs")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.report:
+        print_table(args.report)
+        return
     if args.only in (None, "timing"):
         timing(args)
     if args.only in (None, "accuracy"):
