@@ -391,15 +391,19 @@ def setup(cfg: dict[str, Any]) -> tuple[FaceTask, FaceDataModule]:
     return task, data
 
 
-def _load_init(task: FaceTask, path: str) -> None:
-    """Load a released LightCNN checkpoint into ``task.model``, keeping the task's fresh classifier."""
+def _read_released(path: str | Path, arch: str, num_classes: int) -> torch.nn.Module:
+    """:func:`lcnn.load_lightcnn`, its errors (a missing file, keys that do not fit) as user errors."""
     from lcnn.models.lightcnn import load_lightcnn
 
-    num_classes = task.model.num_classes
     try:
-        released = load_lightcnn(path, task.hparams.model, num_classes=num_classes)
+        return load_lightcnn(path, arch, num_classes=num_classes)
     except (OSError, ValueError) as err:  # FileNotFoundError, CheckpointError
         raise UserError(str(err)) from None
+
+
+def _load_init(task: FaceTask, path: str) -> None:
+    """Load a released LightCNN checkpoint into ``task.model``, keeping the task's fresh classifier."""
+    released = _read_released(path, task.hparams.model, task.model.num_classes)
     state = released.state_dict()
     state.update({k: v for k, v in task.model.state_dict().items() if k.startswith("fc2.")})
     task.model.load_state_dict(state)
@@ -408,14 +412,9 @@ def _load_init(task: FaceTask, path: str) -> None:
 def from_released(path: str | Path, arch: str) -> FaceTask:
     """A released LightCNN checkpoint (``.pth.tar``, :func:`lcnn.load_lightcnn`) as an embedder task for
     ``lcnn evaluate / predict / verify --model ARCH``: no classifier and no stored threshold."""
-    from lcnn.models.lightcnn import load_lightcnn
-
     if arch not in FACE_MODELS:
         raise UserError(f"--model {arch!r}: a released checkpoint needs a LightCNN model ({', '.join(FACE_MODELS)})")
-    try:
-        released = load_lightcnn(path, arch, num_classes=0)
-    except (OSError, ValueError) as err:  # FileNotFoundError, CheckpointError
-        raise UserError(str(err)) from None
+    released = _read_released(path, arch, num_classes=0)
     task = FaceTask(model=arch, num_classes=0)
     task.model.load_state_dict(released.state_dict())
     return task.eval()
