@@ -69,9 +69,9 @@ _BASELINE: dict[str, Any] = {
     "schedule": "step:10:0.5", "patience": 50,
 }
 # MiniSpoof: ~0.5 s utterances (median 50 frames) with 4 kHz content and 0-150 ms of digital silence at
-# each end. The log spectrogram cut at 4 kHz (128 bins) after trimming the silence: 8.0 % eval EER for
-# lcnn_lstm where the baseline's LFCCs give 26.9 % (benchmarks/RESULTS-spoof.md). lcnn sees 64 frames.
-# A 3,000-file train split, best dev EER after ~10 epochs: at most 20 epochs.
+# each end. The log spectrogram cut at 4 kHz (128 bins) after trimming the silence: lcnn_lstm reaches
+# 2-5 % dev EER, where the baseline's LFCCs stay above 20 % (benchmarks/RESULTS-spoof.md). lcnn sees 64
+# frames. A 3,000-file train split, best dev EER after ~10-17 epochs: at most 20 epochs.
 _MINISPOOF = {**_BASELINE, "frontend": "spec", "f_max": 4000.0, "trim_silence": True, "frames": 64,
               "epochs": 20, "patience": 8}
 _RECIPE = {"default": _BASELINE, "minispoof": _MINISPOOF}
