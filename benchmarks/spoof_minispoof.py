@@ -27,9 +27,10 @@ ATTACKS = ("A01", "A02", "A03", "A04", "A05")
 def _cfg(args: argparse.Namespace, model: str, **overrides):
     from lcnn.train import resolve_config
 
+    options = {"loss": args.loss, "epochs": args.epochs, "frontend": args.frontend}
     extra = json.loads(args.extra) if args.extra else {}
-    return resolve_config("spoof", "minispoof", data_dir=args.data_dir, model=model, loss=args.loss,
-                          epochs=args.epochs, frontend=args.frontend, **{**extra, **overrides})
+    return resolve_config("spoof", "minispoof", data_dir=args.data_dir, model=model,
+                          **{**options, **extra, **overrides})
 
 
 def timing(args: argparse.Namespace) -> None:

@@ -1,14 +1,13 @@
 """Speed defaults: what the hardware supports and which settings make the models fastest.
 
-Measured with ``benchmarks/bench_classify.py`` (the article's LCNN, batch 256, on a 2-core Xeon with AVX-512
-and AVX512_BF16 but no AMX, shared with other jobs; figures in its docstring and the benchmark's output):
+Measured with ``benchmarks/bench_classify.py`` (the article's LCNN, batch 256, 2 threads, on an idle 2-core
+Xeon with AVX-512 and AVX512_BF16 but no AMX; table in ``benchmarks/RESULTS-classify.md``):
 
 - channels-last memory (:func:`prepare_model`, :func:`prepare_input`): oneDNN convolutions run in NHWC
-  without reorders; about 2.4x the NCHW inference throughput and +20 % training.
-- :func:`max_feature_map_2to1`: the 2/1 Max-Feature-Map with a lean backward. ``torch.maximum``'s autograd
-  formula was half of the CPU training step; this one makes training about 1.7x faster (same forward).
-- :func:`tune_cpu_allocator`: glibc malloc keeps the step's freed activations instead of unmapping and
-  faulting them in again each step: about +25 % training, +30 % inference on CPU.
+  without reorders; 2.5x the NCHW inference throughput (3,033 -> 7,664 img/s), +11 % training.
+- :func:`max_feature_map_2to1` and :func:`tune_cpu_allocator` together: 2.2x the channels-last training
+  throughput (938 -> 2,050 img/s). ``torch.maximum``'s autograd formula was half of the CPU training step,
+  and glibc re-mapped and faulted in each step's activations; inference is unchanged.
 - bf16 autocast is *supported* by any CPU with AVX512_BF16, but only *fast* with AMX tiles (or a GPU with
   bf16): on AVX512_BF16 alone oneDNN's bf16 convolutions are no faster than fp32 and the casts cost extra,
   so :func:`default_precision` picks ``"bf16-mixed"`` only where it pays (AMX CPUs, bf16 GPUs).
@@ -154,7 +153,7 @@ def tune_cpu_allocator(trim_threshold: int = 1 << 30) -> bool:
     training step maps, faults in and unmaps its activations again: 1.5 million page faults and a quarter
     of the CPU time in the kernel for the article's LCNN at batch 256. With ``mmap`` off for malloc
     (``M_MMAP_MAX=0``) and up to ``trim_threshold`` bytes of free heap kept (``M_TRIM_THRESHOLD``) the
-    memory is reused instead: about +25 % training and +30 % inference throughput on CPU. The process then
+    memory is reused instead (on a busy 2-core machine about +25 % training throughput). The process then
     keeps its peak memory until it exits. Process-wide, idempotent; call it once at the start of a CPU run.
     (jemalloc or tcmalloc through ``LD_PRELOAD`` do the same job.)
 
