@@ -130,6 +130,11 @@ def _print_metrics(result: dict) -> None:
             print(f"{key:<24}{value}")
 
 
+def _bare_name(path: Path) -> str:
+    """A checkpoint's name without any suffix: ``best`` of best.ckpt, ``LightCNN_9Layers`` of .pth.tar."""
+    return path.name.split(".")[0]
+
+
 RELEASED_HELP = "face: CHECKPOINT is a released LightCNN file (.pth.tar) of this architecture, e.g. lightcnn29v2"
 
 
@@ -160,7 +165,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     module, cfg, task = load_task(ckpt, args.model)
     out = Path(args.out) if args.out else ckpt.parent.parent / "evaluation"
     if args.model and not args.out:  # a released file has no run folder
-        out = Path(f"evaluation-{ckpt.name.split('.')[0]}")
+        out = Path(f"evaluation-{_bare_name(ckpt)}")
     options = {k: v for k, v in vars(args).items()
                if k not in ("run", "checkpoint", "out", "model") and v is not None}  # fmt: skip
     result = task.evaluate(module, cfg, out, **options)
@@ -239,7 +244,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
     ckpt = find_checkpoint(args.checkpoint)
     module, cfg, task = load_task(ckpt, args.model)
-    out = Path(args.out) if args.out else ckpt.parent / (ckpt.name.split(".")[0] + FORMATS[args.format])
+    out = Path(args.out) if args.out else ckpt.parent / (_bare_name(ckpt) + FORMATS[args.format])
     metadata = {"task": task.NAME, "hyper_parameters": dict(module.hparams)}
     result = export_model(module.model, task.example_input(module), out, args.format, metadata)
     for key, value in result.items():
