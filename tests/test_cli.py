@@ -179,6 +179,40 @@ def test_last_checkpoint_is_the_last_epoch_not_the_best(tmp_path):
     assert trainer.checkpoint_callback.best_model_path == str(tmp_path / "checkpoints" / "best.ckpt")
 
 
+
+def test_best_checkpoint_by_accuracy_early_stopping_by_loss(tmp_path):
+    """Classification keeps the most accurate epoch while early stopping follows the validation loss (the
+    article's EarlyStopping): here the loss is best at epoch 1, the accuracy at epoch 3, and training stops
+    two epochs after the loss stopped improving."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lcnn.tasks import classify
+    from lcnn.train import build_trainer
+
+    class LossAndAccuracyDisagree(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, batch_idx):
+            self.log_dict({"val_loss": [1.0, 0.5, 0.6, 0.7, 0.8, 0.9][self.current_epoch],
+                           "val_acc": [0.1, 0.5, 0.6, 0.7, 0.2, 0.2][self.current_epoch]})  # fmt: skip
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = DataLoader(TensorDataset(torch.rand(8, 2)), batch_size=4)
+    cfg = {"task": "classify", "epochs": 6, "accelerator": "cpu", "devices": 1, "strategy": "auto",
+           "precision": "32-true", "patience": 3}  # fmt: skip
+    trainer = build_trainer(cfg, tmp_path, classify.MONITOR, classify.SELECT)
+    trainer.fit(LossAndAccuracyDisagree(), loader, loader)
+    assert trainer.current_epoch == 5  # epochs 2, 3, 4 without a better loss: stopped after epoch 4
+    assert torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 3
+
 def test_help_reads_well():
     out = subprocess.run([sys.executable, "-m", "lcnn", "train", "--help"], capture_output=True, text=True,
                          check=True).stdout

@@ -1,6 +1,7 @@
 """One module per task. Each task module provides:
 
 - ``NAME`` and ``MONITOR = (metric, "min" | "max")``, the validation metric for checkpoints and early stopping;
+  optionally ``SELECT``, the same form, when the best checkpoint is chosen by another metric;
 - ``RECIPES`` and ``defaults(data, recipe) -> dict``, the default training config for a dataset;
 - ``TRAIN_OPTIONS``: extra ``lcnn train`` options, ``[(flags, argparse kwargs), ...]``, whose values land in the
   config under their ``dest``;

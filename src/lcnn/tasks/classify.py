@@ -9,6 +9,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -22,7 +23,10 @@ from lcnn.speed import prepare_input, prepare_model
 from lcnn.tasks.common import eval_sampler, make_optimizer
 
 NAME = "classify"
-MONITOR = ("val_loss", "min")
+MONITOR = ("val_loss", "min")  # early stopping, as the article's EarlyStopping(monitor='val_loss')
+# The kept checkpoint is the most accurate one (timm's choice too): on CIFAR-10 this model's validation
+# accuracy still rises for a few epochs after its validation loss has stopped falling.
+SELECT = ("val_acc", "max")
 
 _ARTICLE_SMALL = {"epochs": 10, "batch_size": 256, "lr": 1e-3, "patience": 3}  # the article's MNIST script
 _ARTICLE_LARGE = {"epochs": 100, "batch_size": 64, "lr": 1e-3, "patience": 5}  # its CIFAR-10 script
@@ -133,10 +137,15 @@ class ClassificationTask(L.LightningModule):
         label_smoothing: float = 0.0,
         augment: dict[str, Any] | None = None,
         channels_last: bool = True,
+        bn_momentum: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = create_model(model, num_classes=num_classes, input_shape=tuple(input_shape), dropout=dropout)
+        if bn_momentum is not None:  # PyTorch's convention: the weight of the new batch (Keras's 0.99 is 0.01)
+            for layer in self.model.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.momentum = bn_momentum
         self.augment = BatchAugment(**augment) if augment else None
         prepare_model(self.model, channels_last)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -183,8 +192,8 @@ class ClassificationTask(L.LightningModule):
 
 def setup(cfg: dict[str, Any]) -> tuple[ClassificationTask, ImageDataModule]:
     """The task and its data for a resolved training config."""
-    data = ImageDataModule(cfg["data"], cfg.get("data_dir"), cfg["batch_size"], num_workers=cfg.get("num_workers", 0),
-                           image_size=cfg.get("image_size"))
+    data = ImageDataModule(cfg["data"], cfg.get("data_dir"), cfg["batch_size"], cfg.get("val_fraction", 0.2),
+                           cfg.get("num_workers", 0), cfg.get("image_size"))
     task = ClassificationTask(
         model=cfg["model"],
         num_classes=len(data.classes),
@@ -198,6 +207,7 @@ def setup(cfg: dict[str, Any]) -> tuple[ClassificationTask, ImageDataModule]:
         label_smoothing=cfg.get("label_smoothing", 0.0),
         augment=cfg.get("augment"),
         channels_last=cfg.get("channels_last", True),
+        bn_momentum=cfg.get("bn_momentum"),
     )
     return task, data
 
