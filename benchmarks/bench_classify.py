@@ -36,20 +36,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KERAS_SCRIPT = Path(__file__).resolve().parent / "keras_lcnn.py"
 
-# name -> (channels_last, bf16 autocast, torch.compile, fast MFM backward, tuned allocator)
-CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool]] = {
-    "torch fp32 NCHW eager (plain)": (False, False, False, False, False),
-    "torch fp32 channels-last": (True, False, False, False, False),
-    "torch bf16 NCHW": (False, True, False, False, False),
-    "torch bf16 channels-last": (True, True, False, False, False),
-    "torch fp32 CL +fastMFM": (True, False, False, True, False),
-    "torch fp32 CL +fastMFM +malloc": (True, False, False, True, True),
-    "torch bf16 CL +fastMFM +malloc": (True, True, False, True, True),
+# name -> (channels_last, bf16 autocast, torch.compile, fast MFM backward, tuned allocator, int8 inference)
+CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
+    "torch fp32 NCHW eager (plain)": (False, False, False, False, False, False),
+    "torch fp32 channels-last": (True, False, False, False, False, False),
+    "torch bf16 NCHW": (False, True, False, False, False, False),
+    "torch bf16 channels-last": (True, True, False, False, False, False),
+    "torch fp32 CL +fastMFM": (True, False, False, True, False, False),
+    "torch fp32 CL +fastMFM +malloc": (True, False, False, True, True, False),
+    "torch bf16 CL +fastMFM +malloc": (True, True, False, True, True, False),
+    # training as the row above; inference through optimize_for_inference(precision="int8"), one worker a thread
+    "torch fp32 CL ... +int8 inference": (True, False, False, True, True, True),
 }
-COMPILE_CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool]] = {
-    "torch fp32 CL compile": (True, False, True, False, False),
-    "torch bf16 CL compile": (True, True, True, False, False),
-    "torch fp32 CL compile +malloc": (True, False, True, False, True),
+COMPILE_CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
+    "torch fp32 CL compile": (True, False, True, False, False, False),
+    "torch bf16 CL compile": (True, True, True, False, False, False),
+    "torch fp32 CL compile +malloc": (True, False, True, False, True, False),
 }
 
 
@@ -123,7 +125,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     from lcnn import build_lcnn
     from lcnn.speed import prepare_input, prepare_model
 
-    channels_last, bf16, compiled, fast_mfm, malloc = {**CONFIGS, **COMPILE_CONFIGS}[args.worker]
+    channels_last, bf16, compiled, fast_mfm, malloc, int8 = {**CONFIGS, **COMPILE_CONFIGS}[args.worker]
     if malloc:
         from lcnn.speed import tune_cpu_allocator
 
@@ -171,6 +173,11 @@ def run_worker(args: argparse.Namespace) -> dict:
 
     model.eval()
     infer_forward = torch.compile(model) if compiled else model  # eval mode: a separate graph
+    if int8:
+        from lcnn.models.lightcnn import optimize_for_inference
+
+        calibration = torch.rand(bs, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+        infer_forward = optimize_for_inference(model, precision="int8", calibration=calibration)
     grad_mode = torch.no_grad() if plain else torch.inference_mode()
     with grad_mode, autocast():
         t0 = time.perf_counter()
@@ -187,6 +194,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         "compile": compiled,
         "fast_mfm": fast_mfm,
         "tuned_allocator": malloc,
+        "int8_inference": int8,
         "train_img_s": round(train_ips, 1),
         "infer_img_s": round(infer_ips, 1),
         "train_first_step_s": round(train_first_s, 2),

@@ -26,6 +26,11 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 VARIANTS = {
     # name: (description, optimize_for_inference options, or None for the official way)
@@ -46,7 +51,29 @@ VARIANTS = {
         "compile + Winograd + workers: optimize_for_inference(model, backend='compile')",
         {"backend": "compile"},
     ),
+    "int8": ("int8 convolutions (VNNI), multi-threaded ops: precision='int8', workers=1",
+             {"precision": "int8", "workers": 1}),
+    "int8+workers": ("int8, one worker per thread: optimize_for_inference(model, 'int8', calibration=...)",
+                     {"precision": "int8"}),
 }
+DEFAULT_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "orl-faces"
+
+
+def face_batches(folder: Path, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(measured, calibration)`` batches of real faces, grey 128x128 in [0, 1]: the measured batch from the
+    last quarter of the people in ``folder`` (one subfolder per person), the calibration batch from the others."""
+    import torch
+
+    from lcnn.data.faces import FaceTransform, list_faces
+
+    items = list_faces(folder)
+    transform = FaceTransform(train=False)
+    people = sorted({name for _, name in items})
+    last = set(people[-max(1, len(people) // 4) :])
+    measured = [p for p, name in items if name in last][:batch]
+    others = [p for p, name in items if name not in last]
+    calibration = others[:: max(1, len(others) // batch)][:batch]
+    return torch.stack([transform.load(p) for p in measured]), torch.stack([transform.load(p) for p in calibration])
 
 
 def _peak_rss_mb() -> float:
@@ -66,7 +93,11 @@ def _worker(conn, name: str, args: argparse.Namespace) -> None:
         model = load_lightcnn(args.checkpoint, "lightcnn29v2")
     else:
         model = create_model("lightcnn29v2", num_classes=80013).eval()  # the released classifier size
-    x = torch.rand(args.batch, 1, 128, 128, generator=torch.Generator().manual_seed(1))
+    if args.faces:
+        x, calibration = face_batches(Path(args.faces), args.batch)
+    else:
+        x = torch.rand(args.batch, 1, 128, 128, generator=torch.Generator().manual_seed(1))
+        calibration = torch.rand(args.batch, 1, 128, 128, generator=torch.Generator().manual_seed(2))
     options = VARIANTS[name][1]
     if options is None:
 
@@ -78,6 +109,8 @@ def _worker(conn, name: str, args: argparse.Namespace) -> None:
         def embed():
             return run()[1]
     else:
+        if options.get("precision") == "int8":
+            options = {**options, "calibration": calibration}
         fast = optimize_for_inference(model, inplace=True, **options)
         del model
 
@@ -114,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches first (compilation included)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--checkpoint", help="a released LightCNN-29v2 .pth.tar (default: random weights)")
+    parser.add_argument("--faces", default=str(DEFAULT_FACES) if DEFAULT_FACES.is_dir() else None,
+                        help="identity folders of face images: the measured batch and int8's calibration batch "
+                             "(default: the ORL faces where present, else uniform noise)")  # fmt: skip
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     unknown = [n for n in names if n not in VARIANTS]
