@@ -366,7 +366,14 @@ def test_released_checkpoint_on_the_command_line(tmp_path: Path, capsys: pytest.
 
     assert main(["predict", str(ckpt), str(root), "--model", "lightcnn9", "--out", str(tmp_path / "emb")]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
-    assert np.load(tmp_path / "emb" / "embeddings.npy").shape == (4, 256)
+    fp32 = np.load(tmp_path / "emb" / "embeddings.npy")
+    assert fp32.shape == (4, 256)
+    int8 = ["predict", str(ckpt), str(root), "--model", "lightcnn9", "--out", str(tmp_path / "emb8"), "--int8"]
+    assert main(int8) == 0
+    capsys.readouterr()
+    emb8 = np.load(tmp_path / "emb8" / "embeddings.npy")
+    cosine = (emb8 * fp32).sum(1) / np.linalg.norm(emb8, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert emb8.shape == (4, 256) and not np.array_equal(emb8, fp32) and cosine.min() > 0.99
 
     pairs = _write(root / "pairs.txt", "p0/0.png p0/1.png 1\np0/0.png p1/0.png 0\np1/0.png p1/1.png 1\n")
     evaluate = ["evaluate", str(ckpt), "--model", "lightcnn9", "--pairs", str(pairs), "--out", str(tmp_path / "ev")]

@@ -187,6 +187,9 @@ def _add_predict(commands) -> None:
     p.add_argument("--resize", action="store_true", default=None, help="resize images to the model's input size")
     p.add_argument("--out", help="face: where to write embeddings.npy and its index")
     p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
+    p.add_argument("--int8", action="store_true", default=None,
+                   help="images: run the model in int8 on the CPU (x86; 3-4x faster with AVX512-VNNI), calibrated "
+                        "on the given images; outputs within ~1e-2 of fp32")  # fmt: skip
     p.set_defaults(run=_run_predict)
 
 
@@ -194,7 +197,9 @@ def _run_predict(args: argparse.Namespace) -> int:
     from lcnn.tasks import load_task
 
     module, cfg, task = load_task(args.checkpoint, args.model)
-    options = {k: v for k, v in vars(args).items() if k in ("threshold", "resize", "out") and v is not None}
+    if args.int8 and task.NAME == "spoof":
+        raise UserError("--int8 is for image models (classify, face); spoof models run in fp32")
+    options = {k: v for k, v in vars(args).items() if k in ("threshold", "resize", "out", "int8") and v is not None}
     for line in task.predict(module, cfg, [Path(f) for f in args.files], **options):
         print(line)
     return 0

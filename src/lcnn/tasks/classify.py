@@ -263,8 +263,10 @@ def evaluate(task: ClassificationTask, cfg: dict, out_dir: Path, data: str | Non
     return metrics
 
 
-def predict(task: ClassificationTask, cfg: dict, files: list[Path], resize: bool = False, **_) -> list[str]:
-    """``FILE<TAB>CLASS<TAB>PROBABILITY`` for each image file."""
+def predict(task: ClassificationTask, cfg: dict, files: list[Path], resize: bool = False, int8: bool = False,
+            **_) -> list[str]:  # fmt: skip
+    """``FILE<TAB>CLASS<TAB>PROBABILITY`` for each image file (``int8``: the model in int8, calibrated on
+    up to 256 of the images)."""
     channels, height, width = task.hparams.input_shape
     batch = []
     for path in files:
@@ -274,8 +276,14 @@ def predict(task: ClassificationTask, cfg: dict, files: list[Path], resize: bool
         array = to_array(image, channels)
         _check_shape(task, array.shape, str(path))
         batch.append(torch.from_numpy(array).float().div_(255))
+    images = torch.stack(batch)
+    if int8:
+        from lcnn.quantize import quantize_int8
+
+        calibration = prepare_input(images[:: max(1, len(images) // 256)][:256])
+        task.model = quantize_int8(task.model, calibration, run=lambda model, x: model(x))
     with torch.inference_mode():
-        probs = task(torch.stack(batch)).softmax(1)
+        probs = task(images).softmax(1)
     classes = task.hparams.classes or [str(i) for i in range(probs.shape[1])]
     best, index = probs.max(1)
     return [f"{path}\t{classes[i]}\t{p:.4f}" for path, i, p in zip(files, index.tolist(), best.tolist())]

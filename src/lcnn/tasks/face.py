@@ -606,6 +606,8 @@ def predict(
 ) -> list[str]:
     """Embed face images: ``embeddings.npy`` (``(N, 256)`` float32, row i = image i) and ``embeddings.txt``
     (image i's path on line i) in ``out_dir`` (default: the current folder), both written atomically.
+    With the ``int8`` option the model runs in int8 (:mod:`lcnn.quantize`), calibrated on up to 64 of the
+    images, spread over the list.
 
     Returns one line per image: ``path<TAB>row<TAB>nearest training identity<TAB>its probability`` (an
     embedder without classifier: ``path<TAB>row``).
@@ -614,6 +616,12 @@ def predict(
     paths = _expand(files)
     if not paths:
         raise UserError("no face images given")
+    if options.get("int8"):
+        from lcnn.quantize import quantize_int8
+
+        transform = module.transform(train=False)
+        calibration = torch.stack([transform.load(p) for p in paths[:: max(1, len(paths) // 64)][:64]])
+        module.model = quantize_int8(module.model, calibration)
     emb = embed_images(module, paths, batch_size or 64)
     with atomic_path(out / "embeddings.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, emb)
