@@ -40,11 +40,15 @@ class _Range:
     """Running min/max of what a module emits (or receives); ``qparams()`` for uint8 affine codes."""
 
     def __init__(self) -> None:
-        self.low, self.high, self.calls = float("inf"), float("-inf"), 0
+        self.low, self.high = float("inf"), float("-inf")
 
     def update(self, x: torch.Tensor) -> None:
         self.low = min(self.low, float(x.min()))
         self.high = max(self.high, float(x.max()))
+
+    def hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        """A forward hook recording ``output``."""
+        self.update(output)
 
     def qparams(self) -> QParams:
         low, high = min(self.low, 0.0), max(self.high, 0.0)  # zero must be exactly representable
@@ -158,16 +162,16 @@ def quantize_int8(
     run = run or (lambda m, x: m.embed(x) if hasattr(m, "embed") else m(x))
     blocks = [m for m in model.modules() if isinstance(m, (MFMConv2d, MFMResBlock, nn.BatchNorm2d))
               or _is_max_avg_pool(m)]  # fmt: skip
-    ranges: dict[nn.Module, dict[str, _Range]] = {m: {"in": _Range(), "out": _Range()} for m in blocks}
+    ranges = {m: {"in": _Range(), "out": _Range(), "conv": _Range()} for m in blocks}  # conv: before the MFM
+    calls = dict.fromkeys(blocks, 0)
 
     def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        seen = ranges[module]
-        seen["in"].update(args[0])
-        seen["out"].update(output)
-        seen["out"].calls += 1
+        ranges[module]["in"].update(args[0])
+        ranges[module]["out"].update(output)
+        calls[module] += 1
 
     hooks = [m.register_forward_hook(record) for m in blocks]
-    hooks += [m.filter.register_forward_hook(_conv_hook(ranges, m)) for m in blocks if isinstance(m, MFMConv2d)]
+    hooks += [m.filter.register_forward_hook(ranges[m]["conv"].hook) for m in blocks if isinstance(m, MFMConv2d)]
     try:
         with torch.inference_mode():
             run(model, calibration.float())
@@ -175,13 +179,13 @@ def quantize_int8(
         for hook in hooks:
             hook.remove()
 
-    swapped: dict[nn.Module, nn.Module] = {}
-    for module in blocks:  # modules() lists parents first: convert the leaves first, then the blocks using them
-        if ranges[module]["out"].calls > 1:
+    for module in blocks:
+        if calls[module] > 1:
             raise ValueError(f"{type(module).__name__} is called more than once per pass; give each use its own")
-    for module in reversed(blocks):
+    swapped: dict[nn.Module, nn.Module] = {}
+    for module in reversed(blocks):  # modules() lists parents first: the convolutions before their blocks
         seen = ranges[module]
-        if seen["out"].calls == 0:
+        if calls[module] == 0:
             continue  # not on the calibrated path (a classifier-only branch, say): left in fp32
         if isinstance(module, MFMConv2d):
             if module.mfm.kind != "2/1":
@@ -200,12 +204,3 @@ def quantize_int8(
             elif isinstance(child, (nn.Linear, MFMLinear)) and not isinstance(parent, MFMLinear):
                 setattr(parent, name, FloatInput(child))
     return model
-
-
-def _conv_hook(ranges: dict[nn.Module, dict[str, _Range]], block: MFMConv2d):
-    conv_range = ranges[block].setdefault("conv", _Range())
-
-    def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        conv_range.update(output)
-
-    return record
