@@ -226,6 +226,18 @@ def test_best_checkpoint_by_accuracy_early_stopping_by_loss(tmp_path):
     assert trainer.current_epoch == 5  # epochs 2, 3, 4 without a better loss: stopped after epoch 4
     assert torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 3
 
+
+def test_recipe_settings_reach_the_model_and_the_split():
+    from lcnn.tasks import classify
+    from lcnn.train import resolve_config
+
+    cfg = resolve_config("classify", "digits", "article", bn_momentum=0.01, val_fraction=0.1)
+    task, data = classify.setup(cfg)
+    data.setup("fit")
+    norms = [m for m in task.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 7 and all(m.momentum == 0.01 for m in norms)  # Keras's momentum 0.99
+    assert len(data.val_set) == round(0.1 * (len(data.train_set) + len(data.val_set)))
+
 def test_help_reads_well():
     out = subprocess.run([sys.executable, "-m", "lcnn", "train", "--help"], capture_output=True, text=True,
                          check=True).stdout
