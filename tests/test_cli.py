@@ -161,13 +161,15 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert logged == {0, 1}  # the first epoch's log survives the resume
 
 
-def test_last_checkpoint_is_the_last_epoch_not_the_best(tmp_path):
+def _fit_scripted(tmp_path, logs: dict[str, list[float]], patience: int, monitor, select=None):
+    """Train a 2-weight module whose validation logs ``logs[name][epoch]``, with ``build_trainer``'s checkpoints
+    and early stopping, for as many epochs as the logs have (or until early stopping). Returns the trainer."""
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
     from lcnn.train import build_trainer
 
-    class Worsening(L.LightningModule):  # validation loss rises every epoch: epoch 0 stays the best
+    class Scripted(L.LightningModule):
         def __init__(self):
             super().__init__()
             self.layer = torch.nn.Linear(2, 1)
@@ -176,55 +178,40 @@ def test_last_checkpoint_is_the_last_epoch_not_the_best(tmp_path):
             return self.layer(batch[0]).pow(2).mean()
 
         def validation_step(self, batch, batch_idx):
-            self.log("val_loss", float(self.current_epoch))
+            self.log_dict({name: float(values[self.current_epoch]) for name, values in logs.items()})
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     loader = DataLoader(TensorDataset(torch.rand(8, 2)), batch_size=4)
-    cfg = {"task": "classify", "epochs": 3, "accelerator": "cpu", "devices": 1, "strategy": "auto",
-           "precision": "32-true", "patience": 0}
-    trainer = build_trainer(cfg, tmp_path, ("val_loss", "min"))
-    trainer.fit(Worsening(), loader, loader)
-    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
-    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert (best["epoch"], last["epoch"], last["global_step"]) == (0, 2, 6)
-    assert trainer.checkpoint_callback.best_model_path == str(tmp_path / "checkpoints" / "best.ckpt")
+    cfg = {"task": "classify", "epochs": len(next(iter(logs.values()))), "accelerator": "cpu", "devices": 1,
+           "strategy": "auto", "precision": "32-true", "patience": patience}  # fmt: skip
+    trainer = build_trainer(cfg, tmp_path, monitor, select)
+    trainer.fit(Scripted(), loader, loader)
+    return trainer
 
+
+def _saved_epoch(path) -> int:
+    return torch.load(path, weights_only=True)["epoch"]
+
+
+def test_last_checkpoint_is_the_last_epoch_not_the_best(tmp_path):
+    trainer = _fit_scripted(tmp_path, {"val_loss": [0, 1, 2]}, 0, ("val_loss", "min"))  # epoch 0 stays the best
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (_saved_epoch(tmp_path / "checkpoints" / "best.ckpt"), last["epoch"], last["global_step"]) == (0, 2, 6)
+    assert trainer.checkpoint_callback.best_model_path == str(tmp_path / "checkpoints" / "best.ckpt")
 
 
 def test_best_checkpoint_by_accuracy_early_stopping_by_loss(tmp_path):
     """Classification keeps the most accurate epoch while early stopping follows the validation loss (the
     article's EarlyStopping): here the loss is best at epoch 1, the accuracy at epoch 3, and training stops
-    two epochs after the loss stopped improving."""
-    import lightning as L
-    from torch.utils.data import DataLoader, TensorDataset
-
+    three epochs after the loss stopped improving."""
     from lcnn.tasks import classify
-    from lcnn.train import build_trainer
 
-    class LossAndAccuracyDisagree(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(2, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.layer(batch[0]).pow(2).mean()
-
-        def validation_step(self, batch, batch_idx):
-            self.log_dict({"val_loss": [1.0, 0.5, 0.6, 0.7, 0.8, 0.9][self.current_epoch],
-                           "val_acc": [0.1, 0.5, 0.6, 0.7, 0.2, 0.2][self.current_epoch]})  # fmt: skip
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    loader = DataLoader(TensorDataset(torch.rand(8, 2)), batch_size=4)
-    cfg = {"task": "classify", "epochs": 6, "accelerator": "cpu", "devices": 1, "strategy": "auto",
-           "precision": "32-true", "patience": 3}  # fmt: skip
-    trainer = build_trainer(cfg, tmp_path, classify.MONITOR, classify.SELECT)
-    trainer.fit(LossAndAccuracyDisagree(), loader, loader)
+    logs = {"val_loss": [1.0, 0.5, 0.6, 0.7, 0.8, 0.9], "val_acc": [0.1, 0.5, 0.6, 0.7, 0.2, 0.2]}
+    trainer = _fit_scripted(tmp_path, logs, 3, classify.MONITOR, classify.SELECT)
     assert trainer.current_epoch == 5  # epochs 2, 3, 4 without a better loss: stopped after epoch 4
-    assert torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 3
+    assert _saved_epoch(tmp_path / "checkpoints" / "best.ckpt") == 3
 
 
 def test_recipe_settings_reach_the_model_and_the_split():
