@@ -161,7 +161,7 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert logged == {0, 1}  # the first epoch's log survives the resume
 
 
-def _fit_scripted(tmp_path, logs: dict[str, list[float]], patience: int, monitor, select=None):
+def _fit_scripted(tmp_path, logs: dict[str, list[float]], patience: int, monitor, best_by=None):
     """Train a 2-weight module whose validation logs ``logs[name][epoch]``, with ``build_trainer``'s checkpoints
     and early stopping, for as many epochs as the logs have (or until early stopping). Returns the trainer."""
     import lightning as L
@@ -185,8 +185,8 @@ def _fit_scripted(tmp_path, logs: dict[str, list[float]], patience: int, monitor
 
     loader = DataLoader(TensorDataset(torch.rand(8, 2)), batch_size=4)
     cfg = {"task": "classify", "epochs": len(next(iter(logs.values()))), "accelerator": "cpu", "devices": 1,
-           "strategy": "auto", "precision": "32-true", "patience": patience}  # fmt: skip
-    trainer = build_trainer(cfg, tmp_path, monitor, select)
+           "strategy": "auto", "precision": "32-true", "patience": patience, "best_by": best_by}  # fmt: skip
+    trainer = build_trainer(cfg, tmp_path, monitor)
     trainer.fit(Scripted(), loader, loader)
     return trainer
 
@@ -203,15 +203,17 @@ def test_last_checkpoint_is_the_last_epoch_not_the_best(tmp_path):
 
 
 def test_best_checkpoint_by_accuracy_early_stopping_by_loss(tmp_path):
-    """Classification keeps the most accurate epoch while early stopping follows the validation loss (the
+    """CIFAR-10's recipes keep the most accurate epoch while early stopping follows the validation loss (the
     article's EarlyStopping): here the loss is best at epoch 1, the accuracy at epoch 3, and training stops
-    three epochs after the loss stopped improving."""
+    three epochs after the loss stopped improving. Digits and MNIST keep the lowest loss."""
     from lcnn.tasks import classify
 
     logs = {"val_loss": [1.0, 0.5, 0.6, 0.7, 0.8, 0.9], "val_acc": [0.1, 0.5, 0.6, 0.7, 0.2, 0.2]}
-    trainer = _fit_scripted(tmp_path, logs, 3, classify.MONITOR, classify.SELECT)
+    best_by = classify.defaults("cifar10", "article")["best_by"]
+    trainer = _fit_scripted(tmp_path, logs, 3, classify.MONITOR, best_by)
     assert trainer.current_epoch == 5  # epochs 2, 3, 4 without a better loss: stopped after epoch 4
     assert _saved_epoch(tmp_path / "checkpoints" / "best.ckpt") == 3
+    assert "best_by" not in classify.defaults("mnist", "article") | classify.defaults("digits", "strong")
 
 
 def test_recipe_settings_reach_the_model_and_the_split():

@@ -65,15 +65,14 @@ def resolve_config(task: str = "classify", data: str | None = None, recipe: str 
     return cfg
 
 
-def build_trainer(
-    cfg: dict, run_dir: Path, monitor: tuple[str, str], select: tuple[str, str] | None = None
-) -> L.Trainer:
+def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Trainer:
     """A Trainer with best/last checkpoints, early stopping (when ``patience`` > 0) and a CSV log.
 
-    Early stopping watches ``monitor``; the best checkpoint is the best by ``select`` (default: ``monitor``).
+    Early stopping watches ``monitor``; the best checkpoint is the best by ``cfg["best_by"]`` (``[metric,
+    mode]``) where the recipe sets it, else by ``monitor`` too.
     """
     metric, mode = monitor
-    best_metric, best_mode = select or monitor
+    best_metric, best_mode = cfg.get("best_by") or monitor
     # ``last.ckpt`` has a checkpoint callback of its own: ``save_last`` only rewrites it when the best improves.
     callbacks = [
         RunConfig(cfg),
@@ -157,7 +156,7 @@ def train_one(cfg: dict, seed: int, run_dir: Path) -> dict:
     task = get_task(cfg["task"])
     L.seed_everything(seed, workers=True, verbose=False)
     module, data = task.setup(cfg)
-    trainer = build_trainer(cfg, run_dir, task.MONITOR, getattr(task, "SELECT", None))
+    trainer = build_trainer(cfg, run_dir, task.MONITOR)
     started = time.perf_counter()
     ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
     if ckpt is not None and not ckpt.exists():

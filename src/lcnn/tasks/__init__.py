@@ -1,7 +1,7 @@
 """One module per task. Each task module provides:
 
-- ``NAME`` and ``MONITOR = (metric, "min" | "max")``, the validation metric for checkpoints and early stopping;
-  optionally ``SELECT``, the same form, when the best checkpoint is chosen by another metric;
+- ``NAME`` and ``MONITOR = (metric, "min" | "max")``, the validation metric for checkpoints and early stopping
+  (a recipe's ``best_by: [metric, mode]`` chooses the best checkpoint by another one);
 - ``RECIPES`` and ``defaults(data, recipe) -> dict``, the default training config for a dataset;
 - ``TRAIN_OPTIONS``: extra ``lcnn train`` options, ``[(flags, argparse kwargs), ...]``, whose values land in the
   config under their ``dest``;
