@@ -65,14 +65,14 @@ def face_batches(folder: Path, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     import torch
 
     from lcnn.data.faces import FaceTransform, list_faces
+    from lcnn.quantize import calibration_subset
 
     items = list_faces(folder)
     transform = FaceTransform(train=False)
     people = sorted({name for _, name in items})
     last = set(people[-max(1, len(people) // 4) :])
     measured = [p for p, name in items if name in last][:batch]
-    others = [p for p, name in items if name not in last]
-    calibration = others[:: max(1, len(others) // batch)][:batch]
+    calibration = calibration_subset([p for p, name in items if name not in last], batch)
     return torch.stack([transform.load(p) for p in measured]), torch.stack([transform.load(p) for p in calibration])
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lcnn.data.images import load_images
-from lcnn.quantize import quantize_int8
+from lcnn.quantize import calibration_subset, quantize_int8
 from lcnn.speed import prepare_input
 from lcnn.tasks import load_task
 
@@ -63,7 +63,7 @@ def orl_rows(checkpoints: list[str], data_dir: str) -> list[str]:
     for ckpt in checkpoints:
         module = load_task(ckpt)[0]
         transform = module.transform(train=False)
-        calibration = torch.stack([transform.load(p) for p in training[:: len(training) // 64][:64]])
+        calibration = torch.stack([transform.load(p) for p in calibration_subset(training, 64)])
         faces = torch.stack([transform.load(p) for p in images])
         model = module.model.eval()
         int8 = quantize_int8(model, calibration)

@@ -185,6 +185,8 @@ def test_evaluate_and_predict(trained: tuple[Path, dict], la_dir: Path, tmp_path
     assert task.predict(module, cfg, [str(files[0])], threshold=1e9)[0].endswith("\tspoof")
     with pytest.raises(DataError, match="no such audio file"):
         task.predict(module, cfg, [str(tmp_path / "nothing.flac")])
+    with pytest.raises(UserError, match="int8"):
+        task.predict(module, cfg, [str(files[0])], int8=True)
     assert task.example_input(module).shape == (1, 1, 400, 60)
 
 

@@ -198,8 +198,6 @@ def _run_predict(args: argparse.Namespace) -> int:
     from lcnn.tasks import load_task
 
     module, cfg, task = load_task(args.checkpoint, args.model)
-    if args.int8 and task.NAME == "spoof":
-        raise UserError("--int8 is for image models (classify, face); spoof models run in fp32")
     options = {k: v for k, v in vars(args).items() if k in ("threshold", "resize", "out", "int8") and v is not None}
     for line in task.predict(module, cfg, [Path(f) for f in args.files], **options):
         print(line)

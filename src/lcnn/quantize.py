@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 import torch.ao.nn.quantized as nnq
@@ -28,8 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcnn.layers import MFMConv2d, MFMLinear, MFMResBlock
+from lcnn.models.lightcnn import FusedMaxAvgPool2d, MaxAvgPool2d
 
 QParams = tuple[float, int]
+T = TypeVar("T")
 
 # torch 2.13 flags its quantized tensors as deprecated (pytorch/pytorch#184982) on every creation; the int8
 # path is built on them and says so above, so the warning is not repeated to users at each batch.
@@ -142,10 +145,9 @@ def _int8_batchnorm(bn: nn.BatchNorm2d, out: QParams) -> nnq.BatchNorm2d:
     return qbn
 
 
-def _is_max_avg_pool(module: nn.Module) -> bool:
-    from lcnn.models.lightcnn import FusedMaxAvgPool2d, MaxAvgPool2d
-
-    return isinstance(module, (MaxAvgPool2d, FusedMaxAvgPool2d))
+def calibration_subset(items: Sequence[T], count: int) -> list[T]:
+    """At most ``count`` of ``items``, spread evenly over them (a calibration batch that sees the whole set)."""
+    return list(items[:: max(1, len(items) // count)][:count])
 
 
 def quantize_int8(
@@ -160,8 +162,8 @@ def quantize_int8(
     """
     model = copy.deepcopy(model).eval()
     run = run or (lambda m, x: m.embed(x) if hasattr(m, "embed") else m(x))
-    blocks = [m for m in model.modules() if isinstance(m, (MFMConv2d, MFMResBlock, nn.BatchNorm2d))
-              or _is_max_avg_pool(m)]  # fmt: skip
+    converted = (MFMConv2d, MFMResBlock, nn.BatchNorm2d, MaxAvgPool2d, FusedMaxAvgPool2d)
+    blocks = [m for m in model.modules() if isinstance(m, converted)]
     ranges = {m: {"in": _Range(), "out": _Range(), "conv": _Range()} for m in blocks}  # conv: before the MFM
     calls = dict.fromkeys(blocks, 0)
 

@@ -617,10 +617,10 @@ def predict(
     if not paths:
         raise UserError("no face images given")
     if options.get("int8"):
-        from lcnn.quantize import quantize_int8
+        from lcnn.quantize import calibration_subset, quantize_int8
 
         transform = module.transform(train=False)
-        calibration = torch.stack([transform.load(p) for p in paths[:: max(1, len(paths) // 64)][:64]])
+        calibration = torch.stack([transform.load(p) for p in calibration_subset(paths, 64)])
         module.model = quantize_int8(module.model, calibration)
     emb = embed_images(module, paths, batch_size or 64)
     with atomic_path(out / "embeddings.npy") as tmp, open(tmp, "wb") as f:

@@ -514,6 +514,8 @@ def evaluate(module: SpoofTask, cfg: dict[str, Any], out_dir, **options: Any) ->
 def predict(module: SpoofTask, cfg: dict[str, Any], files: list[str], **options: Any) -> list[str]:
     """``lcnn predict``: ``FILE<TAB>score<TAB>bonafide|spoof`` per file, deciding at the dev threshold stored
     in the checkpoint (``threshold`` option overrides it; ``-`` when there is none)."""
+    if options.get("int8"):
+        raise UserError("--int8 is for image models (classify, face); spoof models run in fp32")
     hp = module.hparams
     cache = FeatureCache(hp.frontend)
     threshold = options.get("threshold")
