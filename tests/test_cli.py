@@ -19,7 +19,7 @@ from lcnn.tasks import load_task
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "digits"
-    assert main(["train", "--epochs", "2", "--batch-size", "64", "--out", str(out)]) == 0
+    assert main(["train", "--epochs", "2", "--batch-size", "64", "--val-fraction", "0.25", "--out", str(out)]) == 0
     return out
 
 
@@ -29,6 +29,7 @@ def test_train_writes_the_run_folder(run):
         assert (run / name).stat().st_size > 0, name
     config = json.loads((run / "config.json").read_text())
     assert config["data"] == "digits" and config["batch_size"] == 64 and config["epochs"] == 2
+    assert config["val_fraction"] == 0.25
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_count"] == 450 and 0 <= metrics["test_acc"] <= 1
     assert not list(run.rglob("*.tmp"))
@@ -113,6 +114,7 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
     assert "missing MNIST file" in _error(capsys, ["evaluate", ckpt, "--data", "mnist", "--data-dir", str(tmp_path)])
     assert "no such data folder" in _error(capsys, ["train", "--data", f"folder:{tmp_path}/nope", "--out",
                                                    str(tmp_path / "r")])
+    assert "dev split" in _error(capsys, ["train", "--task", "spoof", "--val-fraction", "0.1"])
     notckpt = tmp_path / "x.ckpt"
     notckpt.write_text("hello")
     assert "x.ckpt: not a readable PyTorch checkpoint" in _error(capsys, ["evaluate", str(notckpt)])

@@ -90,6 +90,9 @@ def _add_train(commands, task: str) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--val-fraction", type=float, dest="val_fraction",
+                   help="classify, face: share of the training images held out for validation (face: of each "
+                   "person's images; default: the recipe's, 0.2 in the article's)")
     p.add_argument("--seed", type=int, action="append", dest="seeds",
                    help="random seed; repeat to train several seeds and get a summary (default: 0)")
     p.add_argument("--accelerator", help="cpu, gpu, mps or auto (default)")
@@ -110,6 +113,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from lcnn.train import resolve_config, train
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "task", "data", "recipe")}
+    if args.task == "spoof" and args.val_fraction is not None:
+        raise UserError("--val-fraction: the spoof task validates on the dataset's dev split")
     if options.get("devices") and str(options["devices"]).isdigit():
         options["devices"] = int(options["devices"])
     cfg = resolve_config(args.task, args.data, args.recipe, **options)
