@@ -114,7 +114,8 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
     assert "missing MNIST file" in _error(capsys, ["evaluate", ckpt, "--data", "mnist", "--data-dir", str(tmp_path)])
     assert "no such data folder" in _error(capsys, ["train", "--data", f"folder:{tmp_path}/nope", "--out",
                                                    str(tmp_path / "r")])
-    assert "dev split" in _error(capsys, ["train", "--task", "spoof", "--val-fraction", "0.1"])
+    assert "dev split" in _error(capsys, ["train", "--task", "spoof", "--val-fraction", "0.1", "--out",
+                                         str(tmp_path / "s")])
     notckpt = tmp_path / "x.ckpt"
     notckpt.write_text("hello")
     assert "x.ckpt: not a readable PyTorch checkpoint" in _error(capsys, ["evaluate", str(notckpt)])

@@ -113,8 +113,6 @@ def _run_train(args: argparse.Namespace) -> int:
     from lcnn.train import resolve_config, train
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "task", "data", "recipe")}
-    if args.task == "spoof" and args.val_fraction is not None:
-        raise UserError("--val-fraction: the spoof task validates on the dataset's dev split")
     if options.get("devices") and str(options["devices"]).isdigit():
         options["devices"] = int(options["devices"])
     cfg = resolve_config(args.task, args.data, args.recipe, **options)

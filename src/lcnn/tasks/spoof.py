@@ -323,6 +323,8 @@ class SpoofTask(L.LightningModule):
 
 def setup(cfg: dict[str, Any]) -> tuple[SpoofTask, SpoofDataModule]:
     """The task and its data for a resolved training config."""
+    if cfg.get("val_fraction") is not None:
+        raise UserError("--val-fraction: the spoof task validates on the dataset's dev split")
     try:
         frontend = frontend_config(cfg.get("frontend") or "lfcc", f_max=cfg.get("f_max"),
                                    trim_silence=cfg.get("trim_silence"))
