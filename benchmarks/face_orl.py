@@ -95,7 +95,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
 
-    data = FaceDataModule("orl", args.data_dir, "s1-s30", overrides.get("val_fraction", 0.2))
+    val_fraction = resolve_config("face", "orl", recipe=args.recipe, **overrides)["val_fraction"]
+    data = FaceDataModule("orl", args.data_dir, "s1-s30", val_fraction)
     pairs = data.test_pairs
     mean_face = np.mean([pixels(p) for p, _ in list_faces(data.root, data.classes)], axis=0)
     rows = [
