@@ -230,6 +230,27 @@ def test_recipe_settings_reach_the_model_and_the_split():
     assert len(norms) == 7 and all(m.momentum == 0.01 for m in norms)  # Keras's momentum 0.99
     assert len(data.val_set) == round(0.1 * (len(data.train_set) + len(data.val_set)))
 
+
+def test_test_time_flip_averages_the_image_and_its_mirror():
+    """The strong CIFAR-10 recipe scores each test image as the mean of its and its mirror's probabilities;
+    digits, which are not mirror-symmetric, are never flipped."""
+    from lcnn.tasks import classify
+
+    assert classify.defaults("cifar10", "strong")["test_time_flip"]
+    assert not any(classify.defaults(data, recipe).get("test_time_flip") for data in ("digits", "mnist")
+                   for recipe in ("article", "strong"))
+    torch.manual_seed(0)
+    task = classify.ClassificationTask(input_shape=(3, 32, 32), test_time_flip=True).eval()
+    task.model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))  # sees left from right
+    x = torch.rand(4, 3, 32, 32)
+    with torch.inference_mode():
+        expected = (task(x).softmax(1) + task(x.flip(3)).softmax(1)) / 2
+        assert torch.allclose(task.predict_step(x, 0), expected, atol=1e-6)
+        assert (expected - task(x).softmax(1)).abs().max() > 1e-2  # the mirror changes the scores
+        task.hparams.test_time_flip = False
+        assert torch.allclose(task.predict_step(x, 0), task(x).softmax(1), atol=1e-6)
+
+
 def test_help_reads_well():
     out = subprocess.run([sys.executable, "-m", "lcnn", "train", "--help"], capture_output=True, text=True,
                          check=True).stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,12 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
             "schedule": "onecycle", "label_smoothing": 0.1, "patience": 0,
             "augment": {"shift": 2, "rotate": 10, "scale": 0.1},
         },
-        # CIFAR-10: 84.93 % (3 seeds; 80 epochs, 45,000 training images); 60 epochs on 40,000 gave 84.1 %
+        # CIFAR-10: 86.08 % (3 seeds; 80 epochs, 45,000 training images), 84.93 % without the mirrored test
+        # view; 60 epochs on 40,000 gave 84.1 %. Digits are not mirror-symmetric: only this recipe flips.
         "default": {
             "epochs": 80, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4, "optimizer": "adamw",
             "schedule": "onecycle", "label_smoothing": 0.1, "patience": 0, "dropout": 0.3, "val_fraction": 0.1,
-            "augment": {"shift": 4, "hflip": True, "cutout": 8}, **_BEST_BY_ACCURACY,
+            "augment": {"shift": 4, "hflip": True, "cutout": 8}, "test_time_flip": True, **_BEST_BY_ACCURACY,
         },
     },
 }
@@ -124,7 +126,11 @@ class ImageDataModule(L.LightningDataModule):
 
 
 class ClassificationTask(L.LightningModule):
-    """Softmax classification of ``(N, C, H, W)`` images in [0, 1] with any registered model."""
+    """Softmax classification of ``(N, C, H, W)`` images in [0, 1] with any registered model.
+
+    With ``test_time_flip`` the test metrics and predictions average the probabilities of each image and
+    its mirror image; validation (which picks the kept checkpoint) and exports use the single view.
+    """
 
     task_name = NAME
 
@@ -143,6 +149,7 @@ class ClassificationTask(L.LightningModule):
         augment: dict[str, Any] | None = None,
         channels_last: bool = True,
         bn_momentum: float | None = None,
+        test_time_flip: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -161,6 +168,15 @@ class ClassificationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` -> logits ``(N, num_classes)``."""
         return self.model(prepare_input(x, self.hparams.channels_last))
+
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` -> log-probabilities ``(N, num_classes)``, of the mean over the image and its
+        mirror image when ``test_time_flip`` is set."""
+        log_probs = self(x).float().log_softmax(1)
+        if self.hparams.test_time_flip:
+            mirrored = self(x.flip(-1)).float().log_softmax(1)
+            log_probs = torch.logaddexp(log_probs, mirrored) - math.log(2)
+        return log_probs
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -181,15 +197,15 @@ class ClassificationTask(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, y = batch
-        logits = self(x)
-        self.test_loss.update(F.cross_entropy(logits, y), weight=len(y))
-        self.test_acc.update(logits, y)
+        log_probs = self.log_probs(x)
+        self.test_loss.update(F.nll_loss(log_probs, y), weight=len(y))
+        self.test_acc.update(log_probs, y)
         self.test_count.update(torch.tensor(float(len(y)), device=y.device))
         self.log_dict({"test_loss": self.test_loss, "test_acc": self.test_acc, "test_count": self.test_count})
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(x).float().softmax(1)
+        return self.log_probs(x).exp()
 
     def configure_optimizers(self):
         return make_optimizer(self, self.hparams)
@@ -213,6 +229,7 @@ def setup(cfg: dict[str, Any]) -> tuple[ClassificationTask, ImageDataModule]:
         augment=cfg.get("augment"),
         channels_last=cfg.get("channels_last", True),
         bn_momentum=cfg.get("bn_momentum"),
+        test_time_flip=cfg.get("test_time_flip", False),
     )
     return task, data
 
@@ -288,7 +305,7 @@ def predict(task: ClassificationTask, cfg: dict, files: list[Path], resize: bool
         calibration = prepare_input(torch.stack(calibration_subset(images, 256)))
         task.model = quantize_int8(task.model, calibration, run=lambda model, x: model(x))
     with torch.inference_mode():
-        probs = task(images).softmax(1)
+        probs = task.log_probs(images).exp()
     classes = task.hparams.classes or [str(i) for i in range(probs.shape[1])]
     best, index = probs.max(1)
     return [f"{path}\t{classes[i]}\t{p:.4f}" for path, i, p in zip(files, index.tolist(), best.tolist())]
