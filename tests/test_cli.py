@@ -42,6 +42,10 @@ def test_evaluate_reproduces_the_test_accuracy(run, capsys):
     assert metrics["test_acc"] == pytest.approx(trained["test_acc"], abs=1e-6)
     assert set(metrics["per_class_acc"]) == {str(d) for d in range(10)}
     assert (run / "eval" / "confusion.png").stat().st_size > 0
+    assert main(["evaluate", str(run), "--test-time-flip", "--out", str(run / "eval-flip")]) == 0
+    flipped = json.loads((run / "eval-flip" / "metrics.json").read_text())
+    assert (metrics["test_time_flip"], flipped["test_time_flip"]) == (False, True)
+    assert flipped["test_loss"] != pytest.approx(metrics["test_loss"], abs=1e-4)
 
 
 def test_predict_prints_class_and_probability(run, tmp_path, capsys):

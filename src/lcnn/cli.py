@@ -156,6 +156,9 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--asv-scores", help="spoof: ASVspoof ASV score file, for the min t-DCF")
     p.add_argument("--pairs", help="face: pairs file (LFW pairs.txt format or 'path1 path2 label' lines)")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="classify: average each image's probabilities with its mirror image's (default: as "
+                   "trained; on in the strong CIFAR-10 and folder recipe)")
     p.add_argument("--out", help="output folder (default: evaluation/ beside the checkpoint's run)")
     p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
     p.set_defaults(run=_run_evaluate)

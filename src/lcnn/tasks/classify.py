@@ -254,11 +254,14 @@ def _check_shape(task: ClassificationTask, shape: tuple[int, ...], where: str) -
 
 
 def evaluate(task: ClassificationTask, cfg: dict, out_dir: Path, data: str | None = None,
-             data_dir: str | None = None, batch_size: int | None = None, **_) -> dict[str, Any]:
+             data_dir: str | None = None, batch_size: int | None = None, test_time_flip: bool | None = None,
+             **_) -> dict[str, Any]:  # fmt: skip
     """Test accuracy and loss on the test split of ``data`` (default: the training data), per-class
-    accuracy, and a confusion matrix PNG."""
+    accuracy, and a confusion matrix PNG; ``test_time_flip`` overrides the trained setting."""
     from lcnn.plots import plot_confusion
 
+    if test_time_flip is not None:
+        task.hparams.test_time_flip = test_time_flip
     name = data or cfg.get("data", "digits")
     module = ImageDataModule(name, data_dir if data else data_dir or cfg.get("data_dir"),
                              batch_size or cfg.get("batch_size", 256), image_size=cfg.get("image_size"))
@@ -275,6 +278,7 @@ def evaluate(task: ClassificationTask, cfg: dict, out_dir: Path, data: str | Non
     per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
     metrics = {
         "data": name,
+        "test_time_flip": task.hparams.test_time_flip,
         "test_acc": float((predicted == labels).float().mean()),
         "test_loss": float(F.nll_loss(probs.clamp_min(1e-12).log(), labels)),
         "test_count": len(labels),
