@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lcnn.cli import main
+from lcnn.cli import build_parser, main
 from lcnn.data.images import load_digits
 from lcnn.quantize import quantize_int8
 from lcnn.tasks import load_task
@@ -253,6 +253,9 @@ def test_test_time_flip_averages_the_image_and_its_mirror():
         assert (expected - task(x).softmax(1)).abs().max() > 1e-2  # the mirror changes the scores
         task.hparams.test_time_flip = False
         assert torch.allclose(task.predict_step(x, 0), task(x).softmax(1), atol=1e-6)
+    for flag, expected in (("--test-time-flip", True), ("--no-test-time-flip", False)):
+        assert build_parser("classify").parse_args(["train", flag]).test_time_flip is expected
+    assert build_parser("classify").parse_args(["train"]).test_time_flip is None  # the recipe decides
 
 
 def test_help_reads_well():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,12 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
 }
+
+TRAIN_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--test-time-flip",), {"dest": "test_time_flip", "action": argparse.BooleanOptionalAction,
+                             "help": "score each test image as the mean of its and its mirror image's "
+                                     "probabilities (default: on in the strong recipe for CIFAR-10 and folders)"}),
+]
 
 
 def defaults(data: str, recipe: str) -> dict[str, Any]:
