@@ -253,8 +253,8 @@ def test_test_time_flip_averages_the_image_and_its_mirror():
         assert (expected - task(x).softmax(1)).abs().max() > 1e-2  # the mirror changes the scores
         task.hparams.test_time_flip = False
         assert torch.allclose(task.predict_step(x, 0), task(x).softmax(1), atol=1e-6)
-    for flag, expected in (("--test-time-flip", True), ("--no-test-time-flip", False)):
-        assert build_parser("classify").parse_args(["train", flag]).test_time_flip is expected
+    for flag, value in (("--test-time-flip", True), ("--no-test-time-flip", False)):
+        assert build_parser("classify").parse_args(["train", flag]).test_time_flip is value
     assert build_parser("classify").parse_args(["train"]).test_time_flip is None  # the recipe decides
 
 

@@ -158,7 +158,7 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
                    help="classify: average each image's probabilities with its mirror image's (default: as "
-                   "trained; on in the strong CIFAR-10 and folder recipe)")
+                   "trained; on in the strong recipe for CIFAR-10 and folders)")
     p.add_argument("--out", help="output folder (default: evaluation/ beside the checkpoint's run)")
     p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
     p.set_defaults(run=_run_evaluate)
