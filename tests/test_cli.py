@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 
@@ -256,6 +257,16 @@ def test_test_time_flip_averages_the_image_and_its_mirror():
     for flag, value in (("--test-time-flip", True), ("--no-test-time-flip", False)):
         assert build_parser("classify").parse_args(["train", flag]).test_time_flip is value
     assert build_parser("classify").parse_args(["train"]).test_time_flip is None  # the recipe decides
+
+
+def test_training_output_has_no_false_alarms(tmp_path, recwarn):
+    """Lightning's warning that the run folder "is not empty" and that "previous log files will be deleted"
+    (it holds config.json; only metrics.csv is replaced) and its cloud-logger advertisement are not shown."""
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    assert not [w for w in recwarn if "is not empty" in str(w.message)]
+    advert = logging.makeLogRecord({"msg": "Tip: try installing [litlogger](https://pypi.org/project/litlogger/)"})
+    assert not logging.getLogger("lightning.pytorch.utilities.rank_zero").filter(advert)
+    assert logging.getLogger("lightning.pytorch.utilities.rank_zero").filter(logging.makeLogRecord({"msg": "GPU"}))
 
 
 def test_help_reads_well():

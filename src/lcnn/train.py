@@ -7,6 +7,7 @@ import csv
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,11 @@ def train_one(cfg: dict, seed: int, run_dir: Path) -> dict:
     if ckpt is not None and not ckpt.exists():
         raise UserError(f"{ckpt}: nothing to resume (no last checkpoint in this run folder)")
     earlier_log = _read_csv(run_dir / "metrics.csv") if ckpt else []
-    trainer.fit(module, data, ckpt_path=ckpt)
+    with warnings.catch_warnings():
+        # The CSV logger warns that the run folder (config.json is already there) "is not empty" and that
+        # "previous log files will be deleted": it replaces metrics.csv only, whose earlier rows a resume restores.
+        warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+        trainer.fit(module, data, ckpt_path=ckpt)
     fit_seconds = time.perf_counter() - started
     metrics = task.test(trainer, module, data, run_dir)
     metrics.update(

@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +27,11 @@ import lightning as L
 import torch
 
 from lcnn.errors import UserError
+
+# Two messages every Trainer prints that users can do nothing about: Lightning's batch-size inference uses a
+# torch.utils._pytree API that torch 2.13 deprecates, and Lightning advertises its cloud logger.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda rec: "litlogger" not in rec.getMessage())
 
 TASKS = {"classify": "lcnn.tasks.classify", "spoof": "lcnn.tasks.spoof", "face": "lcnn.tasks.face"}
 
