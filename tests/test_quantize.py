@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,7 @@ from lcnn import build_lcnn
 from lcnn.layers import MFMConv2d
 from lcnn.models import create_model
 from lcnn.models.lightcnn import optimize_for_inference
-from lcnn.quantize import Int8MFMConv2d, Int8ResBlock, _mfm_codes, quantize_int8
+from lcnn.quantize import Int8MFMConv2d, Int8ResBlock, _mfm_codes, fold_batchnorms, quantize_int8
 
 pytestmark = pytest.mark.skipif(
     not {"x86", "fbgemm", "onednn"} & set(torch.backends.quantized.supported_engines),
@@ -60,16 +62,44 @@ def test_lightcnn_int8_embeddings_close_to_fp32(arch, channels):
     assert any(isinstance(m, MFMConv2d) for m in model.modules())  # the model passed in is left as it was
 
 
-def test_lcnn_int8_predictions():
-    torch.manual_seed(0)
+def trained_looking_lcnn(seed: int = 0) -> nn.Module:
+    """The article's LCNN with BatchNorms that are not the identity, some of their scales negative."""
+    torch.manual_seed(seed)
     model = build_lcnn((1, 28, 28), 10).eval()
-    with torch.no_grad():  # a trained-looking BatchNorm: running statistics that are not the identity
+    with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(-1.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def test_fold_batchnorms_is_exact():
+    """Every BatchNorm of the LCNN sits between two MFM convolutions (some behind a max-pool): all six fold away,
+    the negative scales included, and the network computes what it did."""
+    model = trained_looking_lcnn()
+    assert any((m.weight < 0).any() for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    x = smooth_images(8, 1, 28, seed=9)
+    with torch.no_grad():
+        reference = model(x)
+        folded = fold_batchnorms(copy.deepcopy(model))
+        out = folded(x)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.features) == 6
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.features)
+    assert isinstance(folded.bn_fc, nn.BatchNorm1d)  # after the fully connected layer: not a convolution's
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # a BatchNorm not followed by an MFM convolution is left alone
+        tail = nn.Sequential(MFMConv2d(1, 4, 3), nn.BatchNorm2d(4).eval())
+        assert isinstance(fold_batchnorms(tail)[1], nn.BatchNorm2d)
+
+
+def test_lcnn_int8_predictions():
+    model = trained_looking_lcnn()
     calibration, x = smooth_images(64, 1, 28, seed=3), smooth_images(64, 1, 28, seed=4)
     int8 = quantize_int8(model, calibration, run=lambda m, batch: m(batch))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in int8.features)  # folded, not run in int8
     with torch.inference_mode():
         reference, logits = model(x), int8(x)
     assert float((logits - reference).norm() / reference.norm()) < 0.05

@@ -7,6 +7,8 @@ building blocks for int8 ones:
   and per-tensor uint8 activations; on the 2-core test machine they reach 4-5x the fp32 multiply rate;
 - the Max-Feature-Map runs on the uint8 codes themselves: both halves of a convolution's output share
   one scale and zero point, so the max of the codes is the code of the max, exact;
+- a BatchNorm between two MFM convolutions (the article's LCNN) is folded into their weights first, exactly
+  (:func:`fold_batchnorms`), so it costs nothing; any other BatchNorm runs as a quantized one;
 - residual adds and LightCNN-29v2's ``max_pool2d + avg_pool2d`` are quantized adds;
 - fully connected layers stay fp32 (a small share of the work), fed with dequantized features.
 
@@ -92,17 +94,23 @@ def _int8_conv(conv: nn.Conv2d, out: QParams) -> nnq.Conv2d:
 
 class Int8MFMConv2d(nn.Module):
     """:class:`~lcnn.layers.MFMConv2d` in int8: quantized ``(N, C, H, W)`` in and out (a float input is
-    quantized with the input range seen in calibration)."""
+    quantized with the input range seen in calibration).
+
+    ``pool``, a max-pool that follows the layer, is taken before the MFM: both are maxima, so the order does
+    not change the result, and the MFM then runs on a quarter of the data while the pool runs on ``2C``
+    channels, which the quantized kernel handles 2-4x faster than ``C`` = 48 (not a multiple of 32)."""
 
     def __init__(self, layer: MFMConv2d, inputs: QParams, conv_out: QParams) -> None:
         super().__init__()
         self.inputs = inputs
         self.conv = _int8_conv(layer.filter, conv_out)
+        self.pool: nn.MaxPool2d | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not x.is_quantized:
             x = _quantize(x.contiguous(memory_format=torch.channels_last), self.inputs)
-        return _mfm_codes(self.conv(x))
+        x = self.conv(x)
+        return _mfm_codes(x if self.pool is None else self.pool(x))
 
 
 class Int8ResBlock(nn.Module):
@@ -145,6 +153,43 @@ def _int8_batchnorm(bn: nn.BatchNorm2d, out: QParams) -> nnq.BatchNorm2d:
     return qbn
 
 
+def fold_batchnorms(model: nn.Module) -> nn.Module:
+    """Fold each BatchNorm that sits between two 2/1 MFM convolutions of an ``nn.Sequential`` (``conv, bn, conv``
+    or ``conv, max-pool, bn, conv``) into their weights, in place; returns ``model``, which must be in eval mode.
+
+    The BatchNorm ``y = a * m + b`` of the MFM output ``m = max(c, c')`` commutes with the max when ``a > 0``:
+    the first convolution's channel pair is scaled by ``a`` and shifted by ``b``. For ``a < 0`` it takes ``|a|``
+    and ``-b`` and the sign goes into the next convolution's input weights, where the zero padding is unchanged
+    by it. Max-pooling commutes the same way. Exact up to float rounding.
+    """
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        layers = list(seq)
+        for i, bn in enumerate(layers):
+            if not isinstance(bn, nn.BatchNorm2d) or bn.running_var is None or not 0 < i < len(layers) - 1:
+                continue
+            before = layers[i - 2] if isinstance(layers[i - 1], nn.MaxPool2d) and i >= 2 else layers[i - 1]
+            after = layers[i + 1]
+            if not all(isinstance(m, MFMConv2d) and m.mfm.kind == "2/1" for m in (before, after)):
+                continue
+            _fold_batchnorm(bn, before.filter, after.filter)
+            seq[i] = nn.Identity()
+    return model
+
+
+@torch.no_grad()
+def _fold_batchnorm(bn: nn.BatchNorm2d, before: nn.Conv2d, after: nn.Conv2d) -> None:
+    scale = bn.running_var.add(bn.eps).rsqrt()
+    scale = scale * bn.weight if bn.affine else scale
+    shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0)
+    sign = torch.where(scale < 0, -1.0, 1.0)
+    pair_scale, pair_shift = scale.abs().repeat(2), (sign * shift).repeat(2)  # channel i meets i + C
+    if before.bias is None:
+        before.bias = nn.Parameter(torch.zeros_like(pair_shift))
+    before.weight.mul_(pair_scale.view(-1, 1, 1, 1))
+    before.bias.mul_(pair_scale).add_(pair_shift)
+    after.weight.mul_(sign.view(1, -1, 1, 1))
+
+
 def calibration_subset(items: Sequence[T], count: int) -> list[T]:
     """At most ``count`` of ``items``, spread evenly over them (a calibration batch that sees the whole set)."""
     return list(items[:: max(1, len(items) // count)][:count])
@@ -160,7 +205,7 @@ def quantize_int8(
     Raises ``ValueError`` for an MFM other than 2/1 or a block that is called twice in one pass (one
     range would then serve two places).
     """
-    model = copy.deepcopy(model).eval()
+    model = fold_batchnorms(copy.deepcopy(model).eval())
     run = run or (lambda m, x: m.embed(x) if hasattr(m, "embed") else m(x))
     converted = (MFMConv2d, MFMResBlock, nn.BatchNorm2d, MaxAvgPool2d, FusedMaxAvgPool2d)
     blocks = [m for m in model.modules() if isinstance(m, converted)]
@@ -205,4 +250,8 @@ def quantize_int8(
                 setattr(parent, name, swapped[child])
             elif isinstance(child, (nn.Linear, MFMLinear)) and not isinstance(parent, MFMLinear):
                 setattr(parent, name, FloatInput(child))
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], Int8MFMConv2d) and seq[i].pool is None and isinstance(seq[i + 1], nn.MaxPool2d):
+                seq[i].pool, seq[i + 1] = seq[i + 1], nn.Identity()
     return model
