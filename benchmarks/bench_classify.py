@@ -75,14 +75,19 @@ def matmul_peak(threads: int, dtype_name: str, size: int = 2048, steps: int = 10
     import torch
 
     torch.set_num_threads(threads)
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.rand(size, size, dtype=dtype), torch.rand(size, size, dtype=dtype)
-    torch.mm(a, b)
+    if dtype_name == "int8":  # int8 x int8 -> int32, the multiply rate int8 convolutions draw on (VNNI)
+        a, b = (torch.randint(-128, 128, (size, size), dtype=torch.int8) for _ in range(2))
+        mm = torch._int_mm
+    else:
+        dtype = getattr(torch, dtype_name)
+        a, b = torch.rand(size, size, dtype=dtype), torch.rand(size, size, dtype=dtype)
+        mm = torch.mm
+    mm(a, b)
     best = 0.0
     for _ in range(3):
         t0 = time.perf_counter()
         for _ in range(steps):
-            torch.mm(a, b)
+            mm(a, b)
         best = max(best, steps * size**3 / (time.perf_counter() - t0))
     return best
 
@@ -381,25 +386,26 @@ def main(argv: list[str] | None = None) -> None:
 def arithmetic_bound(threads: int, keras: dict | None) -> dict:
     """What the speed goals (2.5x Keras training, 4x inference) ask of the CPU's arithmetic: the model's
     multiply-accumulates per image times the target throughput, against the best MAC rate of a large
-    matmul on the same threads (fp32 and bf16)."""
+    matmul on the same threads (fp32, bf16 and int8)."""
     import torch
 
     from lcnn import build_lcnn
     from lcnn.benchmark import count_macs
 
     macs = count_macs(build_lcnn((1, 28, 28), 10).eval(), torch.rand(1, 1, 28, 28))
-    peak = {name: matmul_peak(threads, name) for name in ("float32", "bfloat16")}
+    peak = {name: matmul_peak(threads, name) for name in ("float32", "bfloat16", "int8")}
     out = {"macs_per_image": macs, "matmul_peak_gmac_s": {k: round(v / 1e9, 1) for k, v in peak.items()}}
     text = (f"arithmetic: {macs / 1e6:.1f} M MACs per image forward, about 3x that per training image; "
             f"matmul peak on {threads} threads: {peak['float32'] / 1e9:.0f} GMAC/s fp32, "
-            f"{peak['bfloat16'] / 1e9:.0f} GMAC/s bf16")
+            f"{peak['bfloat16'] / 1e9:.0f} GMAC/s bf16, {peak['int8'] / 1e9:.0f} GMAC/s int8")
     if keras:
         need_train = 2.5 * keras["train_img_s"] * 3 * macs
         need_infer = 4.0 * keras["infer_img_s"] * macs
         out.update(goal_train_gmac_s=round(need_train / 1e9, 1), goal_infer_gmac_s=round(need_infer / 1e9, 1))
         text += (f"\n2.5x Keras in training needs {need_train / 1e9:.0f} GMAC/s and 4x in inference "
                  f"{need_infer / 1e9:.0f} GMAC/s, that is {need_train / peak['float32']:.0%} and "
-                 f"{need_infer / peak['float32']:.0%} of the fp32 matmul peak")
+                 f"{need_infer / peak['float32']:.0%} of the fp32 matmul peak ({need_infer / peak['int8']:.0%} "
+                 f"of the int8 one)")
     out["text"] = text
     torch.set_num_threads(threads)
     return out
