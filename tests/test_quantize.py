@@ -52,6 +52,8 @@ def test_lightcnn_int8_embeddings_close_to_fp32(arch, channels):
     assert not any(isinstance(m, MFMConv2d) for m in int8.modules())  # every convolution converted
     if arch in ("lightcnn29", "lightcnn29v2"):
         assert sum(isinstance(m, Int8ResBlock) for m in int8.modules()) == 10
+    if arch == "lightcnn9":  # its four max-pools follow MFM convolutions in one Sequential: taken before the MFM
+        assert sum(isinstance(m, Int8MFMConv2d) and m.pool is not None for m in int8.modules()) == 4
     with torch.inference_mode():
         reference, feature = model.embed(x), int8.embed(x)
         logits = int8(x)
@@ -60,6 +62,21 @@ def test_lightcnn_int8_embeddings_close_to_fp32(arch, channels):
     assert float((feature - reference).norm() / reference.norm()) < 0.1
     assert logits.shape == (6, 10)
     assert any(isinstance(m, MFMConv2d) for m in model.modules())  # the model passed in is left as it was
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_max_pool_before_the_mfm_is_exact(ceil_mode):
+    """Pooling the 2C channels and then taking the MFM gives the codes of the MFM then the pool, odd sizes too."""
+    torch.manual_seed(0)
+    layer = Int8MFMConv2d(MFMConv2d(3, 8, 3), inputs=(1 / 255, 0), conv_out=(0.01, 128))
+    pool = nn.MaxPool2d(2, 2, ceil_mode=ceil_mode)
+    x = smooth_images(4, 3, 16, seed=10)[..., :15, :15]
+    with torch.inference_mode():
+        expected = pool(layer(x))
+        layer.pool = pool
+        out = layer(x)
+    assert out.shape == expected.shape == (4, 8, 8 if ceil_mode else 7, 8 if ceil_mode else 7)
+    assert torch.equal(out.int_repr(), expected.int_repr())
 
 
 def trained_looking_lcnn(seed: int = 0) -> nn.Module:

@@ -30,7 +30,7 @@ import torch.ao.nn.quantized as nnq
 import torch.nn.functional as F
 from torch import nn
 
-from lcnn.layers import MFMConv2d, MFMLinear, MFMResBlock
+from lcnn.layers import MFMConv2d, MFMGroup, MFMLinear, MFMResBlock
 from lcnn.models.lightcnn import FusedMaxAvgPool2d, MaxAvgPool2d
 
 QParams = tuple[float, int]
@@ -252,6 +252,7 @@ def quantize_int8(
                 setattr(parent, name, FloatInput(child))
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
-            if isinstance(seq[i], Int8MFMConv2d) and seq[i].pool is None and isinstance(seq[i + 1], nn.MaxPool2d):
-                seq[i].pool, seq[i + 1] = seq[i + 1], nn.Identity()
+            conv, pool = seq[i].conv if isinstance(seq[i], MFMGroup) else seq[i], seq[i + 1]
+            if isinstance(conv, Int8MFMConv2d) and isinstance(pool, nn.MaxPool2d) and not pool.return_indices:
+                conv.pool, seq[i + 1] = pool, nn.Identity()
     return model
