@@ -1,12 +1,14 @@
-"""LightCNN-29v2 face-embedding throughput on this CPU: the official way of running it versus the fast paths
-of :func:`lcnn.models.lightcnn.optimize_for_inference`, side by side in one run.
+"""LightCNN face-embedding throughput on this CPU (LightCNN-29v2 unless ``--model`` says otherwise): the
+official way of running it versus the fast paths of :func:`lcnn.models.lightcnn.optimize_for_inference`,
+side by side in one run.
 
     python benchmarks/bench_lightcnn.py                       # batch 32, 2 threads, every variant
+    python benchmarks/bench_lightcnn.py --model lightcnn9 --variants official,int8+workers
     python benchmarks/bench_lightcnn.py --variants official,compile+winograd --rounds 3
     python benchmarks/bench_lightcnn.py --checkpoint LightCNN_29Layers_V2_checkpoint.pth.tar
 
 "official" runs the model as the official ``extract_features.py`` does: eager, fp32, contiguous NCHW,
-under ``no_grad``, the full forward (80013-way classifier included) returning ``(logits, feature)``.
+under ``no_grad``, the full forward (the released classifier included) returning ``(logits, feature)``.
 The other variants compute the 256-d feature with ``InferenceModel.embed``.
 
 Every variant lives in its own worker process (so its peak RSS is its own: weights, workspace and, for
@@ -85,14 +87,14 @@ def _worker(conn, name: str, args: argparse.Namespace) -> None:
     import torch
 
     from lcnn.models import create_model
-    from lcnn.models.lightcnn import load_lightcnn, optimize_for_inference
+    from lcnn.models.lightcnn import RELEASED_CLASSES, load_lightcnn, optimize_for_inference
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.checkpoint:
-        model = load_lightcnn(args.checkpoint, "lightcnn29v2")
+        model = load_lightcnn(args.checkpoint, args.model)
     else:
-        model = create_model("lightcnn29v2", num_classes=80013).eval()  # the released classifier size
+        model = create_model(args.model, num_classes=RELEASED_CLASSES[args.model]).eval()
     if args.faces:
         x, calibration = face_batches(Path(args.faces), args.batch)
     else:
@@ -140,13 +142,15 @@ def _worker(conn, name: str, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="lightcnn29v2", choices=["lightcnn9", "lightcnn29", "lightcnn29v2"],
+                        help="which grey-input LightCNN to measure (default lightcnn29v2)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default 4)")
     parser.add_argument("--iters", type=int, default=2, help="timed batches per variant per round (default 2)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches first (compilation included)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    parser.add_argument("--checkpoint", help="a released LightCNN-29v2 .pth.tar (default: random weights)")
+    parser.add_argument("--checkpoint", help="a released .pth.tar of --model (default: random weights)")
     parser.add_argument("--faces", default=str(DEFAULT_FACES) if DEFAULT_FACES.is_dir() else None,
                         help="identity folders of face images: the measured batch and int8's calibration batch "
                              "(default: the ORL faces where present, else uniform noise)")  # fmt: skip
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     print(
-        f"LightCNN-29v2, batch {args.batch} x 1x128x128, {args.threads} threads, torch {torch.__version__}, "
+        f"{args.model}, batch {args.batch} x 1x128x128, {args.threads} threads, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}"
     )
     context = mp.get_context("spawn")
