@@ -9,6 +9,8 @@ building blocks for int8 ones:
   one scale and zero point, so the max of the codes is the code of the max, exact;
 - a BatchNorm between two MFM convolutions (the article's LCNN) is folded into their weights first, exactly
   (:func:`fold_batchnorms`), so it costs nothing; any other BatchNorm runs as a quantized one;
+- a max-pool right after an MFM convolution is taken before the MFM, on the 2C channels (both are maxima,
+  so the result is the same), where the quantized pool kernel is faster and the MFM has a quarter of the work;
 - residual adds and LightCNN-29v2's ``max_pool2d + avg_pool2d`` are quantized adds;
 - fully connected layers stay fp32 (a small share of the work), fed with dequantized features.
 
@@ -250,9 +252,15 @@ def quantize_int8(
                 setattr(parent, name, swapped[child])
             elif isinstance(child, (nn.Linear, MFMLinear)) and not isinstance(parent, MFMLinear):
                 setattr(parent, name, FloatInput(child))
+    _pool_before_mfm(model)
+    return model
+
+
+def _pool_before_mfm(model: nn.Module) -> None:
+    """Hand each max-pool that follows an int8 MFM convolution (or an ``MFMGroup`` ending in one) in an
+    ``nn.Sequential`` to that convolution, which pools before its MFM (:class:`Int8MFMConv2d`)."""
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
             conv, pool = seq[i].conv if isinstance(seq[i], MFMGroup) else seq[i], seq[i + 1]
             if isinstance(conv, Int8MFMConv2d) and isinstance(pool, nn.MaxPool2d) and not pool.return_indices:
                 conv.pool, seq[i + 1] = pool, nn.Identity()
-    return model
