@@ -113,7 +113,7 @@ class _MaxFeatureMap2to1(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
         a, b = x.chunk(2, dim)
         if x.device.type == "cpu":
-            mask = torch.ge(a, b, out=torch.empty_like(a, memory_format=torch.preserve_format))
+            mask = torch.ge(a, b, out=torch.empty_like(a))
         else:
             mask = torch.ge(a, b)
         ctx.save_for_backward(mask)
