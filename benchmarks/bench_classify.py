@@ -57,7 +57,7 @@ COMPILE_CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
 
 def use_plain_mfm() -> None:
     """Route ``MaxFeatureMap("2/1")`` through plain ``torch.maximum`` (autograd's own backward), as a direct
-    port of the article does, for the rows without ``fastMFM``; the library uses ``max_feature_map_2to1``."""
+    port of the article does, for the rows without ``fastMFM``; the library uses ``lcnn.layers.max_feature_map``."""
     import torch
 
     from lcnn.layers import MaxFeatureMap
@@ -179,7 +179,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     model.eval()
     infer_forward = torch.compile(model) if compiled else model  # eval mode: a separate graph
     if int8:
-        from lcnn.models.lightcnn import optimize_for_inference
+        from lcnn.inference import optimize_for_inference
 
         calibration = torch.rand(bs, 1, 28, 28, generator=torch.Generator().manual_seed(1))
         infer_forward = optimize_for_inference(model, precision="int8", calibration=calibration)
@@ -280,7 +280,7 @@ def keep_best(best: dict[str, dict], row: dict) -> None:
 
 def library_default_name() -> str:
     """The row of what ``lcnn.speed`` recommends on this machine: channels-last (``prepare_model``), bf16 only
-    where ``default_precision`` says it pays, the fast MFM (``max_feature_map_2to1``) and the tuned allocator
+    where ``default_precision`` says it pays, the fast MFM (``lcnn.layers.max_feature_map``) and the tuned allocator
     (``tune_cpu_allocator``)."""
     from lcnn.speed import default_precision
 
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(rows, keras_best, default_name))
     print(f"* = lcnn.speed's defaults on this CPU: channels-last (CL), precision "
           f"{'bf16-mixed' if 'bf16' in default_name else '32-true'}, fastMFM = MaxFeatureMap 2/1 through "
-          "max_feature_map_2to1 (same forward, lean backward), malloc = tune_cpu_allocator()")
+          "lcnn.layers.max_feature_map (same forward, lean backward), malloc = tune_cpu_allocator()")
     bound = arithmetic_bound(args.threads, keras_best)
     print(bound["text"])
     if args.json:

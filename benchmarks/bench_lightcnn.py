@@ -67,7 +67,7 @@ def face_batches(folder: Path, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     import torch
 
     from lcnn.data.faces import FaceTransform, list_faces
-    from lcnn.quantize import calibration_subset
+    from lcnn.inference import calibration_subset
 
     items = list_faces(folder)
     transform = FaceTransform(train=False)
@@ -86,15 +86,15 @@ def _peak_rss_mb() -> float:
 def _worker(conn, name: str, args: argparse.Namespace) -> None:
     import torch
 
-    from lcnn.models import create_model
-    from lcnn.models.lightcnn import RELEASED_CLASSES, load_lightcnn, optimize_for_inference
+    from lcnn.inference import optimize_for_inference
+    from lcnn.models import create_model, load_lightcnn, model_info
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.checkpoint:
         model = load_lightcnn(args.checkpoint, args.model)
     else:
-        model = create_model(args.model, num_classes=RELEASED_CLASSES[args.model]).eval()
+        model = create_model(args.model, num_classes=model_info(args.model).released_classes).eval()
     if args.faces:
         x, calibration = face_batches(Path(args.faces), args.batch)
     else:

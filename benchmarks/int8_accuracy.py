@@ -1,4 +1,4 @@
-"""Does int8 inference keep the accuracy? fp32 against ``lcnn.quantize.quantize_int8`` on trained checkpoints.
+"""Does int8 inference keep the accuracy? fp32 against ``lcnn.inference.quantize_int8`` on trained checkpoints.
 
 - MNIST (the article's LCNN): test accuracy on the full 10,000-image test set of ``mnist-5k``, int8
   calibrated on 256 training images.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lcnn.data.images import load_images
-from lcnn.quantize import calibration_subset, quantize_int8
+from lcnn.inference import calibration_subset, quantize_int8
 from lcnn.speed import prepare_input
 from lcnn.tasks import load_task
 

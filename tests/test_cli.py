@@ -13,7 +13,7 @@ from PIL import Image
 
 from lcnn.cli import build_parser, main
 from lcnn.data.images import load_digits
-from lcnn.quantize import quantize_int8
+from lcnn.inference import quantize_int8
 from lcnn.tasks import load_task
 
 
@@ -63,8 +63,8 @@ def test_predict_prints_class_and_probability(run, tmp_path, capsys):
     for line, path in zip(lines, paths):
         name, label, prob = line.split("\t")
         assert name == path and label in {str(d) for d in range(10)} and 0.1 <= float(prob) <= 1
-    # --int8: the model calibrated on these images, as lcnn.quantize does it (this 2-epoch model is too unsure
-    # of its classes for int8 to be sure to keep them: the accuracy is benchmarks/int8_accuracy.py's job)
+    # --int8: the model calibrated on these images, as lcnn.inference.quantize_int8 does it (this 2-epoch model is
+    # too unsure of its classes for int8 to be sure to keep them: the accuracy is benchmarks/int8_accuracy.py's job)
     assert main(["predict", str(run / "checkpoints" / "best.ckpt"), *paths, "--int8"]) == 0
     module = load_task(run / "checkpoints" / "best.ckpt")[0]
     images = torch.stack([torch.from_numpy(digits.test_images[i].numpy()).float() / 255 for i in range(3)])

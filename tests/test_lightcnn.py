@@ -15,15 +15,9 @@ import torch
 import torch.nn.functional as F
 
 import lcnn
-from lcnn.models import create_model, list_models
-from lcnn.models.lightcnn import (
-    CheckpointError,
-    FusedMaxAvgPool2d,
-    MaxAvgPool2d,
-    WinogradConv2d,
-    load_lightcnn,
-    optimize_for_inference,
-)
+from lcnn.inference import WinogradConv2d, optimize_for_inference
+from lcnn.layers import FusedMaxAvgPool2d, MaxAvgPool2d
+from lcnn.models import CheckpointError, create_model, list_models, load_lightcnn
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 OFFICIAL = {

@@ -1,4 +1,4 @@
-"""Int8 inference (lcnn.quantize): exact MFM on the codes, embeddings close to fp32, refusals."""
+"""Int8 inference (lcnn.inference.quantize): exact MFM on the codes, embeddings close to fp32, refusals."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcnn import build_lcnn
+from lcnn.inference import fold_batchnorms, optimize_for_inference, quantize_int8
+from lcnn.inference.quantize import Int8MFMConv2d, Int8ResBlock, _mfm_codes
 from lcnn.layers import MFMConv2d
 from lcnn.models import create_model
-from lcnn.models.lightcnn import optimize_for_inference
-from lcnn.quantize import Int8MFMConv2d, Int8ResBlock, _mfm_codes, fold_batchnorms, quantize_int8
 
 pytestmark = pytest.mark.skipif(
     not {"x86", "fbgemm", "onednn"} & set(torch.backends.quantized.supported_engines),

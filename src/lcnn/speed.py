@@ -5,9 +5,9 @@ Xeon with AVX-512 and AVX512_BF16 but no AMX; table in ``benchmarks/RESULTS-clas
 
 - channels-last memory (:func:`prepare_model`, :func:`prepare_input`): oneDNN convolutions run in NHWC
   without reorders; 2.5x the NCHW inference throughput (3,033 -> 7,664 img/s), +11 % training.
-- :func:`max_feature_map_2to1` and :func:`tune_cpu_allocator` together: 2.2x the channels-last training
-  throughput (938 -> 2,050 img/s). ``torch.maximum``'s autograd formula was half of the CPU training step,
-  and glibc re-mapped and faulted in each step's activations; inference is unchanged.
+- :func:`tune_cpu_allocator` with the MFM's lean backward (:func:`lcnn.layers.max_feature_map`) together:
+  2.2x the channels-last training throughput (938 -> 2,050 img/s). ``torch.maximum``'s autograd formula was
+  half of the CPU training step, and glibc re-mapped and faulted in each step's activations.
 - bf16 autocast is *supported* by any CPU with AVX512_BF16, but only *fast* with AMX tiles (or a GPU with
   bf16): on AVX512_BF16 alone oneDNN's bf16 convolutions are no faster than fp32 and the casts cost extra,
   so :func:`default_precision` picks ``"bf16-mixed"`` only where it pays (AMX CPUs, bf16 GPUs).
@@ -29,7 +29,6 @@ __all__ = [
     "cpu_has_amx",
     "cpu_supports_bf16",
     "default_precision",
-    "max_feature_map_2to1",
     "prepare_input",
     "prepare_model",
     "tune_cpu_allocator",
@@ -96,57 +95,6 @@ def prepare_input(x: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
     if channels_last and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-class _MaxFeatureMap2to1(torch.autograd.Function):
-    """``max(a, b)`` of the two channel halves with a lean backward: the forward keeps a mask of where ``a``
-    won, and the backward writes ``grad * mask`` and ``grad - grad * mask`` straight into the two halves of
-    the input gradient. ``torch.maximum``'s own backward (which splits ties 0.5/0.5) runs a dozen full-size
-    passes (eq, where, masked_fill, gt, lt, div, cat) and was half the training step of the article's LCNN
-    on CPU.
-
-    On CPU the mask is kept in the input's dtype: writing a bool mask and multiplying by one each cost twice
-    a float one there (the bool values are converted element by element), which made the MFM 28 % of the
-    LCNN's training step. GPUs convert for free, so there the mask stays 1-byte bool and saves memory."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
-        a, b = x.chunk(2, dim)
-        if x.device.type == "cpu":
-            mask = torch.ge(a, b, out=torch.empty_like(a))
-        else:
-            mask = torch.ge(a, b)
-        ctx.save_for_backward(mask)
-        ctx.dim = dim
-        ctx.shape = x.shape
-        ctx.channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-            memory_format=torch.channels_last
-        )
-        return torch.maximum(a, b)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (mask,) = ctx.saved_tensors
-        layout = torch.channels_last if ctx.channels_last else torch.contiguous_format
-        grad_x = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
-        grad_a, grad_b = grad_x.chunk(2, ctx.dim)
-        torch.mul(grad, mask, out=grad_a)
-        torch.sub(grad, grad_a, out=grad_b)
-        return grad_x, None
-
-
-def max_feature_map_2to1(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Max-Feature-Map 2/1: ``max(x[:C/2], x[C/2:])`` along ``dim``, the same values as
-    ``torch.maximum(*x.chunk(2, dim))`` with a backward about 3x faster on CPU (the whole gradient goes to
-    the first half on an exact tie, where ``torch.maximum`` splits it; both are valid subgradients).
-
-    The fast path is taken only when a gradient is needed; inference, TorchScript and tracing get plain
-    ``torch.maximum``. Meant for ``lcnn.layers.MaxFeatureMap`` (``kind="2/1"``)."""
-    if not torch.jit.is_scripting() and torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
-        return _MaxFeatureMap2to1.apply(x, dim)
-    a, b = x.chunk(2, dim)
-    return torch.maximum(a, b)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc <malloc.h> mallopt parameters

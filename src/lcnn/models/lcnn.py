@@ -100,7 +100,7 @@ def build_lcnn(
     return LCNN(input_shape, num_classes, dropout, init)
 
 
-@register_model
+@register_model(family="lcnn", input_shape=(1, 28, 28), tasks=("classify", "spoof"))
 def lcnn(
     num_classes: int = 2, input_shape: tuple[int, int, int] = (1, 28, 28), dropout: float = 0.75, init: str = "torch"
 ) -> LCNN:

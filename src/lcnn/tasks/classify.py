@@ -311,7 +311,7 @@ def predict(task: ClassificationTask, cfg: dict, files: list[Path], resize: bool
         batch.append(torch.from_numpy(array).float().div_(255))
     images = torch.stack(batch)
     if int8:
-        from lcnn.quantize import calibration_subset, quantize_int8
+        from lcnn.inference import calibration_subset, quantize_int8
 
         calibration = prepare_input(torch.stack(calibration_subset(images, 256)))
         task.model = quantize_int8(task.model, calibration, run=lambda model, x: model(x))

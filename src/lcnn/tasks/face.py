@@ -48,6 +48,7 @@ from lcnn.data.faces import (
 from lcnn.data.images import IMAGE_SUFFIXES
 from lcnn.errors import DataError, UserError
 from lcnn.io import atomic_path, atomic_write, write_json
+from lcnn.layers import mfm_init
 from lcnn.losses import MARGIN_DEFAULTS, MarginSoftmax
 from lcnn.metrics.verification import kfold_accuracy, roc_curve, tar_at_far, verification_eer
 from lcnn.models import create_model
@@ -327,21 +328,6 @@ class FaceTask(L.LightningModule):
         return make_optimizer(self, hp, params)
 
 
-def mfm_init(model: torch.nn.Module) -> None:
-    """Weights ``N(0, 1 / fan_in)`` and zero biases for every convolution and linear layer.
-
-    The max of two such outputs keeps their second moment, so the signal keeps its scale through the MFM
-    layers. PyTorch's default (uniform, variance ``1 / (3 fan_in)``) shrinks it layer after layer until the
-    biases dominate: at initialisation LightCNN-9 gives ORL faces of different people embeddings with cosine
-    0.999 (0.94 with this initialisation), and training takes several epochs to leave that state.
-    """
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-            torch.nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="linear")
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
-
-
 def held_out_verification(
     features: torch.Tensor, labels: torch.Tensor, limit: int = 3000
 ) -> tuple[float, float] | None:
@@ -393,7 +379,7 @@ def setup(cfg: dict[str, Any]) -> tuple[FaceTask, FaceDataModule]:
 
 def _read_released(path: str | Path, arch: str, num_classes: int) -> torch.nn.Module:
     """:func:`lcnn.load_lightcnn`, its errors (a missing file, keys that do not fit) as user errors."""
-    from lcnn.models.lightcnn import load_lightcnn
+    from lcnn.models import load_lightcnn
 
     try:
         return load_lightcnn(path, arch, num_classes=num_classes)
@@ -617,7 +603,7 @@ def predict(
     if not paths:
         raise UserError("no face images given")
     if options.get("int8"):
-        from lcnn.quantize import calibration_subset, quantize_int8
+        from lcnn.inference import calibration_subset, quantize_int8
 
         transform = module.transform(train=False)
         calibration = torch.stack([transform.load(p) for p in calibration_subset(paths, 64)])

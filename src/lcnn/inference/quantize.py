@@ -17,7 +17,7 @@ building blocks for int8 ones:
 The activation ranges are the minimum and maximum seen on the calibration batch (a few dozen real
 images is enough; inputs in [0, 1] are quantized exactly at 1/255). Only ``MaxFeatureMap("2/1")`` is
 supported. Run the result under ``torch.inference_mode`` (or through
-:func:`lcnn.models.lightcnn.optimize_for_inference` with ``precision="int8"``), on the CPU.
+:func:`lcnn.inference.optimize_for_inference` with ``precision="int8"``), on the CPU.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ import torch.ao.nn.quantized as nnq
 import torch.nn.functional as F
 from torch import nn
 
-from lcnn.layers import MFMConv2d, MFMGroup, MFMLinear, MFMResBlock
-from lcnn.models.lightcnn import FusedMaxAvgPool2d, MaxAvgPool2d
+from lcnn.layers import FusedMaxAvgPool2d, MaxAvgPool2d, MFMConv2d, MFMGroup, MFMLinear, MFMResBlock
 
 QParams = tuple[float, int]
 T = TypeVar("T")
