@@ -1,4 +1,5 @@
-"""lcnn.data.asvspoof and lcnn.data.features: protocol readers, corpus layouts, sampler, collate, feature cache."""
+"""lcnn.data (protocols, asvspoof, speech, samplers, features): protocol readers, corpus layouts, sampler,
+collate, feature cache."""
 
 from __future__ import annotations
 
@@ -11,19 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from lcnn.data.asvspoof import (
-    BucketBatchSampler,
-    SpoofDataset,
-    Trial,
-    audio_path,
-    check_audio,
-    collate,
-    fit_frames,
-    load_split,
-    read_protocol,
-    resolve_sources,
-)
-from lcnn.data.features import FeatureCache, config_hash, frontend_config, trim_silence
+from lcnn.audio import frontend_config, trim_silence
+from lcnn.data.asvspoof import audio_path, check_audio, load_split, resolve_sources
+from lcnn.data.features import FeatureCache, config_hash
+from lcnn.data.protocols import Trial, read_protocol
+from lcnn.data.samplers import BucketBatchSampler
+from lcnn.data.speech import SpoofDataset, collate, fit_frames
 from lcnn.errors import DataError, UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -129,16 +123,17 @@ def test_resolve_sources_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         resolve_sources("asvspoof2019-pa", tmp_path)
     with pytest.raises(UserError, match="unknown spoofing data"):
         resolve_sources("asvspoof2020", tmp_path)
-    # minispoof: --data-dir, else ../shared/data/minispoof from the working directory
-    work = tmp_path / "work" / "main"
-    work.mkdir(parents=True)
-    _la_tree(tmp_path / "work" / "shared" / "data" / "minispoof")
-    monkeypatch.chdir(work)
-    assert resolve_sources("minispoof", None)["train"].audio_dir.resolve() == (
-        tmp_path / "work" / "shared" / "data" / "minispoof" / "LA" / "ASVspoof2019_LA_train" / "flac")
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="--data minispoof needs --data-dir"):
+    # minispoof: --data-dir, else $LCNN_MINISPOOF; the working directory is never searched
+    minispoof = tmp_path / "work" / "shared" / "data" / "minispoof"
+    _la_tree(minispoof)
+    (tmp_path / "work" / "main").mkdir()
+    monkeypatch.chdir(tmp_path / "work" / "main")
+    monkeypatch.delenv("LCNN_MINISPOOF", raising=False)
+    with pytest.raises(UserError, match=r"--data minispoof needs --data-dir .* \$LCNN_MINISPOOF"):
         resolve_sources("minispoof", None)
+    monkeypatch.setenv("LCNN_MINISPOOF", str(minispoof))
+    assert resolve_sources("minispoof", None)["train"].audio_dir == minispoof / "LA" / "ASVspoof2019_LA_train" / "flac"
+    monkeypatch.chdir(tmp_path)
     # own data: protocol files, relative to the working directory or to the data folder
     _write(tmp_path / "own.csv", "a.wav,bonafide\n")
     _write(tmp_path / "LA" / "inside.csv", "a.wav,bonafide\n")
@@ -224,8 +219,8 @@ def test_feature_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = FeatureCache(config, tmp_path / "cache")
     assert cache.n_features == 60
     calls = []
-    extract = cache.extract
-    monkeypatch.setattr(cache, "extract", lambda p: calls.append(p) or extract(p))
+    pipeline = cache.pipeline
+    monkeypatch.setattr(cache, "pipeline", lambda p: calls.append(p) or pipeline(p))
     first = cache.get("a", audio)
     assert first.shape == (1 + 4800 // 160, 60) and first.dtype == torch.float32
     assert torch.equal(cache.get("a", audio), first) and len(calls) == 1  # second read: from disk

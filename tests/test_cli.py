@@ -119,8 +119,8 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
     assert "missing MNIST file" in _error(capsys, ["evaluate", ckpt, "--data", "mnist", "--data-dir", str(tmp_path)])
     assert "no such data folder" in _error(capsys, ["train", "--data", f"folder:{tmp_path}/nope", "--out",
                                                    str(tmp_path / "r")])
-    assert "dev split" in _error(capsys, ["train", "--task", "spoof", "--val-fraction", "0.1", "--out",
-                                         str(tmp_path / "s")])
+    assert "--val-fraction is not an option of the spoof task (classify, face take it)" in _error(
+        capsys, ["train", "--task", "spoof", "--val-fraction", "0.1", "--out", str(tmp_path / "s")])
     notckpt = tmp_path / "x.ckpt"
     notckpt.write_text("hello")
     assert "x.ckpt: not a readable PyTorch checkpoint" in _error(capsys, ["evaluate", str(notckpt)])
@@ -214,23 +214,23 @@ def test_best_checkpoint_by_accuracy_early_stopping_by_loss(tmp_path):
     """CIFAR-10's recipes keep the most accurate epoch while early stopping follows the validation loss (the
     article's EarlyStopping): here the loss is best at epoch 1, the accuracy at epoch 3, and training stops
     three epochs after the loss stopped improving. Digits and MNIST keep the lowest loss."""
-    from lcnn.tasks import classify
+    from lcnn.tasks import get_task
 
+    classify = get_task("classify")
     logs = {"val_loss": [1.0, 0.5, 0.6, 0.7, 0.8, 0.9], "val_acc": [0.1, 0.5, 0.6, 0.7, 0.2, 0.2]}
-    best_by = classify.defaults("cifar10", "article")["best_by"]
-    trainer = _fit_scripted(tmp_path, logs, 3, classify.MONITOR, best_by)
+    best_by = classify.recipe("cifar10", "article")["best_by"]
+    trainer = _fit_scripted(tmp_path, logs, 3, classify.monitor, best_by)
     assert trainer.current_epoch == 5  # epochs 2, 3, 4 without a better loss: stopped after epoch 4
     assert _saved_epoch(tmp_path / "checkpoints" / "best.ckpt") == 3
-    assert "best_by" not in classify.defaults("mnist", "article") | classify.defaults("digits", "strong")
+    assert "best_by" not in classify.recipe("mnist", "article") | classify.recipe("digits", "strong")
 
 
 def test_recipe_settings_reach_the_model_and_the_split():
-    from lcnn.tasks import classify
+    from lcnn.tasks import get_task
     from lcnn.train import resolve_config
 
     cfg = resolve_config("classify", "digits", "article", bn_momentum=0.01, val_fraction=0.1)
-    task, data = classify.setup(cfg)
-    data.setup("fit")
+    task, data = get_task("classify").build(cfg)
     norms = [m for m in task.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert len(norms) == 7 and all(m.momentum == 0.01 for m in norms)  # Keras's momentum 0.99
     assert len(data.val_set) == round(0.1 * (len(data.train_set) + len(data.val_set)))
@@ -239,13 +239,15 @@ def test_recipe_settings_reach_the_model_and_the_split():
 def test_test_time_flip_averages_the_image_and_its_mirror():
     """The strong CIFAR-10 recipe scores each test image as the mean of its and its mirror's probabilities;
     digits, which are not mirror-symmetric, are never flipped."""
-    from lcnn.tasks import classify
+    from lcnn.tasks import get_task
+    from lcnn.tasks.classify.module import ClassificationModule
 
-    assert classify.defaults("cifar10", "strong")["test_time_flip"]
-    assert not any(classify.defaults(data, recipe).get("test_time_flip") for data in ("digits", "mnist")
+    classify = get_task("classify")
+    assert classify.resolve("cifar10", "strong")["test_time_flip"]
+    assert not any(classify.resolve(data, recipe)["test_time_flip"] for data in ("digits", "mnist")
                    for recipe in ("article", "strong"))
     torch.manual_seed(0)
-    task = classify.ClassificationTask(input_shape=(3, 32, 32), test_time_flip=True).eval()
+    task = ClassificationModule(input_shape=(3, 32, 32), test_time_flip=True).eval()
     task.model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))  # sees left from right
     x = torch.rand(4, 3, 32, 32)
     with torch.inference_mode():

@@ -12,23 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
-from lcnn.data.faces import (
-    FaceTransform,
-    Pair,
-    build_pairs,
-    list_faces,
-    list_identities,
-    read_lfw_pairs,
-    read_pair_list,
-    read_pairs,
-    select_people,
-    split_per_identity,
-)
+from lcnn.data.faces import FaceTransform, list_faces, list_identities, select_people, split_per_identity
+from lcnn.data.pairs import Pair, build_pairs, read_lfw_pairs, read_pair_list, read_pairs
 from lcnn.errors import DataError, UserError
 from lcnn.losses import MarginSoftmax
 from lcnn.models import create_model
-from lcnn.tasks import face, load_task
+from lcnn.tasks import get_task, load_task
+from lcnn.tasks.face.data import FaceDataModule
+from lcnn.tasks.face.module import FaceModule
 from lcnn.train import resolve_config, train
+
+face = get_task("face")
 
 # ------------------------------------------------------------------------------------------------ pairs files
 
@@ -232,8 +226,8 @@ def test_defaults_and_options() -> None:
                                                                                       "s1-s30", 144)  # fmt: skip
     assert resolve_config("face", "orl", recipe="small")["loss"] == "amsoftmax"
     parser = argparse.ArgumentParser()
-    for flags, kwargs in face.TRAIN_OPTIONS:
-        parser.add_argument(*flags, **kwargs)
+    for opt in face.train_options:
+        parser.add_argument(*opt.flags, **opt.kwargs)
     args = parser.parse_args(["--loss", "arcface", "--margin", "0.4", "--image-size", "160", "--people", "s1-s5"])
     assert (args.loss, args.margin, args.image_size, args.people, args.init, args.scale) == (
         "arcface", 0.4, 160, "s1-s5", None, None)  # fmt: skip
@@ -241,15 +235,16 @@ def test_defaults_and_options() -> None:
 
 def test_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="needs --data-dir"):
-        face.setup(resolve_config("face", "orl"))
+        face.build(resolve_config("face", "orl"))
     with pytest.raises(DataError, match="unknown face data"):
-        face.setup(resolve_config("face", "mnist"))
-    with pytest.raises(UserError, match="LightCNN model"):
-        face.setup(resolve_config("face", f"folder:{tmp_path}", model="lcnn"))
+        face.build(resolve_config("face", "mnist"))
+    with pytest.raises(UserError, match="model 'lcnn' is not built for the face task; choose one of: lightcnn29"):
+        face.build(resolve_config("face", f"folder:{tmp_path}", model="lcnn"))
 
 
 def test_orl_data_module(shared_data: Path) -> None:
-    data = face.FaceDataModule("orl", str(shared_data / "orl-faces"), "s1-s30")
+    data = FaceDataModule("orl", str(shared_data / "orl-faces"), "s1-s30")
+    data.setup("fit")
     assert data.classes == [f"s{i}" for i in range(1, 31)]
     assert (len(data.train_items), len(data.val_items), len(data.test_pairs)) == (240, 60, 900)
     assert {name for _, name in data.test_items} == {f"s{i}" for i in range(31, 41)}
@@ -308,16 +303,16 @@ def test_init_from_official_checkpoint(tmp_path: Path) -> None:
     torch.save({"state_dict": {f"module.{k}": v for k, v in released.state_dict().items()}}, tmp_path / "ckpt.pth.tar")
     for loss in ("softmax", "amsoftmax"):
         cfg = resolve_config("face", f"folder:{root}", init=str(tmp_path / "ckpt.pth.tar"), loss=loss)
-        task, data = face.setup(cfg)
+        task, data = face.build(cfg)
         assert torch.equal(task.model.fc1.filter.weight, released.fc1.filter.weight)
         classifier = task.model.fc2.weight if loss == "softmax" else task.head.weight
         assert classifier.shape == (3, 256)
     with pytest.raises(UserError, match="does not fit"):
-        face.setup(resolve_config("face", f"folder:{root}", init=str(tmp_path / "ckpt.pth.tar"), model="lightcnn29"))
+        face.build(resolve_config("face", f"folder:{root}", init=str(tmp_path / "ckpt.pth.tar"), model="lightcnn29"))
 
 
 def test_lr_multipliers_follow_the_official_recipe(tmp_path: Path) -> None:
-    task = face.FaceTask(num_classes=3, lr=0.01, weight_decay=1e-4)
+    task = FaceModule(num_classes=3, lr=0.01, weight_decay=1e-4)
     optimizer = task.configure_optimizers()["optimizer"]
     by_name = {id(p): name for name, p in task.named_parameters()}
     for group in optimizer.param_groups:
@@ -339,12 +334,12 @@ def test_build_pairs_on_a_large_folder_samples() -> None:
 
 def test_mfm_initialisation() -> None:
     torch.manual_seed(0)
-    task = face.FaceTask(num_classes=3, weight_init="mfm")
+    task = FaceModule(num_classes=3, weight_init="mfm")
     conv = task.model.features[2].conv.filter  # MFMGroup 48 -> 96, 3x3
     assert torch.count_nonzero(conv.bias) == 0
     assert conv.weight.std().item() == pytest.approx(1 / math.sqrt(48 * 9), rel=0.05)
     with pytest.raises(UserError, match="weight_init"):
-        face.FaceTask(num_classes=3, weight_init="xavier")
+        FaceModule(num_classes=3, weight_init="xavier")
 
 
 def test_released_checkpoint_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,10 +13,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from lcnn.cli import main
 from lcnn.errors import DataError, UserError
 from lcnn.models import create_model, list_models
-from lcnn.tasks import load_task
-from lcnn.tasks import spoof as task
+from lcnn.tasks import get_task, load_task
+from lcnn.tasks.spoof.module import SpoofModule
 from lcnn.train import resolve_config, train
 
 SPLITS = {  # split: [(attack, count)]
@@ -122,7 +123,7 @@ def test_lcnn_lstm_model() -> None:
 @pytest.mark.parametrize("model, frames", [("lcnn_lstm", None), ("lcnn", 32)])
 def test_losses(loss: str, outputs: int, model: str, frames: int | None) -> None:
     torch.manual_seed(0)
-    module = task.SpoofTask(model=model, n_features=60, frames=frames, loss=loss)
+    module = SpoofModule(model=model, n_features=60, frames=frames, loss=loss)
     x, labels = torch.randn(4, 1, 32, 60), torch.tensor([1, 0, 1, 0])
     out = module(x, torch.tensor([32, 20, 32, 16]))
     assert out.shape == (4, outputs)
@@ -160,10 +161,10 @@ def test_train_outputs_and_summary(trained: tuple[Path, dict]) -> None:
     assert state["lcnn_task"] == "spoof" and state["hyper_parameters"]["frontend"]["name"] == "lfcc"
 
 
-def test_evaluate_and_predict(trained: tuple[Path, dict], la_dir: Path, tmp_path: Path) -> None:
+def test_evaluate_and_predict(trained: tuple[Path, dict], la_dir: Path, tmp_path: Path, capsys) -> None:
     run, summary = trained
-    module, cfg, spoof = load_task(run / "seed-0")
-    assert spoof is task
+    module, cfg, task = load_task(run / "seed-0")
+    assert task is get_task("spoof")
     result = task.evaluate(module, cfg, tmp_path / "ev")
     assert result["eval_eer"] == pytest.approx(summary["per_seed"][0]["eval_eer"])
     assert result["eval_min_tdcf"] == pytest.approx(summary["per_seed"][0]["eval_min_tdcf"])
@@ -181,18 +182,21 @@ def test_evaluate_and_predict(trained: tuple[Path, dict], la_dir: Path, tmp_path
         name, score, decision = line.split("\t")
         assert name == str(file)
         assert decision == ("bonafide" if float(score) >= threshold else "spoof")
-        assert float(score) == pytest.approx(float(scored[file.stem]), abs=1e-5)  # alone = in a padded batch
+        assert float(score) == pytest.approx(float(scored[file.stem]), abs=1e-5)
+        alone = task.predict(module, cfg, [str(file)])[0].split("\t")[1]
+        assert float(alone) == pytest.approx(float(scored[file.stem]), abs=1e-5)  # alone = in a padded batch
     assert task.predict(module, cfg, [str(files[0])], threshold=1e9)[0].endswith("\tspoof")
     with pytest.raises(DataError, match="no such audio file"):
         task.predict(module, cfg, [str(tmp_path / "nothing.flac")])
-    with pytest.raises(UserError, match="int8"):
-        task.predict(module, cfg, [str(files[0])], int8=True)
     assert task.example_input(module).shape == (1, 1, 400, 60)
+    capsys.readouterr()
+    assert main(["predict", str(run / "seed-0"), str(files[0]), "--int8"]) == 2  # an image-model option
+    assert "--int8 is not an option of the spoof task (classify, face take it)" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_mismatched_ids(trained: tuple[Path, dict], la_dir: Path, tmp_path: Path) -> None:
     run, _ = trained
-    module, cfg, _ = load_task(run / "seed-1")
+    module, cfg, task = load_task(run / "seed-1")
     # a protocol naming a trial whose audio is absent
     protocol = tmp_path / "eval.txt"
     protocol.write_text((la_dir / "LA" / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.eval.trl.txt")
@@ -235,7 +239,7 @@ def test_fixed_size_lcnn_and_custom_csv(la_dir: Path, tmp_path: Path) -> None:
     metrics = train(cfg)
     assert 0 <= metrics["eval_eer"] <= 1 and metrics["eval_min_tdcf"] is None and "not computed" in \
         metrics["min_tdcf_note"]
-    module, run_cfg, _ = load_task(tmp_path / "run")
+    module, run_cfg, task = load_task(tmp_path / "run")
     assert module.hparams.frames == 32 and module.hparams.loss == "softmax"
     first = (tmp_path / "run" / "scores-eval.txt").read_text().split()
     line = task.predict(module, run_cfg, [str(root / f"{first[0]}")])[0]
@@ -244,30 +248,31 @@ def test_fixed_size_lcnn_and_custom_csv(la_dir: Path, tmp_path: Path) -> None:
 
 
 def test_setup_refusals(la_dir: Path, tmp_path: Path) -> None:
+    spoof = get_task("spoof")
     (tmp_path / "bad.csv").write_text("../outside.wav,spoof\n")
     first = next((la_dir / "LA" / "ASVspoof2019_LA_train" / "flac").iterdir())
     (tmp_path / "ok.csv").write_text(f"ASVspoof2019_LA_train/flac/{first.name},spoof\n")
     base = dict(data_dir=str(la_dir / "LA"), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DataError, match="leaves the data folder"):
-        task.setup(resolve_config("spoof", "custom", protocol=[f"train={tmp_path}/bad.csv",
+        spoof.build(resolve_config("spoof", "custom", protocol=[f"train={tmp_path}/bad.csv",
                                                                f"dev={tmp_path}/ok.csv"], **base))
     with pytest.raises(UserError, match="needs train and dev"):
-        task.setup(resolve_config("spoof", "custom", protocol=[f"eval={tmp_path}/ok.csv"], **base))
+        spoof.build(resolve_config("spoof", "custom", protocol=[f"eval={tmp_path}/ok.csv"], **base))
     with pytest.raises(DataError, match="train: needs both bona fide and spoofed trials, found only"):
-        task.setup(resolve_config("spoof", "custom", protocol=[f"train={tmp_path}/ok.csv",
+        spoof.build(resolve_config("spoof", "custom", protocol=[f"train={tmp_path}/ok.csv",
                                                                f"dev={tmp_path}/ok.csv"], **base))
     (tmp_path / "asv.txt").write_text("bonafide target 1.0\nA01 spoof x\n")
     with pytest.raises(DataError, match=r"--asv-scores .*asv.txt: .*asv.txt, line 2: could not convert"):
-        task.setup(resolve_config("spoof", "asvspoof2019-la", data_dir=str(la_dir), cache_dir=str(tmp_path / "c"),
-                                  asv_scores=str(tmp_path / "asv.txt")))
+        spoof.build(resolve_config("spoof", "asvspoof2019-la", data_dir=str(la_dir), cache_dir=str(tmp_path / "c"),
+                                   asv_scores=str(tmp_path / "asv.txt")))
     with pytest.raises(UserError, match="SPLIT=FILE"):
-        task.setup(resolve_config("spoof", "custom", protocol=["test=x.csv"], **base))
+        spoof.build(resolve_config("spoof", "custom", protocol=["test=x.csv"], **base))
     with pytest.raises(UserError, match="--frames"):
-        task.setup(resolve_config("spoof", "asvspoof2019-la", data_dir=str(la_dir), model="lcnn", frames=8,
+        spoof.build(resolve_config("spoof", "asvspoof2019-la", data_dir=str(la_dir), model="lcnn", frames=8,
                                   cache_dir=str(tmp_path / "cache")))
     missing = tmp_path / "missing"
     shutil.copytree(la_dir / "LA", missing / "LA")
     for f in list((missing / "LA" / "ASVspoof2019_LA_train" / "flac").iterdir())[:2]:
         f.unlink()
     with pytest.raises(DataError, match="train: 2 of 12 trials have no audio file"):
-        task.setup(resolve_config("spoof", "asvspoof2019-la", data_dir=str(missing), cache_dir=str(tmp_path / "c")))
+        spoof.build(resolve_config("spoof", "asvspoof2019-la", data_dir=str(missing), cache_dir=str(tmp_path / "c")))

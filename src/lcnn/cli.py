@@ -1,15 +1,21 @@
-"""The ``lcnn`` command: train, evaluate, predict, verify, export, models, benchmark."""
+"""The ``lcnn`` command: train, evaluate, predict, verify, export, models, benchmark.
+
+Building the parser imports no torch or Lightning: each task's options come from its :class:`~lcnn.tasks.Task`
+(light classes), and the commands import what they run. ``evaluate`` and ``predict`` take the options of the
+checkpoint's task (``--task`` to see them without one); an option of another task is an error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from lcnn.errors import UserError
 
-TASK_CHOICES = ("classify", "spoof", "face")
 EPILOG = """examples:
   lcnn train                                    the article's LCNN on the bundled digits (offline, ~1 min)
   lcnn train --data mnist --recipe strong --seed 0 --seed 1 --seed 2
@@ -17,14 +23,50 @@ EPILOG = """examples:
   lcnn evaluate runs/classify-digits-lcnn-20261128-120000
   lcnn predict runs/.../checkpoints/best.ckpt digit.png
   lcnn export runs/.../checkpoints/best.ckpt --format onnx
+  lcnn COMMAND --help                           a command's options (train/evaluate/predict: add --task TASK)
 """
+TASK_COMMANDS = ("train", "evaluate", "predict")  # the commands with task options
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (:class:`UserError`, exit 2 in :func:`main`); an unknown option that is
+    another task's is named as such."""
+
+    task: str | None = None
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+    def parse_args(self, args: list[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            message = f"unrecognized arguments: {' '.join(extra)}"
+            foreign = _foreign_option(extra, command, self.task) if command in TASK_COMMANDS else None
+            raise UserError(f"{foreign or message} (see {self.prog} {command or ''} --help)".replace("  ", " "))
+        return parsed
+
+
+def _foreign_option(extra: list[str], command: str, task: str | None) -> str | None:
+    """``--pairs is not an option of the spoof task (face takes it)`` for an option of another task."""
+    from lcnn.tasks import TASKS
+
+    for flag in (f.split("=")[0] for f in extra if f.startswith("--")):
+        owners = [t.name for t in TASKS.values() if any(flag in o.flags for o in _options(t, command))]
+        if owners and task not in owners:
+            where = f"the {task} task" if task else f"lcnn {command} without --task"
+            return f"{flag} is not an option of {where} ({', '.join(owners)} take{'s' * (len(owners) == 1)} it)"
+    return None
+
+
+def _options(task: Any, command: str) -> tuple:
+    return getattr(task, f"{command}_options", ())
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_task_from(argv))
-    args = parser.parse_args(argv)
     try:
+        args = build_parser(_task_of(argv)).parse_args(argv)
         return args.run(args) or 0
     except UserError as err:
         print(f"lcnn: error: {err}", file=sys.stderr)
@@ -37,51 +79,96 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _task_from(argv: list[str]) -> str:
-    """The ``--task`` of a ``train`` command line, so that only that task's options are offered."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--task", choices=TASK_CHOICES, default="classify")
-    known, _ = pre.parse_known_args(argv)
-    return known.task
+def _task_of(argv: list[str]) -> str | None:
+    """The task whose options a command line takes: ``--task``, else face for ``--model`` (a released file),
+    else the task of the checkpoint or run folder given to ``evaluate`` / ``predict``; ``train``'s default is
+    ``classify``. ``None`` where it cannot be known (the command's common options only)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in TASK_COMMANDS:
+        return None
+    try:
+        known, _ = build_parser(None).parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    except UserError:
+        return None
+    if getattr(known, "task", None):
+        return known.task
+    if command == "train":
+        return "classify"
+    if any(a == "--model" or a.startswith("--model=") for a in argv):
+        return "face"
+    return _peek_task(known.checkpoint) if getattr(known, "checkpoint", None) else None
 
 
-def build_parser(task: str = "classify") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _peek_task(path: str) -> str | None:
+    """The task of a run folder (its config.json) or checkpoint; ``None`` where it is unreadable (the command
+    itself then says why)."""
+    config = Path(path) / "config.json"
+    try:
+        if config.is_file():
+            return json.loads(config.read_text()).get("task")
+        from lcnn.tasks import read_checkpoint
+
+        return read_checkpoint(path)["lcnn_task"]
+    except (UserError, OSError, ValueError, AttributeError):
+        return None
+
+
+def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
+    """The ``lcnn`` parser, with the options of ``task`` for the commands that have task options."""
+    from lcnn import __version__
+
+    parser = _Parser(
         prog="lcnn",
         description="Light CNN (Max-Feature-Map) models: image classification, spoofed-speech detection "
         "and face verification.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from lcnn import __version__
-
+    parser.task = task
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    _add_train(commands, task)
-    _add_evaluate(commands)
-    _add_predict(commands)
-    _add_verify(commands)
-    _add_export(commands)
-    _add_models(commands)
-    _add_benchmark(commands)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=_Parser)
+    for add in (_add_train, _add_evaluate, _add_predict, _add_verify, _add_export, _add_models, _add_benchmark):
+        add(commands, task)
     return parser
 
 
-def _add_train(commands, task: str) -> None:
-    from lcnn.tasks import get_task
+def _command(commands, name: str, task: str | None, **kwargs) -> _Parser:
+    p = commands.add_parser(name, **kwargs)
+    p.task = task
+    p.set_defaults(command=name)
+    return p
 
-    p = commands.add_parser(
-        "train",
+
+def _add_task_options(p: argparse.ArgumentParser, command: str, task: str | None) -> None:
+    from lcnn.tasks import TASKS
+
+    if task is None:
+        p.epilog = f"Task options: lcnn {command} --task {{{','.join(TASKS)}}} --help"
+        return
+    group = p.add_argument_group(f"{task} options")
+    for opt in _options(TASKS[task], command):
+        group.add_argument(*opt.flags, **opt.kwargs)
+
+
+def _task_choice(p: argparse.ArgumentParser, help: str) -> None:
+    from lcnn.tasks import TASKS
+
+    p.add_argument("--task", choices=list(TASKS), help=help)
+
+
+def _add_train(commands, task: str | None) -> None:
+    from lcnn.tasks import TASKS
+
+    p = _command(
+        commands, "train", task,
         help="train a model; writes a run folder",
         description="Train a model and test its best checkpoint. Writes a run folder with config.json, "
         "checkpoints/ (best.ckpt, last.ckpt), metrics.csv, metrics.json and curves.png. Options not given "
-        "come from the recipe for the task and data. Task-specific options are listed with --task TASK --help.",
-    )
-    p.add_argument("--task", choices=TASK_CHOICES, default="classify", help="what to train (default: classify)")
-    p.add_argument("--data", help="dataset; classify: digits (default, bundled), mnist, cifar10, folder:PATH; "
-                   "spoof: minispoof, asvspoof2019-la, asvspoof2019-pa, asvspoof2021-la, asvspoof2021-df, "
-                   "custom (with --protocol); "
-                   "face: orl, folder:PATH")
+        "come from the recipe for the task and data.",
+    )  # fmt: skip
+    _task_choice(p, "what to train (default: classify)")
+    data_help = "; ".join(f"{t.name}: {t.data_help}" for t in TASKS.values())
+    p.add_argument("--data", help=f"dataset; {data_help}")
     p.add_argument("--data-dir", help="folder holding the dataset (otherwise downloaded or bundled)")
     p.add_argument("--recipe", default="article",
                    help="training recipe: article (the reference's; default), strong (classify), small (face)")
@@ -90,9 +177,6 @@ def _add_train(commands, task: str) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--val-fraction", type=float, dest="val_fraction",
-                   help="classify, face: share of the training images held out for validation (face: of each "
-                   "person's images; default: the recipe's, 0.2 in the article's)")
     p.add_argument("--seed", type=int, action="append", dest="seeds",
                    help="random seed; repeat to train several seeds and get a summary (default: 0)")
     p.add_argument("--accelerator", help="cpu, gpu, mps or auto (default)")
@@ -103,19 +187,17 @@ def _add_train(commands, task: str) -> None:
     p.add_argument("--num-workers", type=int, help="data-loading worker processes (default 0)")
     p.add_argument("--out", help="run folder (default runs/TASK-DATA-MODEL-TIME)")
     p.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.ckpt")
-    group = p.add_argument_group(f"{task} options")
-    for flags, kwargs in getattr(get_task(task), "TRAIN_OPTIONS", []):
-        group.add_argument(*flags, **kwargs)
+    _add_task_options(p, "train", task)
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from lcnn.train import resolve_config, train
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "task", "data", "recipe")}
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "task", "data", "recipe")}
     if options.get("devices") and str(options["devices"]).isdigit():
         options["devices"] = int(options["devices"])
-    cfg = resolve_config(args.task, args.data, args.recipe, **options)
+    cfg = resolve_config(args.task or "classify", args.data, args.recipe, **options)
     result = train(cfg)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
         _print_metrics(result)  # once, not once per DDP process
@@ -138,132 +220,126 @@ def _bare_name(path: Path) -> str:
     return path.name.split(".")[0]
 
 
-RELEASED_HELP = "face: CHECKPOINT is a released LightCNN file (.pth.tar) of this architecture, e.g. lightcnn29v2"
+def _task_call_options(args: argparse.Namespace, command: str, task: Any, common: tuple[str, ...]) -> dict:
+    """The values given for ``common`` options and the task's own options of ``command`` (not ``--model``, which
+    names the architecture of a released file and is used to load it)."""
+    dests = [*common, *(o.dest for o in _options(task, command) if o.dest != "model")]
+    return {k: getattr(args, k) for k in dests if getattr(args, k, None) is not None}
 
 
-def _add_evaluate(commands) -> None:
-    p = commands.add_parser(
-        "evaluate",
+def _add_evaluate(commands, task: str | None) -> None:
+    p = _command(
+        commands, "evaluate", task,
         help="evaluate a checkpoint or run folder; writes metrics.json, scores and plots",
         description="Evaluate a trained checkpoint (or a run folder's best checkpoint) on the test data of its "
         "run, or on the data given. Writes metrics.json, score files and plots into --out.",
-    )
+    )  # fmt: skip
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    _task_choice(p, "the checkpoint's task, to list its options (default: read from the checkpoint)")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data-dir")
-    p.add_argument("--split", help="which split to score (spoof: dev or eval; default eval)")
-    p.add_argument("--protocol", help="spoof: protocol file of the trials to score")
-    p.add_argument("--asv-scores", help="spoof: ASVspoof ASV score file, for the min t-DCF")
-    p.add_argument("--pairs", help="face: pairs file (LFW pairs.txt format or 'path1 path2 label' lines)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--test-time-flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="classify: average each image's probabilities with its mirror image's (default: as "
-                   "trained; on in the strong recipe for CIFAR-10 and folders)")
     p.add_argument("--out", help="output folder (default: evaluation/ beside the checkpoint's run)")
-    p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
+    _add_task_options(p, "evaluate", task)
     p.set_defaults(run=_run_evaluate)
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[Path, Any, dict, Any]:
+    """``(checkpoint path, module, run config, task)``; refuses a ``--task`` that is not the checkpoint's."""
     from lcnn.tasks import find_checkpoint, load_task
 
     ckpt = find_checkpoint(args.checkpoint)
-    module, cfg, task = load_task(ckpt, args.model)
+    module, cfg, task = load_task(ckpt, getattr(args, "model", None))
+    if getattr(args, "task", None) and args.task != task.name:
+        raise UserError(f"{ckpt}: a {task.name} checkpoint, not {args.task}")
+    return ckpt, module, cfg, task
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    ckpt, module, cfg, task = _load(args)
     out = Path(args.out) if args.out else ckpt.parent.parent / "evaluation"
-    if args.model and not args.out:  # a released file has no run folder
+    if getattr(args, "model", None) and not args.out:  # a released file has no run folder
         out = Path(f"evaluation-{_bare_name(ckpt)}")
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("run", "checkpoint", "out", "model") and v is not None}  # fmt: skip
+    options = _task_call_options(args, "evaluate", task, ("data", "data_dir", "batch_size"))
     result = task.evaluate(module, cfg, out, **options)
     _print_metrics(result)
     print(f"written to {out}")
     return 0
 
 
-def _add_predict(commands) -> None:
-    p = commands.add_parser(
-        "predict",
+def _add_predict(commands, task: str | None) -> None:
+    p = _command(
+        commands, "predict", task,
         help="predict files: class and probability, spoof score, or face embedding",
         description="Run a trained checkpoint on files: images (class and probability; face embeddings) or "
         "audio (spoof score and decision). One line per file.",
-    )
+    )  # fmt: skip
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--threshold", type=float, help="decision threshold (default: the one chosen on dev)")
-    p.add_argument("--resize", action="store_true", default=None, help="resize images to the model's input size")
-    p.add_argument("--out", help="face: where to write embeddings.npy and its index")
-    p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
-    p.add_argument("--int8", action="store_true", default=None,
-                   help="images: run the model in int8 on the CPU (x86 with AVX512-VNNI: LightCNN-29v2 5.7x, the "
-                        "article's LCNN 2.3x the fp32 speed), calibrated on the given images; outputs within a few "
-                        "percent of fp32 (cosine > 0.999)")  # fmt: skip
+    _task_choice(p, "the checkpoint's task, to list its options (default: read from the checkpoint)")
+    p.add_argument("--batch-size", type=int)
+    _add_task_options(p, "predict", task)
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from lcnn.tasks import load_task
-
-    module, cfg, task = load_task(args.checkpoint, args.model)
-    options = {k: v for k, v in vars(args).items() if k in ("threshold", "resize", "out", "int8") and v is not None}
+    _, module, cfg, task = _load(args)
+    options = _task_call_options(args, "predict", task, ("batch_size",))
     for line in task.predict(module, cfg, [Path(f) for f in args.files], **options):
         print(line)
     return 0
 
 
-def _add_verify(commands) -> None:
-    p = commands.add_parser(
-        "verify",
+def _add_verify(commands, task: str | None) -> None:
+    from lcnn.tasks import TASKS
+
+    p = _command(
+        commands, "verify", task,
         help="face: are two images the same person?",
         description="Cosine similarity of two face images' embeddings and a same/different decision.",
-    )
+    )  # fmt: skip
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("image1")
     p.add_argument("image2")
-    p.add_argument("--threshold", type=float, help="similarity threshold (default: the one chosen in training)")
-    p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
+    for opt in TASKS["face"].verify_options:
+        p.add_argument(*opt.flags, **opt.kwargs)
     p.set_defaults(run=_run_verify)
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from lcnn.tasks import load_task
-
-    module, cfg, task = load_task(args.checkpoint, args.model)
-    if not hasattr(task, "verify"):
-        raise UserError(f"{args.checkpoint}: a {task.NAME} checkpoint; verify needs a face model")
+    _, module, cfg, task = _load(args)
     print(task.verify(module, cfg, Path(args.image1), Path(args.image2), threshold=args.threshold))
     return 0
 
 
-def _add_export(commands) -> None:
-    p = commands.add_parser(
-        "export",
+def _add_export(commands, task: str | None) -> None:
+    p = _command(
+        commands, "export", task,
         help="export a checkpoint's model to ONNX, TorchScript or safetensors",
         description="Export the model of a checkpoint. ONNX and TorchScript files are run on test batches and "
         "checked against PyTorch (max difference 1e-4) before they are kept.",
-    )
+    )  # fmt: skip
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
     p.add_argument("--out", help="output file (default: beside the checkpoint, named after it)")
-    p.add_argument("--model", metavar="ARCH", help=RELEASED_HELP)
+    p.add_argument("--model", metavar="ARCH", help="CHECKPOINT is a released LightCNN file of this architecture")
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from lcnn.export import FORMATS, export_model
-    from lcnn.tasks import find_checkpoint, load_task
 
-    ckpt = find_checkpoint(args.checkpoint)
-    module, cfg, task = load_task(ckpt, args.model)
+    ckpt, module, cfg, task = _load(args)
     out = Path(args.out) if args.out else ckpt.parent / (_bare_name(ckpt) + FORMATS[args.format])
-    metadata = {"task": task.NAME, "hyper_parameters": dict(module.hparams)}
+    metadata = {"task": task.name, "hyper_parameters": dict(module.hparams)}
     result = export_model(module.model, task.example_input(module), out, args.format, metadata)
     for key, value in result.items():
         print(f"{key:<16}{value}")
     return 0
 
 
-def _add_models(commands) -> None:
-    p = commands.add_parser("models", help="list the architectures with parameters and MACs")
+def _add_models(commands, task: str | None) -> None:
+    p = _command(commands, "models", task, help="list the architectures with parameters and MACs")
     p.set_defaults(run=_run_models)
 
 
@@ -274,12 +350,12 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_benchmark(commands) -> None:
-    p = commands.add_parser(
-        "benchmark",
+def _add_benchmark(commands, task: str | None) -> None:
+    p = _command(
+        commands, "benchmark", task,
         help="inference and training throughput of a model on this machine",
         description="Images (or utterances) per second of a model, eager fp32 against the fast defaults.",
-    )
+    )  # fmt: skip
     p.add_argument("--model", default="lcnn")
     p.add_argument("--input-shape", type=int, nargs="+", help="C H W (default: the model's own)")
     p.add_argument("--batch-size", type=int, default=64)

@@ -1,4 +1,5 @@
-"""Margin-based softmax heads for face identity training: AM-softmax (CosFace) and ArcFace."""
+"""Losses with their heads: margin softmaxes for face identities (AM-softmax / CosFace, ArcFace) and the one-class
+softmax of spoofing countermeasures."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MARGIN_DEFAULTS", "MarginSoftmax"]
+__all__ = ["MARGIN_DEFAULTS", "MarginSoftmax", "OCSoftmax"]
 
 # (margin, scale) of the papers: AM-softmax (Wang et al. 2018) m=0.35 s=30; ArcFace (Deng et al. 2019) m=0.5 s=64.
 MARGIN_DEFAULTS = {"amsoftmax": (0.35, 30.0), "arcface": (0.5, 64.0)}
@@ -62,3 +63,26 @@ class MarginSoftmax(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.weight.shape[1]} -> {self.weight.shape[0]}, kind={self.kind}, margin={self.margin}, " \
                f"scale={self.scale}"
+
+
+class OCSoftmax(nn.Module):
+    """One-class softmax (Zhang, Jiang & Li, IEEE SPL 2021): the cosine of an embedding with a learnt bona fide
+    direction is the score; the loss is ``softplus(alpha (m_bonafide - cos))`` for bona fide and
+    ``softplus(alpha (cos - m_spoof))`` for spoofs (margins 0.9 / 0.2, scale 20 as in the paper).
+
+    Shapes: embedding ``(N, dim)`` -> score ``(N,)`` in [-1, 1]; ``loss(embedding, labels)`` -> scalar.
+    """
+
+    def __init__(self, dim: int = 256, m_bonafide: float = 0.9, m_spoof: float = 0.2, alpha: float = 20.0) -> None:
+        super().__init__()
+        self.center = nn.Parameter(torch.empty(1, dim))
+        nn.init.kaiming_uniform_(self.center, a=0.25)
+        self.m_bonafide, self.m_spoof, self.alpha = m_bonafide, m_spoof, alpha
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(embedding, dim=1) @ F.normalize(self.center, dim=1).T).squeeze(1)
+
+    def loss(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = self(embedding)
+        margin = torch.where(labels == 1, self.m_bonafide - cos, cos - self.m_spoof)
+        return F.softplus(self.alpha * margin).mean()

@@ -21,7 +21,6 @@ from lcnn.errors import UserError
 from lcnn.io import atomic_path, write_json
 from lcnn.tasks import get_task
 
-DEFAULT_DATA = {"classify": "digits", "spoof": "minispoof", "face": "orl"}
 _RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
 
 
@@ -46,24 +45,9 @@ class RunConfig(Callback):
 
 
 def resolve_config(task: str = "classify", data: str | None = None, recipe: str = "article", **overrides) -> dict:
-    """The task's recipe for ``data`` with the given overrides (``None`` values mean: keep the default)."""
-    module = get_task(task)
-    data = data or DEFAULT_DATA[task]
-    if recipe not in module.RECIPES:
-        raise UserError(f"unknown recipe {recipe!r} for task {task}; expected one of {', '.join(module.RECIPES)}")
-    cfg = {
-        "task": task,
-        "recipe": recipe,
-        "seeds": [0],
-        "accelerator": "auto",
-        "devices": 1,
-        "strategy": "auto",
-        "precision": "auto",
-        "num_workers": 0,
-        **module.defaults(data, recipe),
-    }
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    return cfg
+    """The full config of a run: the task's defaults, its recipe for ``data``, and the ``overrides`` (``None``
+    values keep the default); see :meth:`lcnn.tasks.Task.resolve`."""
+    return get_task(task).resolve(data, recipe, **overrides)
 
 
 def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Trainer:
@@ -156,8 +140,8 @@ def train_one(cfg: dict, seed: int, run_dir: Path) -> dict:
 
     task = get_task(cfg["task"])
     L.seed_everything(seed, workers=True, verbose=False)
-    module, data = task.setup(cfg)
-    trainer = build_trainer(cfg, run_dir, task.MONITOR)
+    module, data = task.build(cfg)
+    trainer = build_trainer(cfg, run_dir, task.monitor)
     started = time.perf_counter()
     ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
     if ckpt is not None and not ckpt.exists():
@@ -169,7 +153,10 @@ def train_one(cfg: dict, seed: int, run_dir: Path) -> dict:
         warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
         trainer.fit(module, data, ckpt_path=ckpt)
     fit_seconds = time.perf_counter() - started
-    metrics = task.test(trainer, module, data, run_dir)
+    with warnings.catch_warnings():
+        # ckpt_path="best" takes the first checkpoint callback's best: build_trainer puts the kept one first.
+        warnings.filterwarnings("ignore", message=r'`\.test\(ckpt_path="best"\)` is called with Trainer configured')
+        metrics = task.test(trainer, module, data, run_dir)
     metrics.update(
         seed=seed,
         epochs_trained=trainer.current_epoch,

@@ -310,8 +310,8 @@ class LogPowerSpectrogram(nn.Module):
     ``log(|STFT(x)|^2 + eps)`` (natural log) of centred frames, zero padded, with a periodic window of
     ``win_length`` centred in ``n_fft``.
 
-    Shapes: ``(batch, samples) -> (batch, frames, n_fft // 2 + 1)``, ``frames = 1 + samples // hop_length``
-    when ``center`` (else ``1 + (samples - n_fft) // hop_length``).
+    Shapes: ``(batch, samples) -> (batch, frames, n_features)``, ``n_features = n_fft // 2 + 1`` (fewer with
+    ``f_max``), ``frames = 1 + samples // hop_length`` when ``center`` (else ``1 + (samples - n_fft) // hop_length``).
 
     Args:
         n_fft: FFT size; ``n_fft // 2 + 1`` features per frame.
@@ -322,6 +322,8 @@ class LogPowerSpectrogram(nn.Module):
             (``log(1e-10) ~ -23``).
         center: centre frames on ``t * hop_length`` (pad ``n_fft // 2`` zeros each side).
         pre_emphasis: optional pre-emphasis coefficient (e.g. 0.97); ``None`` disables it.
+        sample_rate: input rate in Hz (only used with ``f_max``).
+        f_max: keep the bins ``[0, int(f_max / (sample_rate / 2) * (n_fft // 2 + 1)))`` only (``None``: all).
     """
 
     window: Tensor
@@ -335,6 +337,8 @@ class LogPowerSpectrogram(nn.Module):
         eps: float = 1e-10,
         center: bool = True,
         pre_emphasis: float | None = None,
+        sample_rate: int = 16000,
+        f_max: float | None = None,
     ) -> None:
         super().__init__()
         win_length = n_fft if win_length is None else win_length
@@ -351,12 +355,13 @@ class LogPowerSpectrogram(nn.Module):
         self.eps = float(eps)
         self.center = center
         self.pre_emphasis = pre_emphasis
+        self.sample_rate = sample_rate
+        self.f_max = f_max
+        nyquist, bins = sample_rate / 2, n_fft // 2 + 1
+        self.n_features = bins if f_max is None else int(min(f_max, nyquist) / nyquist * bins)
+        if self.n_features < 1:
+            raise ValueError(f"f_max={f_max} keeps no frequency bin")
         self.register_buffer("window", _make_window(window, win_length), persistent=False)
-
-    @property
-    def n_features(self) -> int:
-        """Features per frame: ``n_fft // 2 + 1``."""
-        return self.n_fft // 2 + 1
 
     def num_frames(self, num_samples: int | Tensor) -> int | Tensor:
         """Frames produced for ``num_samples`` samples (ints or integer tensors)."""
@@ -375,7 +380,7 @@ class LogPowerSpectrogram(nn.Module):
                 ``num_frames(lengths)`` are returned as 0.
 
         Returns:
-            ``(batch, frames, n_fft // 2 + 1)`` (or ``(frames, n_fft // 2 + 1)`` for 1-D input).
+            ``(batch, frames, n_features)`` (or ``(frames, n_features)`` for 1-D input).
         """
         x, squeeze = _as_batch(waveform)
         if not self.center and x.shape[1] < self.n_fft:
@@ -386,7 +391,7 @@ class LogPowerSpectrogram(nn.Module):
             x = _mask_samples(_pre_emphasis(x.to(dtype), self.pre_emphasis), lens)
             window = self.window.to(device=x.device, dtype=dtype)
             power = _power_spectrum(x, self.n_fft, self.hop_length, self.win_length, window, self.center)
-            out = torch.log(power + self.eps)
+            out = torch.log(power[..., : self.n_features] + self.eps)
             if lens is not None:
                 out = _mask_frames(out, self.num_frames(lens).clamp(max=out.shape[1]))
         return out[0] if squeeze else out
@@ -394,5 +399,6 @@ class LogPowerSpectrogram(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"n_fft={self.n_fft}, win_length={self.win_length}, hop_length={self.hop_length}, "
-            f"window={self.window_name!r}, eps={self.eps}, center={self.center}, pre_emphasis={self.pre_emphasis}"
+            f"window={self.window_name!r}, eps={self.eps}, center={self.center}, pre_emphasis={self.pre_emphasis}, "
+            f"n_features={self.n_features}"
         )

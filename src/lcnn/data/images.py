@@ -66,6 +66,29 @@ class ImageDataset(Dataset):
         return self.images[index].float().div_(255), self.labels[index]
 
 
+class ImageFileDataset(Dataset):
+    """Image files read on demand as float32 ``(C, H, W)`` in [0, 1] for a model that takes ``shape``
+    (``resize``: each image resized to it; otherwise an image of another size is a :class:`DataError`)."""
+
+    def __init__(self, paths: list[Path], shape: tuple[int, int, int], resize: bool = False) -> None:
+        self.paths, self.shape, self.resize = [Path(p) for p in paths], tuple(shape), resize
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        path = self.paths[index]
+        channels, height, width = self.shape
+        image = open_image(path)
+        if self.resize:
+            image = image.resize((width, height), Image.BILINEAR)
+        array = to_array(image, channels)
+        if array.shape != self.shape:
+            raise DataError(f"{path}: images are {'x'.join(map(str, array.shape))}, the model expects "
+                            f"{'x'.join(map(str, self.shape))}")  # fmt: skip
+        return torch.from_numpy(array).float().div_(255)
+
+
 def load_images(name: str, data_dir: str | Path | None = None, image_size: int | None = None) -> ImageSplits:
     """Load the image dataset ``name``: ``digits``, ``mnist``, ``cifar10`` or ``folder:PATH``.
 
@@ -126,13 +149,26 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
 
 
+def download_images(name: str, data_dir: str | Path | None = None) -> None:
+    """Fetch ``mnist`` or ``cifar10`` into the cache folder (MD5-checked) unless ``data_dir`` holds them; other
+    datasets are local. Idempotent: files already there with the right checksum are kept."""
+    if data_dir is not None:
+        return
+    if name == "mnist":
+        for file, md5 in MNIST_FILES.items():
+            download([url + file for url in MNIST_URLS], cache_dir() / "mnist" / file, md5)
+    elif name == "cifar10":
+        archive = download([CIFAR10_URL], cache_dir() / "cifar-10-python.tar.gz", CIFAR10_MD5)
+        if not (archive.parent / "cifar-10-batches-py").is_dir():
+            with tarfile.open(archive) as tar:
+                tar.extractall(archive.parent, filter="data")
+
+
 def load_mnist(data_dir: Path | None = None) -> ImageSplits:
     """MNIST from the four IDX files in ``data_dir`` (``.gz`` or not), or downloaded into the cache."""
     if data_dir is None:
-        folder = cache_dir() / "mnist"
-        for name, md5 in MNIST_FILES.items():
-            download([url + name for url in MNIST_URLS], folder / name, md5)
-        data_dir = folder
+        download_images("mnist")
+        data_dir = cache_dir() / "mnist"
     arrays = {}
     for name in MNIST_FILES:
         stem = name.removesuffix(".gz")
@@ -156,11 +192,8 @@ def load_mnist(data_dir: Path | None = None) -> ImageSplits:
 def load_cifar10(data_dir: Path | None = None) -> ImageSplits:
     """CIFAR-10 from its python pickle batches (``cifar-10-batches-py``), in ``data_dir`` or downloaded."""
     if data_dir is None:
-        archive = download([CIFAR10_URL], cache_dir() / "cifar-10-python.tar.gz", CIFAR10_MD5)
-        data_dir = archive.parent
-        if not (data_dir / "cifar-10-batches-py").is_dir():
-            with tarfile.open(archive) as tar:
-                tar.extractall(data_dir, filter="data")
+        download_images("cifar10")
+        data_dir = cache_dir()
     elif (data_dir / "cifar-10-python.tar.gz").exists() and not (data_dir / "cifar-10-batches-py").is_dir():
         check_md5(data_dir / "cifar-10-python.tar.gz", CIFAR10_MD5)
         with tarfile.open(data_dir / "cifar-10-python.tar.gz") as tar:

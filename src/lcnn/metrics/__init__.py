@@ -10,9 +10,10 @@ from lcnn.metrics.spoof import (
     format_table,
     min_tdcf,
     read_asv_scores,
+    split_metrics,
     tdcf_curve,
 )
-from lcnn.metrics.verification import kfold_accuracy, roc_curve, tar_at_far, verification_eer
+from lcnn.metrics.verification import kfold_accuracy, pairwise_eer, roc_curve, tar_at_far, verification_eer
 
 __all__ = [
     "ASVSPOOF_COSTS",
@@ -24,7 +25,9 @@ __all__ = [
     "format_table",
     "kfold_accuracy",
     "min_tdcf",
+    "pairwise_eer",
     "read_asv_scores",
+    "split_metrics",
     "roc_curve",
     "tar_at_far",
     "tdcf_curve",

@@ -33,6 +33,7 @@ __all__ = [
     "format_table",
     "min_tdcf",
     "read_asv_scores",
+    "split_metrics",
     "tdcf_curve",
 ]
 
@@ -281,3 +282,40 @@ def format_table(table: dict[str, Any]) -> str:
             lines.append("-" * len(lines[0]))
         lines.append(f"{name:<{width}}  {r['n_spoof']:>8d}  {100 * r['eer']:>8.3f}  {r['threshold']:>12.6g}")
     return "\n".join(lines)
+
+
+def split_metrics(
+    split: str,
+    scores: ArrayLike,
+    keys: ArrayLike,
+    attacks: ArrayLike | Sequence[str],
+    threshold: float,
+    subsets: ArrayLike | Sequence[str] | None = None,
+    per_attack: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The flat metrics of one labelled split and its :func:`eer_table`.
+
+    Metrics: ``{split}_eer``, ``{split}_count``, ``{split}_frr`` / ``{split}_far`` at ``threshold`` (bona fide
+    rejected, spoofs accepted; ``None`` for a NaN threshold), the EER of each subset (``{split}_eer_progress``
+    ...) when ``subsets`` holds several, and with ``per_attack`` the EER of each attack against all bona fide
+    trials (``eer_A07``...).
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    table = eer_table(s, keys, attacks)
+    bona = _is_bonafide(keys)
+    known = np.isfinite(threshold)
+    metrics: dict[str, Any] = {
+        f"{split}_eer": table["pooled"]["eer"],
+        f"{split}_count": int(s.size),
+        f"{split}_frr": float(np.mean(s[bona] < threshold)) if known else None,
+        f"{split}_far": float(np.mean(s[~bona] >= threshold)) if known else None,
+    }
+    groups = np.asarray(subsets if subsets is not None else [""] * s.size).astype(str)
+    if len(set(groups)) > 1:
+        for subset in sorted(set(groups)):
+            b, sp = s[(groups == subset) & bona], s[(groups == subset) & ~bona]
+            if len(b) and len(sp):
+                metrics[f"{split}_eer_{subset}"] = compute_eer(b, sp)[0]
+    if per_attack:
+        metrics.update({f"eer_{attack}": row["eer"] for attack, row in table["per_attack"].items()})
+    return metrics, table

@@ -11,7 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from lcnn.metrics.spoof import compute_eer
 
-__all__ = ["kfold_accuracy", "roc_curve", "tar_at_far", "verification_eer"]
+__all__ = ["kfold_accuracy", "pairwise_eer", "roc_curve", "tar_at_far", "verification_eer"]
 
 
 def _pairs(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
@@ -121,3 +121,26 @@ def tar_at_far(scores: ArrayLike, labels: ArrayLike, far: float | ArrayLike) -> 
         raise ValueError(f"far must lie in [0, 1], got {far}")
     result = roc_tar[np.searchsorted(roc_far, target, side="right") - 1]
     return float(result) if result.ndim == 0 else result
+
+
+def pairwise_eer(features: ArrayLike, identities: ArrayLike, limit: int = 3000) -> tuple[float, float] | None:
+    """EER and its threshold of the cosine similarity over all pairs of embeddings.
+
+    Args:
+        features: (N, D) embeddings. identities: (N,) identity labels.
+        limit: at most this many embeddings are paired (a fixed random sample beyond: N^2 / 2 pairs grow fast).
+
+    Returns:
+        ``(eer, threshold)``, or ``None`` without both genuine and impostor pairs.
+    """
+    f = np.asarray(features, dtype=np.float32)
+    y = np.asarray(identities).ravel()
+    if len(y) > limit:
+        keep = np.sort(np.random.default_rng(0).permutation(len(y))[:limit])
+        f, y = f[keep], y[keep]
+    unit = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    i, j = np.triu_indices(len(y), k=1)
+    same = y[i] == y[j]
+    if not same.any() or same.all():
+        return None
+    return verification_eer((unit @ unit.T)[i, j], same.astype(int))

@@ -1,25 +1,44 @@
-"""Pieces every task shares: optimisers and schedules, distributed evaluation sampling."""
+"""Pieces every task shares: optimisers and schedules, and the quiet Trainer that evaluation and prediction
+run through."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import Dataset
+
+# Two messages every Trainer prints that users can do nothing about: Lightning's batch-size inference uses a
+# torch.utils._pytree API that torch 2.13 deprecates, and Lightning advertises its cloud logger.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda rec: "litlogger" not in rec.getMessage())
 
 
-def eval_sampler(trainer: L.Trainer | None, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
-    """Under several processes, give each rank a disjoint share of ``dataset`` with no padding.
+def inference_trainer(accelerator: str = "auto", devices: int | str = 1, progress: bool = False) -> L.Trainer:
+    """A Trainer for ``trainer.test`` / ``trainer.predict`` of a trained module: no logger, no checkpoints,
+    no model summary, no progress bar unless asked for, and not the device report of every new Trainer."""
+    report = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = report.level
+    report.setLevel(logging.WARNING)
+    try:
+        return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=progress)  # fmt: skip
+    finally:
+        report.setLevel(level)
 
-    Lightning's default DistributedSampler pads the last batch with repeated samples, which would count
-    some test samples twice; this sampler visits each exactly once over all ranks.
-    """
-    if trainer is None or trainer.world_size <= 1:
-        return None
-    return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
-                                        shuffle=False)
+
+def gather_by_index(module: L.LightningModule, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``[values, ..., index, ...]`` (``index`` third: each item's dataset index) of this rank -> those of all
+    ranks, each item once (distributed samplers may repeat some), in dataset order."""
+    if module.trainer is not None and module.trainer.world_size > 1:
+        gathered: list[Any] = [None] * module.trainer.world_size
+        torch.distributed.all_gather_object(gathered, parts)
+        parts = [torch.cat(p) for p in zip(*gathered)]
+    _, first = np.unique(parts[2].numpy(), return_index=True)
+    return [p[first] for p in parts]
 
 
 def make_optimizer(module: L.LightningModule, hp: Any, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:

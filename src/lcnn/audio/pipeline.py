@@ -1,0 +1,91 @@
+"""Front-end configurations and the waveform-to-features pipeline of the spoofing task.
+
+A front-end is described by a plain dict (JSON-ready, stored in checkpoints), e.g. the ASVspoof 2021
+LFCC-LCNN baseline's ``{"name": "lfcc", "n_fft": 1024, "f_max": 4000.0, ...}``: :func:`frontend_config` gives
+the defaults with overrides, :func:`build_frontend` the :mod:`lcnn.audio.frontends` module, and
+:class:`FeaturePipeline` turns a file into features (decode, resample, optional silence trimming, front-end).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lcnn.audio.frontends import LFCC, LogPowerSpectrogram
+from lcnn.audio.io import load_audio
+
+__all__ = ["FRONTENDS", "FeaturePipeline", "build_frontend", "frontend_config", "trim_silence"]
+
+#: Default front-ends. ``lfcc`` is the ASVspoof 2021 LFCC-LCNN baseline's: 20 ms / 10 ms frames, 1024-point
+#: FFT, 20 linear filters on 0-4 kHz, c0 replaced by the log energy, deltas and delta-deltas (60 features).
+#: ``spec`` is a log power spectrogram (STC's LCNN front-end), all bins up to ``f_max`` (Nyquist if None).
+#: ``trim_silence`` drops the digital silence (samples exactly 0) at the start and end of a file first.
+FRONTENDS: dict[str, dict[str, Any]] = {
+    "lfcc": {
+        "name": "lfcc", "sample_rate": 16000, "n_fft": 1024, "win_length": 320, "hop_length": 160,
+        "n_filters": 20, "f_min": 0.0, "f_max": 4000.0, "with_energy": True, "with_delta": True,
+        "pre_emphasis": 0.97, "trim_silence": False,
+    },
+    "spec": {
+        "name": "spec", "sample_rate": 16000, "n_fft": 512, "win_length": 320, "hop_length": 160,
+        "window": "hann", "f_max": None, "pre_emphasis": None, "trim_silence": False,
+    },
+}  # fmt: skip
+
+
+def frontend_config(name: str = "lfcc", **overrides: Any) -> dict[str, Any]:
+    """The default configuration of front-end ``name`` (``lfcc`` or ``spec``) with ``overrides``
+    (``None`` values keep the default)."""
+    if name not in FRONTENDS:
+        raise ValueError(f"unknown front-end {name!r}; expected one of {', '.join(FRONTENDS)}")
+    config = dict(FRONTENDS[name])
+    unknown = set(overrides) - set(config)
+    if unknown:
+        raise ValueError(f"front-end {name} has no settings {sorted(unknown)}")
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    return config
+
+
+def build_frontend(config: dict[str, Any]) -> nn.Module:
+    """The :mod:`lcnn.audio.frontends` module of a front-end configuration; it has an ``n_features`` attribute."""
+    kw = {k: v for k, v in config.items() if k not in ("name", "trim_silence")}
+    if config["name"] == "lfcc":
+        return LFCC(**kw)
+    if config["name"] == "spec":
+        return LogPowerSpectrogram(**kw)
+    raise ValueError(f"unknown front-end {config['name']!r}; expected one of {', '.join(FRONTENDS)}")
+
+
+def trim_silence(wave: Tensor) -> Tensor:
+    """``(samples,)`` without its leading and trailing exact zeros (digital silence); all-zero input is kept."""
+    voiced = torch.nonzero(wave).flatten()
+    return wave[int(voiced[0]) : int(voiced[-1]) + 1] if len(voiced) else wave
+
+
+class FeaturePipeline:
+    """Audio file -> features under one front-end configuration: decode and resample (:func:`load_audio`),
+    trim the digital silence where the configuration says so, then the front-end.
+
+    ``pipeline(path)`` -> ``(frames, n_features)`` float32.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = dict(config)
+        self.frontend = build_frontend(self.config).eval()
+        self.n_features: int = self.frontend.n_features
+
+    def waveform(self, audio: str | os.PathLike) -> Tensor:
+        """The ``(samples,)`` waveform the front-end sees."""
+        wave = load_audio(audio, self.config["sample_rate"])
+        return trim_silence(wave) if self.config.get("trim_silence") else wave
+
+    def features(self, wave: Tensor) -> Tensor:
+        """``(samples,)`` -> ``(frames, n_features)`` float32."""
+        with torch.no_grad():
+            return self.frontend(wave).float()
+
+    def __call__(self, audio: str | os.PathLike) -> Tensor:
+        return self.features(self.waveform(audio))

@@ -1,0 +1,167 @@
+"""The :class:`Task` class: everything the command line and the trainer know of a task, in one place.
+
+A task is a subclass with its name, monitored metric, recipes, default data, the options each command takes,
+and the import paths of its LightningModule and DataModule, whose ``__init__`` signatures are the schema of
+its config (:mod:`lcnn.config`). This module and the task subclasses import nothing heavy at import time, so
+that ``lcnn --help`` starts at once; the methods that run models import what they need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lcnn.config import REQUIRED, RunSettings, build, check_keys, signature_defaults
+from lcnn.errors import UserError
+
+__all__ = ["Option", "Task"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: ``parser.add_argument(*flags, **kwargs)``; its ``dest`` is a config key."""
+
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.kwargs.get("dest") or self.flags[0].lstrip("-").replace("-", "_")
+
+
+def option(*flags: str, **kwargs: Any) -> Option:
+    """An :class:`Option` written like an ``add_argument`` call."""
+    return Option(tuple(flags), kwargs)
+
+
+def _import(path: str) -> Any:
+    """``"package.module:Name"`` -> the object."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class Task:
+    """What a task declares (class attributes) and does (methods); one subclass per task.
+
+    Class attributes:
+        name: the ``--task`` name. description: one line for ``--help``.
+        monitor: ``(metric, "min" | "max")`` for early stopping and, unless a recipe's ``best_by`` says
+            otherwise, the kept checkpoint.
+        default_data: the data trained on without ``--data``. data_help: the ``--data`` choices, in words.
+        recipes: ``{recipe: {data or "default": {setting: value}}}``: what each recipe sets for each data.
+        module, datamodule: import paths (``"lcnn.tasks.x.module:XModule"``) of the LightningModule and
+            DataModule.
+        module_from_data: the module's ``__init__`` parameters read from the set-up DataModule (class names,
+            input shape...), not from the config.
+        data_from_model: the DataModule's ``__init__`` parameters that follow from the model (its input
+            channels), not from the config; :meth:`data_settings` computes them.
+        train_options, evaluate_options, predict_options: the task's own options of each command.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    monitor: ClassVar[tuple[str, str]]
+    default_data: ClassVar[str]
+    data_help: ClassVar[str]
+    recipes: ClassVar[dict[str, dict[str, dict[str, Any]]]]
+    module: ClassVar[str]
+    datamodule: ClassVar[str]
+    module_from_data: ClassVar[tuple[str, ...]] = ()
+    data_from_model: ClassVar[tuple[str, ...]] = ()
+    train_options: ClassVar[tuple[Option, ...]] = ()
+    evaluate_options: ClassVar[tuple[Option, ...]] = ()
+    predict_options: ClassVar[tuple[Option, ...]] = ()
+
+    # -- configuration ------------------------------------------------------------------------------------------
+
+    def module_class(self) -> type:
+        return _import(self.module)
+
+    def datamodule_class(self) -> type:
+        return _import(self.datamodule)
+
+    def settings(self) -> dict[str, Any]:
+        """The schema of this task's config: ``{setting: default}`` (:data:`lcnn.config.REQUIRED` where the
+        signature has none) from :class:`RunSettings`, the DataModule and the LightningModule."""
+        module = {k: v for k, v in signature_defaults(self.module_class()).items() if k not in self.module_from_data}
+        data = {k: v for k, v in signature_defaults(self.datamodule_class()).items() if k not in self.data_from_model}
+        return {**RunSettings.defaults(), **data, **module}
+
+    def recipe(self, data: str, recipe: str) -> dict[str, Any]:
+        """What ``recipe`` sets for ``data`` (its ``default`` entry for data it does not name)."""
+        if recipe not in self.recipes:
+            raise UserError(f"unknown recipe {recipe!r} for task {self.name}; expected one of "
+                            f"{', '.join(self.recipes)}")  # fmt: skip
+        recipes = self.recipes[recipe]
+        return dict(recipes.get(data.split(":")[0], recipes["default"]))
+
+    def resolve(self, data: str | None = None, recipe: str = "article", **overrides: Any) -> dict[str, Any]:
+        """The full config of a run: every setting's default, what ``recipe`` sets for ``data``, then the
+        ``overrides`` that are not ``None``. An unknown key (in a recipe or the overrides) is a UserError."""
+        schema = self.settings()
+        data = data or self.default_data
+        chosen = {**self.recipe(data, recipe), **{k: v for k, v in overrides.items() if v is not None}}
+        check_keys(chosen, schema, f"task {self.name}")
+        cfg = {**schema, "task": self.name, "recipe": recipe, "data": data, **chosen}
+        missing = [k for k, v in cfg.items() if v is REQUIRED]
+        if missing:
+            raise UserError(f"task {self.name}: no value for {', '.join(missing)}")
+        return cfg
+
+    # -- building and training ----------------------------------------------------------------------------------
+
+    def data_settings(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """DataModule arguments that follow from the config's model: the :attr:`data_from_model`, and settings
+        the model overrides; none by default."""
+        return {}
+
+    def module_settings(self, cfg: Mapping[str, Any], datamodule: Any) -> dict[str, Any]:
+        """The :attr:`module_from_data`, read from the set-up DataModule."""
+        return {name: getattr(datamodule, name) for name in self.module_from_data}
+
+    def build(self, cfg: Mapping[str, Any]) -> tuple[Any, Any]:
+        """``(LightningModule, DataModule)`` for a resolved config. The DataModule is prepared and set up for
+        fitting here, so that its facts (classes, input shape) can build the module."""
+        datamodule = build(self.datamodule_class(), cfg, **self.data_settings(cfg))
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        module = build(self.module_class(), cfg, **self.module_settings(cfg, datamodule))
+        return module, datamodule
+
+    def test(self, trainer: Any, module: Any, datamodule: Any, run_dir: Path) -> dict[str, Any]:
+        """After fitting: test the best checkpoint (``trainer.test(ckpt_path="best")``), write the task's score
+        files and plots into ``run_dir``, and return the metrics for ``metrics.json``."""
+        raise NotImplementedError
+
+    # -- using a trained model ----------------------------------------------------------------------------------
+
+    def restore(self, hparams: dict[str, Any], where: str) -> Any:
+        """The LightningModule of a checkpoint's ``hyper_parameters`` (weights not loaded)."""
+        try:
+            return build(self.module_class(), hparams)
+        except UserError as err:
+            raise UserError(f"{where}: its stored hyper_parameters do not build a {self.name} model: {err}") from None
+
+    def evaluate(self, module: Any, cfg: dict[str, Any], out_dir: Path, **options: Any) -> dict[str, Any]:
+        """``lcnn evaluate``: metrics, score files and plots of a trained module in ``out_dir``."""
+        raise NotImplementedError
+
+    def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], **options: Any) -> list[str]:
+        """``lcnn predict``: one line per input file."""
+        raise NotImplementedError
+
+    def verify(self, module: Any, cfg: dict[str, Any], image1: Path, image2: Path,
+               threshold: float | None = None) -> str:  # fmt: skip
+        """``lcnn verify``: only face models compare two images."""
+        raise UserError(f"verify compares two face images; this is a {self.name} model")
+
+    def load_released(self, path: Path, arch: str) -> Any:
+        """A released (not lcnn-trained) checkpoint as this task's module: only LightCNN face files."""
+        raise UserError(f"--model {arch}: released checkpoints are LightCNN face models, not {self.name} models")
+
+    def example_input(self, module: Any) -> Any:
+        """A batch for export."""
+        raise NotImplementedError

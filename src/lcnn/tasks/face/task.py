@@ -1,0 +1,267 @@
+"""Face verification with the LightCNN models: identity training, embeddings, pair verification.
+
+Training is identity classification on an identity folder (one subfolder per person), with the official
+LightCNN recipe by default (SGD lr 0.01, momentum 0.9, weight decay 1e-4, the learning rate times 0.457
+every 10 epochs, batch 128, the official learning-rate multipliers) and softmax, AM-softmax or ArcFace.
+``--init`` fine-tunes from a released checkpoint (:func:`lcnn.load_lightcnn`) with a fresh classifier.
+
+Testing: the people of the identity folder left out of training (``--people``; ORL: ``s31-s40``) give all
+their genuine pairs and as many impostor pairs; the best checkpoint is scored on them (10-fold accuracy,
+EER, TAR at FAR 1 % and 0.1 %, ROC), and on the held-out images of the training people.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lcnn.errors import UserError
+from lcnn.tasks.base import Task, option
+
+# The official LightCNN training (github.com/AlfredXiangWu/LightCNN, train.py): 80 epochs of SGD, lr 0.01
+# scaled by 0.457305 every 10 epochs, batch 128, random 128 crops and flips of 144x144 faces.
+_OFFICIAL = {
+    "epochs": 80, "batch_size": 128, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4,
+    "schedule": "step:10:0.457305", "lr_multipliers": True, "loss": "softmax", "patience": 0,
+}  # fmt: skip
+# A few hundred images (ORL: 240 training images of 30 people), measured in benchmarks/RESULTS-face.md:
+# AM-softmax, AdamW with a one-cycle schedule (SGD at 0.01 did not start learning), faces resized to 160
+# before the 128 crop (+-16 pixel shifts) and rotation / scale jitter.
+_SMALL = {
+    "epochs": 40, "batch_size": 32, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 5e-4,
+    "schedule": "onecycle", "lr_multipliers": False, "loss": "amsoftmax", "patience": 0, "image_size": 160,
+    "augment": {"rotate": 15, "scale": 0.15},
+}  # fmt: skip
+_ORL = {"people": "s1-s30"}  # ORL's usual split: train on s1-s30, verify on the ten others
+
+_RELEASED = option("--model", metavar="ARCH",
+                   help="CHECKPOINT is a released LightCNN file (.pth.tar) of this architecture, e.g. lightcnn29v2")
+
+
+class FaceTask(Task):
+    """Identity training and pair verification with the LightCNN models."""
+
+    name = "face"
+    description = "face verification with the LightCNN models (the official weights, or trained here)"
+    monitor = ("val_loss", "min")
+    default_data = "orl"
+    data_help = "orl (with --data-dir), folder:PATH (one subfolder per person)"
+    recipes = {
+        "article": {"orl": {**_OFFICIAL, **_ORL}, "default": _OFFICIAL},  # the LightCNN paper's official recipe
+        "small": {"orl": {**_SMALL, **_ORL}, "default": _SMALL},
+    }
+    module = "lcnn.tasks.face.module:FaceModule"
+    datamodule = "lcnn.tasks.face.data:FaceDataModule"
+    module_from_data = ("num_classes", "classes", "image_size")
+    data_from_model = ("channels",)
+
+    train_options = (
+        option("--loss", choices=["softmax", "amsoftmax", "arcface"],
+               help="identity loss (default softmax; small recipe amsoftmax)"),
+        option("--margin", type=float, help="margin (AM-softmax 0.35, ArcFace 0.5 radians by default)"),
+        option("--scale", type=float, help="logit scale of the margin losses (AM-softmax 30, ArcFace 64)"),
+        option("--init", metavar="PATH", help="fine-tune from an official LightCNN checkpoint (fresh classifier)"),
+        option("--people", metavar="SPEC", help="people to train on, e.g. s1-s30, 'alice,bob' or a file of names "
+                                                "(the others are the test people; orl default s1-s30)"),
+        option("--val-fraction", type=float, metavar="F",
+               help="share of each person's images held out for validation (default 0.2)"),
+        option("--image-size", type=int, metavar="PX",
+               help="side the faces are resized to before the 128x128 crop (default 144)"),
+    )  # fmt: skip
+    evaluate_options = (
+        option("--pairs", metavar="FILE", help="pairs file (LFW pairs.txt format or 'path1 path2 label' lines)"),
+        _RELEASED,
+    )
+    predict_options = (
+        option("--out", dest="out_dir", metavar="DIR", help="where to write embeddings.npy and its index"),
+        option("--int8", action="store_true", default=None,
+               help="run the model in int8 on the CPU (x86 with AVX512-VNNI), calibrated on the given images"),
+        _RELEASED,
+    )  # fmt: skip
+    verify_options = (
+        option("--threshold", type=float, help="similarity threshold (default: the one chosen in training)"),
+        _RELEASED,
+    )
+
+    def data_settings(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """The model's input channels (1 grey, 3 for LightCNN-V4's BGR)."""
+        from lcnn.models import model_info
+
+        return {"channels": model_info(cfg["model"], task=self.name).input_channels}
+
+    def build(self, cfg: dict[str, Any]) -> tuple[Any, Any]:
+        """The module and data; ``init`` loads a released checkpoint's weights, keeping the fresh classifier."""
+        module, datamodule = super().build(cfg)
+        if cfg.get("init"):
+            released = _read_released(cfg["init"], module.hparams.model, module.model.num_classes)
+            state = released.state_dict()
+            state.update({k: v for k, v in module.model.state_dict().items() if k.startswith("fc2.")})
+            module.model.load_state_dict(state)
+        return module, datamodule
+
+    def test(self, trainer: Any, module: Any, datamodule: Any, run_dir: Path) -> dict[str, Any]:
+        """Score the best checkpoint: the held-out images of the training people (``val_*``) and pairs of the
+        left-out people (``test_*``, with ``test_scores.txt`` and ``test_roc.png`` in the run folder)."""
+        from lcnn.tasks.face.verification import held_out_metrics, pair_scores, verification_metrics, write_verification
+
+        trainer.test(module, datamodule, ckpt_path="best", verbose=False)
+        if not trainer.is_global_zero:
+            return {}
+        metrics = held_out_metrics(module, *module.test_embeddings[0])
+        threshold = _stored_threshold(module)
+        metrics["threshold"] = threshold
+        if datamodule.test_pairs:
+            features = module.test_embeddings[1][0].numpy()
+            scores = pair_scores(datamodule.test_images, features, datamodule.test_pairs)
+            result = verification_metrics(scores, datamodule.test_pairs, threshold)
+            result.pop("stored_threshold", None)
+            metrics.update({f"test_{k}": v for k, v in result.items()})
+            people = len({name for _, name in datamodule.test_items})
+            write_verification(Path(run_dir), datamodule.test_pairs, scores, f"{people} unseen people", "test_")
+        return metrics
+
+    def load_released(self, path: Path, arch: str) -> Any:
+        """A released LightCNN checkpoint (``.pth.tar``, :func:`lcnn.load_lightcnn`) as an embedder for
+        ``lcnn evaluate / predict / verify --model ARCH``: no classifier and no stored threshold."""
+        from lcnn.models.pretrained import released_architectures
+        from lcnn.tasks.face.module import FaceModule
+
+        if arch not in released_architectures():
+            raise UserError(f"--model {arch!r}: a released checkpoint needs a LightCNN model "
+                            f"({', '.join(released_architectures())})")  # fmt: skip
+        released = _read_released(path, arch, num_classes=0)
+        module = FaceModule(model=arch, num_classes=0)
+        module.model.load_state_dict(released.state_dict())
+        return module.eval()
+
+    def evaluate(self, module: Any, cfg: dict[str, Any], out_dir: Path, pairs: str | None = None,
+                 data: str | None = None, data_dir: str | None = None,
+                 batch_size: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """Verification on pairs; writes ``metrics.json``, ``scores.txt`` and ``roc.png``.
+
+        The pairs are ``pairs`` (LFW ``pairs.txt`` with ``data_dir`` as its image root, or a plain
+        ``path1 path2 label`` list), else built from identity folder ``data`` (all its people), else from the
+        training data's people left out of training. Returns 10-fold accuracy, EER, TAR at FAR 1 % / 0.1 %,
+        and the accuracy at the stored threshold.
+        """
+        from lcnn.data.faces import list_faces, list_identities
+        from lcnn.data.pairs import check_images_exist, read_pairs, try_build_pairs
+        from lcnn.io import write_json
+        from lcnn.tasks.face.data import data_root
+        from lcnn.tasks.face.verification import cosine_scores, verification_metrics, write_verification
+
+        out_dir = Path(out_dir)
+        if pairs:
+            pair_list = read_pairs(pairs, data_dir)
+            check_images_exist(pair_list, pairs)
+            source = str(pairs)
+        elif data:
+            pair_list = try_build_pairs(list_faces(data_root(data, data_dir)))
+            source = data
+        else:
+            root = data_root(cfg.get("data", self.default_data), data_dir or cfg.get("data_dir"))
+            trained = set(module.hparams.classes or [])
+            pair_list = try_build_pairs(list_faces(root, [p for p in list_identities(root) if p not in trained]))
+            source = f"{root} (people not trained on)"
+        if not pair_list:
+            raise UserError(f"{source}: no verification pairs (give --pairs FILE, with --data-dir for LFW's format)")
+        scores = cosine_scores(module, pair_list, batch_size or 64)
+        metrics = {"pairs_source": source, **verification_metrics(scores, pair_list, _stored_threshold(module))}
+        write_verification(out_dir, pair_list, scores, Path(source).name)
+        write_json(out_dir / "metrics.json", metrics)
+        return metrics
+
+    def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], out_dir: str | None = None,
+                int8: bool = False, batch_size: int | None = None) -> list[str]:  # fmt: skip
+        """Embed face images: ``embeddings.npy`` (``(N, 256)`` float32, row i = image i) and ``embeddings.txt``
+        (image i's path on line i) in ``out_dir`` (default: the current folder), both written atomically.
+        With ``int8`` the model runs in int8 (:func:`lcnn.inference.quantize_int8`), calibrated on up to 64 of
+        the images, spread over the list.
+
+        Returns one line per image: ``path<TAB>row<TAB>nearest training identity<TAB>its probability`` (an
+        embedder without classifier: ``path<TAB>row``).
+        """
+        import numpy as np
+        import torch
+
+        from lcnn.io import atomic_path, atomic_write
+        from lcnn.tasks.face.verification import embed_images
+
+        out = Path(out_dir or ".")
+        paths = _expand(files)
+        if int8:
+            from lcnn.inference import calibration_subset, quantize_int8
+
+            transform = module.transform(train=False)
+            calibration = torch.stack([transform.load(p) for p in calibration_subset(paths, 64)])
+            module.model = quantize_int8(module.model, calibration)
+        emb = embed_images(module, paths, batch_size or 64, accelerator="cpu" if int8 else "auto")
+        with atomic_path(out / "embeddings.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, emb)
+        atomic_write(out / "embeddings.txt", lambda tmp: tmp.write_text("".join(f"{p}\n" for p in paths)))
+        if module.head is None and not module.model.num_classes:  # an embedder (a released checkpoint): no classes
+            return [f"{p}\t{i}" for i, p in enumerate(paths)]
+        with torch.inference_mode():
+            probs = module.logits(torch.from_numpy(emb).to(module.device)).float().softmax(1).cpu()
+        classes = module.hparams.classes or [str(i) for i in range(probs.shape[1])]
+        best, index = probs.max(1)
+        rows = enumerate(zip(paths, best.tolist(), index.tolist()))
+        return [f"{p}\t{i}\t{classes[k]}\t{v:.4f}" for i, (p, v, k) in rows]
+
+    def verify(self, module: Any, cfg: dict[str, Any], image1: Path, image2: Path,
+               threshold: float | None = None) -> str:  # fmt: skip
+        """Cosine similarity of two face images and a same / different decision, at ``threshold`` when given,
+        else the one stored at training (EER on held-out images)."""
+        from lcnn.tasks.face.verification import embed_images, unit
+
+        emb = unit(embed_images(module, [Path(image1), Path(image2)]))
+        similarity = float(emb[0] @ emb[1])
+        source = "given"
+        if threshold is None:
+            threshold, source = _stored_threshold(module), "stored at training"
+            if threshold is None:
+                raise UserError("this checkpoint stores no verification threshold; give one with --threshold")
+        decision = "same person" if similarity >= threshold else "different people"
+        return f"cosine similarity {similarity:.4f}: {decision} (threshold {threshold:.4f}, {source})"
+
+    def example_input(self, module: Any) -> Any:
+        """A ``(1, C, 128, 128)`` batch for export."""
+        import torch
+
+        return torch.rand(1, module.channels, 128, 128)
+
+
+def _stored_threshold(module: Any) -> float | None:
+    import math
+
+    value = float(module.threshold)
+    return value if math.isfinite(value) else None
+
+
+def _read_released(path: str | Path, arch: str, num_classes: int) -> Any:
+    """:func:`lcnn.load_lightcnn`, its errors (a missing file, keys that do not fit) as user errors."""
+    from lcnn.models import load_lightcnn
+
+    try:
+        return load_lightcnn(path, arch, num_classes=num_classes)
+    except (OSError, ValueError) as err:  # FileNotFoundError, CheckpointError
+        raise UserError(str(err)) from None
+
+
+def _expand(files: list[str | Path]) -> list[Path]:
+    """Files as given; a folder stands for its images (recursively, sorted)."""
+    from lcnn.data.images import IMAGE_SUFFIXES
+    from lcnn.errors import DataError
+
+    paths: list[Path] = []
+    for f in map(Path, files):
+        if f.is_dir():
+            found = sorted(p for p in f.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{f}: no images in this folder")
+            paths.extend(found)
+        else:
+            paths.append(f)
+    if not paths:
+        raise UserError("no face images given")
+    return paths

@@ -1,0 +1,149 @@
+"""The spoofing LightningModule: bona fide vs spoof on ``(N, 1, frames, features)`` front-end features.
+
+Losses (``loss``):
+
+- ``sigmoid`` (the ASVspoof 2021 baseline's): one logit, binary cross-entropy; score = the logit;
+- ``softmax``: two logits (spoof, bona fide), cross-entropy; score = logit(bona fide) - logit(spoof);
+- ``ocsoftmax``: the one-class softmax (:class:`lcnn.losses.OCSoftmax`) on a 256-d embedding; score = its cosine.
+
+The decision threshold is the EER threshold on the dev set: the buffer ``threshold``, set after every
+validation, so each checkpoint carries the threshold of its own epoch (the kept one: that of the best epoch).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lcnn.errors import UserError
+from lcnn.losses import OCSoftmax
+from lcnn.metrics import compute_eer
+from lcnn.models import create_model, model_info
+from lcnn.speed import prepare_input, prepare_model
+from lcnn.tasks.common import gather_by_index, make_optimizer
+
+LOSSES = ("sigmoid", "softmax", "ocsoftmax")
+OC_DIM = 256  # embedding size for the one-class softmax
+
+
+class SpoofModule(L.LightningModule):
+    """Bona fide vs spoof on ``(N, 1, frames, n_features)`` features; ``score`` is higher for bona fide.
+
+    Args:
+        model: ``lcnn_lstm`` (any length) or ``lcnn`` (needs ``frames``): a model built for the spoof task.
+        n_features: features per frame (from the front-end).
+        frames: fixed number of frames for fixed-size models, ``None`` for variable-length ones.
+        loss: ``sigmoid``, ``softmax`` or ``ocsoftmax`` (see the module docstring).
+        dropout: ``None`` keeps the model's (0.7 for lcnn_lstm, 0.75 for lcnn).
+        frontend: the front-end configuration, so that ``predict`` computes the same features.
+        lr, optimizer, weight_decay, schedule: the optimisation (:func:`lcnn.tasks.common.make_optimizer`).
+        channels_last: run the convolutions in channels-last memory (faster on CPUs, see :mod:`lcnn.speed`).
+    """
+
+    threshold: Tensor
+
+    def __init__(
+        self,
+        model: str = "lcnn_lstm",
+        n_features: int = 60,
+        frames: int | None = None,
+        loss: str = "sigmoid",
+        dropout: float | None = None,
+        frontend: dict[str, Any] | None = None,
+        lr: float = 3e-4,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        schedule: str = "step:10:0.5",
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise UserError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        info = model_info(model, task="spoof")
+        if not info.variable_length and not frames:
+            raise UserError(f"model {model} takes a fixed number of frames: give --frames N")
+        self.save_hyperparameters()
+        self.variable_length = info.variable_length
+        outputs = {"sigmoid": 1, "softmax": 2, "ocsoftmax": OC_DIM}[loss]
+        kw = {} if dropout is None else {"dropout": dropout}
+        try:
+            self.model = create_model(model, num_classes=outputs, input_shape=(1, frames, n_features), **kw)
+        except (ValueError, TypeError) as err:
+            raise UserError(f"model {model}: {err}") from None
+        prepare_model(self.model, channels_last)
+        self.oc = OCSoftmax(OC_DIM) if loss == "ocsoftmax" else None
+        self.register_buffer("threshold", torch.tensor(float("nan")))
+        self._val: list[tuple[Tensor, ...]] = []
+        self._test: dict[int, list[tuple[Tensor, ...]]] = {}
+        self.test_scores: dict[int, np.ndarray] = {}
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``(N, 1, T, F)`` (+ ``lengths (N,)``) -> the model's output (logits, or the OC embedding)."""
+        x = prepare_input(x, self.hparams.channels_last)
+        return self.model(x, lengths) if self.variable_length else self.model(x)
+
+    def score(self, output: Tensor) -> Tensor:
+        """Model output -> ``(N,)`` scores, higher = more bona fide."""
+        if self.oc is not None:
+            return self.oc(output)
+        if self.hparams.loss == "softmax":
+            return output[:, 1] - output[:, 0]
+        return output[:, 0]
+
+    def loss(self, output: Tensor, labels: Tensor) -> Tensor:
+        """Training loss for labels 1 = bona fide, 0 = spoof."""
+        if self.oc is not None:
+            return self.oc.loss(output, labels)
+        if self.hparams.loss == "softmax":
+            return F.cross_entropy(output, labels)
+        return F.binary_cross_entropy_with_logits(output[:, 0], labels.to(output.dtype))
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        x, lengths, labels, _ = batch
+        loss = self.loss(self(x, lengths), labels)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, lengths, labels, index = batch
+        output = self(x, lengths)
+        losses = self.loss(output, labels).detach().expand(len(labels))
+        self._val.append((self.score(output).detach().float(), labels, index, losses.float()))
+
+    def on_validation_epoch_end(self) -> None:
+        parts = [torch.cat(p).cpu() for p in zip(*self._val)] if self._val else [torch.empty(0)] * 4
+        self._val.clear()
+        scores, labels, _, losses = gather_by_index(self, parts)
+        bona, spoof = scores[labels == 1].numpy(), scores[labels == 0].numpy()
+        if len(bona) and len(spoof):
+            eer, threshold = compute_eer(bona, spoof)
+            self.threshold.fill_(threshold)
+        else:  # the sanity check's few batches may hold one class only
+            eer = 0.5
+        self.log("val_eer", eer, prog_bar=True)
+        self.log("val_loss", losses.mean().item() if len(losses) else math.nan)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, lengths, labels, index = batch
+        self._test.setdefault(dataloader_idx, []).append((self.score(self(x, lengths)).float(), labels, index))
+
+    def on_test_epoch_end(self) -> None:
+        """Scores of each test loader, in dataset order, on every rank: ``test_scores[loader index]``."""
+        for idx, batches in sorted(self._test.items()):
+            parts = [torch.cat(p).cpu() for p in zip(*batches)]
+            self.test_scores[idx] = gather_by_index(self, parts)[0].double().numpy()
+        self._test.clear()
+
+    def predict_step(self, batch, batch_idx: int) -> tuple[Tensor, Tensor]:
+        """``(scores (B,), dataset index (B,))``."""
+        x, lengths, _, index = batch
+        return self.score(self(x, lengths)).float(), index
+
+    def configure_optimizers(self):
+        return make_optimizer(self, self.hparams)
