@@ -1,5 +1,5 @@
 """LightCNN face-embedding throughput on this CPU (LightCNN-29v2 unless ``--model`` says otherwise): the
-official way of running it versus the fast paths of :func:`lcnn.models.lightcnn.optimize_for_inference`,
+official way of running it versus the fast paths of :func:`lcnn.inference.optimize_for_inference`,
 side by side in one run.
 
     python benchmarks/bench_lightcnn.py                       # batch 32, 2 threads, every variant

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lcnn.data.faces import Pair, list_faces
+from lcnn.data.faces import list_faces
+from lcnn.data.pairs import Pair
 from lcnn.io import write_json
 from lcnn.metrics.verification import kfold_accuracy, tar_at_far, verification_eer
-from lcnn.tasks.face import FaceDataModule
+from lcnn.tasks.face.data import FaceDataModule
 from lcnn.train import resolve_config, train
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "orl-faces"
@@ -97,6 +98,7 @@ def main() -> None:
 
     val_fraction = resolve_config("face", "orl", recipe=args.recipe, **overrides)["val_fraction"]
     data = FaceDataModule("orl", args.data_dir, "s1-s30", val_fraction)
+    data.setup()
     pairs = data.test_pairs
     mean_face = np.mean([pixels(p) for p, _ in list_faces(data.root, data.classes)], axis=0)
     rows = [

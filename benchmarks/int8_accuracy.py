@@ -52,9 +52,10 @@ def orl_rows(checkpoints: list[str], data_dir: str) -> list[str]:
     from face_orl import pair_metrics
 
     from lcnn.data.faces import list_faces
-    from lcnn.tasks.face import FaceDataModule
+    from lcnn.tasks.face.data import FaceDataModule
 
     data = FaceDataModule("orl", data_dir, "s1-s30")
+    data.setup()
     pairs = data.test_pairs
     images = sorted({p for pair in pairs for p in (pair.path1, pair.path2)})
     row = {p: i for i, p in enumerate(images)}

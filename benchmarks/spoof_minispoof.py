@@ -37,16 +37,17 @@ def timing(args: argparse.Namespace) -> None:
     """One epoch (train + dev validation) and a pass over the train loader alone, cache cold then warm."""
     import lightning as L
 
-    from lcnn.tasks import spoof
+    from lcnn.tasks import get_task
     from lcnn.train import build_trainer
 
+    spoof = get_task("spoof")
     rows = []
     for model in args.models:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = _cfg(args, model, epochs=1, cache_dir=f"{tmp}/cache", patience=0)
             for state in ("cold", "warm"):
                 L.seed_everything(0, verbose=False)
-                module, data = spoof.setup(cfg)
+                module, data = spoof.build(cfg)
                 started = time.perf_counter()
                 for _ in data.train_dataloader():
                     pass
@@ -54,7 +55,7 @@ def timing(args: argparse.Namespace) -> None:
                 if state == "cold":  # the loader pass filled the train cache: empty it again for the epoch
                     for entry in Path(tmp, "cache").rglob("*.npy"):
                         entry.unlink()
-                trainer = build_trainer(cfg, Path(tmp) / f"run-{state}", spoof.MONITOR)
+                trainer = build_trainer(cfg, Path(tmp) / f"run-{state}", spoof.monitor)
                 trainer.num_sanity_val_steps = 0
                 started = time.perf_counter()
                 trainer.fit(module, data)

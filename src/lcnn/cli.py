@@ -86,12 +86,16 @@ def _task_of(argv: list[str]) -> str | None:
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in TASK_COMMANDS:
         return None
+    from lcnn.tasks import TASKS
+
+    for i, arg in enumerate(argv):
+        if arg == "--task" and i + 1 < len(argv) or arg.startswith("--task="):
+            name = arg.partition("=")[2] or argv[i + 1]
+            return name if name in TASKS else None  # an unknown task: the parser says which ones exist
     try:
         known, _ = build_parser(None).parse_known_args([a for a in argv if a not in ("-h", "--help")])
     except UserError:
         return None
-    if getattr(known, "task", None):
-        return known.task
     if command == "train":
         return "classify"
     if any(a == "--model" or a.startswith("--model=") for a in argv):

@@ -87,7 +87,7 @@ class FaceDataModule(L.LightningDataModule):
         self.test_items = list_faces(root, others) if len(others) >= 2 else []
         self.test_pairs: list[Pair] = try_build_pairs(self.test_items)
         self.test_images = list(dict.fromkeys(p for pair in self.test_pairs for p in (pair.path1, pair.path2)))
-        self.classes = classes
+        self.root, self.classes = root, classes
         self.train_set = self._dataset(self.train_items, train=True)
         self.val_set = self._dataset(self.val_items, train=False)
 

@@ -1,0 +1,208 @@
+"""The shape of the package: dependencies run one way, no import cycle, no module over ~400 lines, a command
+line that starts without torch, and configs that refuse what they do not know."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lcnn.errors import UserError
+from lcnn.tasks import TASKS, get_task, load_task
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "lcnn"
+MODULES = sorted(
+    ".".join(("lcnn", *p.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
+    for p in SRC.rglob("*.py")
+)
+
+# Which packages a package may import at module level (lcnn.errors, lcnn.io and lcnn.config are free for all).
+# Layers, then models, then inference; data and audio never see models or tasks; tasks, train and cli on top.
+ALLOWED = {
+    "lcnn.layers": set(),
+    "lcnn.speed": set(),
+    "lcnn.losses": set(),
+    "lcnn.metrics": {"lcnn.metrics"},
+    "lcnn.models": {"lcnn.layers", "lcnn.models"},
+    "lcnn.inference": {"lcnn.layers", "lcnn.models", "lcnn.inference"},
+    "lcnn.audio": {"lcnn.audio"},
+    "lcnn.data": {"lcnn.audio", "lcnn.data"},
+    "lcnn.plots": set(),
+    "lcnn.export": set(),
+    "lcnn.benchmark": {"lcnn.models", "lcnn.speed"},
+}
+FREE = {"lcnn.errors", "lcnn.io", "lcnn.config"}
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def _module_level_imports(module: str) -> set[str]:
+    """The lcnn modules ``module`` imports when it is imported (not those imported inside functions)."""
+    path = SRC.joinpath(*module.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lcnn"):
+            for alias in node.names:  # `from lcnn.models import lcnn` imports the submodule lcnn.models.lcnn
+                submodule = f"{node.module}.{alias.name}"
+                found.add(submodule if submodule in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("lcnn"))
+    return found
+
+
+def test_dependencies_run_one_way() -> None:
+    for module in MODULES:
+        allowed = ALLOWED.get(_package(module))
+        if allowed is None:
+            continue  # tasks, train, cli: the top of the flow
+        for imported in _module_level_imports(module):
+            target = _package(imported)
+            assert imported in FREE or target in allowed or imported == module, f"{module} imports {imported}"
+
+
+def test_no_import_cycle() -> None:
+    graph = {m: {i for i in _module_level_imports(m) if i in MODULES} for m in MODULES}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module):] + [module]))
+        if module in done:
+            return
+        for child in graph[module]:
+            visit(child, [*path, module])
+        done.add(module)
+
+    for module in MODULES:
+        visit(module, [])
+
+
+def test_every_module_imports() -> None:
+    for module in MODULES:
+        importlib.import_module(module)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_imports_on_its_own(module: str) -> None:
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, timeout=120)
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 420}
+    assert not long
+
+
+def test_command_line_help_imports_neither_torch_nor_lightning() -> None:
+    script = """
+import contextlib, io, sys
+from lcnn.cli import main
+for argv in (["--help"], ["--version"], ["train", "--task", "spoof", "--help"], ["evaluate", "--task", "face",
+             "--help"], ["predict", "--help"], ["verify", "--help"], ["export", "--help"]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    assert out.getvalue(), argv
+heavy = sorted(m for m in ("torch", "lightning", "numpy") if m in sys.modules)
+print(heavy)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_evaluate_help_lists_the_task_options_only() -> None:
+    def help_of(*argv: str) -> str:
+        return subprocess.run([sys.executable, "-m", "lcnn", *argv, "--help"], capture_output=True, text=True,
+                              check=True, timeout=60).stdout  # fmt: skip
+
+    face = help_of("evaluate", "--task", "face")
+    assert "--pairs" in face and "--split" not in face and "--test-time-flip" not in face
+    spoof = help_of("evaluate", "--task", "spoof")
+    assert "--split" in spoof and "--asv-scores" in spoof and "--pairs" not in spoof
+    assert "Task options: lcnn evaluate --task {classify,spoof,face} --help" in help_of("evaluate")
+    assert "--loss" in help_of("train", "--task", "face") and "--frontend" not in help_of("train", "--task", "face")
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_recipe_resolves_to_known_settings(task: str) -> None:
+    spec = get_task(task)
+    schema = spec.settings()
+    for recipe, per_data in spec.recipes.items():
+        for data in per_data:
+            cfg = spec.resolve(None if data == "default" else data, recipe)
+            assert set(cfg) == set(schema), (recipe, data)
+
+
+def test_an_unknown_setting_is_an_error_with_a_suggestion() -> None:
+    with pytest.raises(UserError, match=r"unknown setting 'weight_decy' \(did you mean 'weight_decay'\?\)"):
+        get_task("classify").resolve("digits", weight_decy=0.1)
+    with pytest.raises(UserError, match="unknown recipe 'fast' for task spoof"):
+        get_task("spoof").resolve("minispoof", "fast")
+    with pytest.raises(UserError, match="ImageDataModule: val_fraction must be between 0 and 1"):
+        get_task("classify").build(get_task("classify").resolve("digits", val_fraction=1.5))
+
+
+def test_one_default_per_setting() -> None:
+    """The defaults the old hand-written setup functions disagreed on now come from one signature."""
+    spoof, face = get_task("spoof").resolve("asvspoof2019-la"), get_task("face").resolve("orl")
+    assert spoof["schedule"] == "step:10:0.5" and spoof["model"] == "lcnn_lstm" and spoof["frontend"] == "lfcc"
+    assert (face["weight_decay"], face["lr_multipliers"]) == (1e-4, True)
+    assert get_task("face").resolve("folder:x")["people"] is None
+
+
+# Checkpoints written before the Task classes (hyper_parameters and lcnn_config as lcnn 0.1.0 stored them).
+OLD = {
+    "classify": (
+        {"model": "lcnn", "num_classes": 10, "input_shape": (1, 28, 28), "dropout": 0.75, "classes": list("0123456789"),
+         "lr": 0.001, "optimizer": "adam", "weight_decay": 0.0, "schedule": "none", "label_smoothing": 0.0,
+         "augment": None, "channels_last": True, "bn_momentum": None, "test_time_flip": False},
+        {"task": "classify", "recipe": "article", "seeds": [0], "accelerator": "auto", "devices": 1, "strategy": "auto",
+         "precision": "auto", "num_workers": 0, "data": "digits", "model": "lcnn", "dropout": 0.75, "val_fraction": 0.2,
+         "epochs": 30, "batch_size": 32, "lr": 0.001, "patience": 5, "out": "/somewhere/digits"},
+    ),
+    "spoof": (
+        {"model": "lcnn_lstm", "n_features": 128, "frames": None, "loss": "sigmoid", "dropout": None,
+         "frontend": {"name": "spec", "sample_rate": 16000, "n_fft": 512, "win_length": 320, "hop_length": 160,
+                      "window": "hann", "f_max": 4000.0, "pre_emphasis": None, "trim_silence": True},
+         "lr": 0.0003, "optimizer": "adam", "weight_decay": 0.0, "schedule": "step:10:0.5", "channels_last": True},
+        {"task": "spoof", "recipe": "article", "seeds": [0, 1, 2], "data": "minispoof", "model": "lcnn_lstm",
+         "frontend": "spec", "f_max": 4000.0, "trim_silence": True, "loss": "sigmoid", "frames": 64, "epochs": 20,
+         "batch_size": 64, "patience": 8, "data_dir": "/somewhere/minispoof", "cache_dir": "/somewhere/cache"},
+    ),
+    "face": (
+        {"model": "lightcnn9", "num_classes": 3, "classes": ["p0", "p1", "p2"], "loss": "amsoftmax", "margin": None,
+         "scale": None, "dropout": None, "lr": 0.001, "optimizer": "adamw", "momentum": 0.9, "weight_decay": 0.0005,
+         "schedule": "onecycle", "lr_multipliers": False, "image_size": 160, "augment": {"rotate": 15, "scale": 0.15},
+         "init": None, "weight_init": "default"},
+        {"task": "face", "recipe": "small", "data": "folder:/somewhere/faces", "model": "lightcnn9", "margin": None,
+         "people": None, "image_size": 160, "val_fraction": 0.2, "epochs": 40, "batch_size": 32},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", list(OLD))
+def test_checkpoints_of_lcnn_0_1_still_load(task: str, tmp_path: Path) -> None:
+    hparams, config = OLD[task]
+    module = get_task(task).restore(dict(hparams), "old")
+    path = tmp_path / "old.ckpt"
+    torch.save({"lcnn_task": task, "hyper_parameters": hparams, "lcnn_config": config,
+                "state_dict": module.state_dict(), "epoch": 3}, path)  # fmt: skip
+    loaded, cfg, spec = load_task(path)
+    assert spec.name == task and cfg == config
+    torch.testing.assert_close(loaded.state_dict(), module.state_dict(), rtol=0, atol=0, equal_nan=True)
+    broken = {**hparams, "model": "no_such_model"}
+    torch.save({"lcnn_task": task, "hyper_parameters": broken, "state_dict": {}}, path)
+    with pytest.raises(UserError, match=r"old.ckpt: its stored hyper_parameters do not build a .* unknown model"):
+        load_task(path)
