@@ -1,5 +1,8 @@
-"""Metrics: spoofing countermeasures (DET, EER, t-DCF) and face verification (k-fold accuracy, ROC, TAR@FAR)."""
+"""Metrics: spoofing countermeasures (DET, EER, t-DCF; ASVspoof 5 DCF, Cllr, a-DCF, t-EER), score calibration and
+fusion, and face verification (k-fold accuracy, ROC, TAR@FAR)."""
 
+from lcnn.metrics.dcf import act_dcf, cllr, min_cllr, min_dcf, pav_llrs
+from lcnn.metrics.sasv import TRIAL_KINDS, a_dcf, t_eer
 from lcnn.metrics.spoof import (
     ASVSPOOF_COSTS,
     CostModel,
@@ -17,15 +20,23 @@ from lcnn.metrics.verification import kfold_accuracy, roc_curve, tar_at_far, ver
 __all__ = [
     "ASVSPOOF_COSTS",
     "CostModel",
+    "TRIAL_KINDS",
+    "a_dcf",
+    "act_dcf",
     "asv_error_rates",
+    "cllr",
     "compute_det_curve",
     "compute_eer",
     "eer_table",
     "format_table",
     "kfold_accuracy",
+    "min_cllr",
+    "min_dcf",
     "min_tdcf",
+    "pav_llrs",
     "read_asv_scores",
     "roc_curve",
+    "t_eer",
     "tar_at_far",
     "tdcf_curve",
     "verification_eer",
