@@ -179,11 +179,11 @@ def t_eer(cm_scores: ArrayLike, asv_scores: ArrayLike, labels: ArrayLike, *, sea
             (approximate) decimated grid there.
 
     Returns:
-        The t-EER as a fraction (the official package prints percent).
+        The t-EER as a fraction (the official package prints percent). It is always defined: the accept-all
+        ASV point qualifies, and its CM point never rejects every bona fide trial, so its criterion is finite.
 
     Raises:
-        ValueError: on empty or misaligned inputs, NaN scores, unknown labels, a missing trial kind, or when no
-            ASV point qualifies (the official code fails there too).
+        ValueError: on empty or misaligned inputs, NaN scores, unknown labels or a missing trial kind.
     """
     cm = _checked(cm_scores, "cm_scores")
     asv = _checked(asv_scores, "asv_scores")
@@ -198,8 +198,6 @@ def t_eer(cm_scores: ArrayLike, asv_scores: ArrayLike, labels: ArrayLike, *, sea
     pmiss_cm, pfa_cm, _ = compute_det_curve(np.concatenate((cm[tar], cm[non])), cm[spf])
 
     allowed = np.flatnonzero(pmiss < 0.5 * pfa_non + 0.5 * pfa_spoof)
-    if allowed.size == 0:
-        raise ValueError("t-EER undefined: no ASV threshold has Pmiss < (Pfa_non + Pfa_spoof) / 2")
     curves = (pmiss[allowed], pfa_non[allowed], pfa_spoof[allowed])
     if search == "auto":
         search = "bisect" if min(pmiss.size, pmiss_cm.size) >= BISECT_FROM else "exhaustive"
@@ -209,7 +207,5 @@ def t_eer(cm_scores: ArrayLike, asv_scores: ArrayLike, labels: ArrayLike, *, sea
     with np.errstate(divide="ignore", invalid="ignore"):
         crit = np.abs(curves[1] / curves[2] - pfa_cm[k] / (1 - pmiss_cm[k]))
     wins = np.flatnonzero(crit < np.inf)  # NaN compares false
-    if wins.size == 0:
-        raise ValueError("t-EER undefined: no ASV threshold gives a finite intersection criterion")
     best = wins[np.argmin(crit[wins])]  # argmin returns the first of equal minima
     return float(curves[2][best] * pfa_cm[k[best]])
