@@ -1,6 +1,7 @@
 """Metrics: spoofing countermeasures (DET, EER, t-DCF; ASVspoof 5 DCF, Cllr, a-DCF, t-EER), score calibration and
 fusion, and face verification (k-fold accuracy, ROC, TAR@FAR)."""
 
+from lcnn.metrics.calibration import Calibration, Fusion, effective_prior, fit_calibration, fit_fusion
 from lcnn.metrics.dcf import act_dcf, cllr, min_cllr, min_dcf, pav_llrs
 from lcnn.metrics.sasv import TRIAL_KINDS, a_dcf, t_eer
 from lcnn.metrics.spoof import (
@@ -19,7 +20,9 @@ from lcnn.metrics.verification import kfold_accuracy, roc_curve, tar_at_far, ver
 
 __all__ = [
     "ASVSPOOF_COSTS",
+    "Calibration",
     "CostModel",
+    "Fusion",
     "TRIAL_KINDS",
     "a_dcf",
     "act_dcf",
@@ -28,6 +31,9 @@ __all__ = [
     "compute_det_curve",
     "compute_eer",
     "eer_table",
+    "effective_prior",
+    "fit_calibration",
+    "fit_fusion",
     "format_table",
     "kfold_accuracy",
     "min_cllr",
