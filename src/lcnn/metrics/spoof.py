@@ -132,16 +132,46 @@ def asv_error_rates(
     return float(np.mean(non >= threshold)), float(np.mean(tar < threshold)), float(np.mean(spoof < threshold))
 
 
+def _resolve_asv_rates(
+    asv_target: ArrayLike | None,
+    asv_nontarget: ArrayLike | None,
+    asv_spoof: ArrayLike | None,
+    asv_rates: Sequence[float] | None,
+) -> tuple[float, float, float]:
+    """``(pfa_asv, pmiss_asv, pfa_spoof_asv)`` from either the ASV scores or fixed rates, never both."""
+    given = [x is not None for x in (asv_target, asv_nontarget, asv_spoof)]
+    if asv_rates is None:
+        if not all(given):
+            raise ValueError("pass the ASV scores (asv_target, asv_nontarget, asv_spoof) or asv_rates")
+        _, asv_threshold = compute_eer(asv_target, asv_nontarget)  # type: ignore[arg-type]
+        pfa_asv, pmiss_asv, pmiss_spoof_asv = asv_error_rates(
+            asv_target, asv_nontarget, asv_spoof, asv_threshold  # type: ignore[arg-type]
+        )
+        return pfa_asv, pmiss_asv, 1 - pmiss_spoof_asv
+    if any(given):
+        raise ValueError("pass either the ASV scores or asv_rates, not both")
+    rates = np.asarray(asv_rates, dtype=np.float64)
+    if rates.shape != (3,) or not np.all((rates >= 0) & (rates <= 1)):
+        raise ValueError(
+            f"asv_rates must be three rates in [0, 1] (pfa_asv, pmiss_asv, pfa_spoof_asv), got {asv_rates!r}"
+        )
+    return float(rates[0]), float(rates[1]), float(rates[2])
+
+
 def tdcf_curve(
     bona_cm: ArrayLike,
     spoof_cm: ArrayLike,
-    asv_target: ArrayLike,
-    asv_nontarget: ArrayLike,
-    asv_spoof: ArrayLike,
+    asv_target: ArrayLike | None = None,
+    asv_nontarget: ArrayLike | None = None,
+    asv_spoof: ArrayLike | None = None,
     revised: bool = False,
     costs: CostModel = ASVSPOOF_COSTS,
+    *,
+    asv_rates: Sequence[float] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Normalised t-DCF at every CM threshold of the DET curve.
+
+    The ASV system enters through three error rates, taken either from its scores or fixed (``asv_rates``).
 
     Args:
         bona_cm: (N,) CM scores of bona fide trials. spoof_cm: (M,) CM scores of spoofed trials.
@@ -149,27 +179,30 @@ def tdcf_curve(
             EER threshold of ``asv_target`` vs ``asv_nontarget``.
         revised: False for the ASVspoof 2019 ("legacy") t-DCF, True for the revised ASVspoof 2021 t-DCF.
         costs: priors and costs.
+        asv_rates: ``(pfa_asv, pmiss_asv, pfa_spoof_asv)`` instead of the ASV scores: the share of nontargets
+            the ASV accepts, of targets it rejects, and of spoofs it accepts (``1 - pmiss_spoof_asv``; note
+            that :func:`asv_error_rates` returns the spoof *miss* rate). ASVspoof 5 fixes them to the
+            organisers' ASV: ``(0.01881016557566423, 0.01880141010575793, 0.4607082907604729)``.
 
     Returns:
         ``(tdcf_norm, cm_thresholds)``, each (N + M + 1,), aligned with :func:`compute_det_curve`.
 
     Raises:
-        ValueError: if the ASV system makes a cost weight negative or the normaliser zero (the official
-            code stops there too).
+        ValueError: if both or neither of the ASV scores and ``asv_rates`` are given, or if the ASV system
+            makes a cost weight negative or the normaliser zero (the official code stops there too).
     """
+    pfa_asv, pmiss_asv, pfa_spoof_asv = _resolve_asv_rates(asv_target, asv_nontarget, asv_spoof, asv_rates)
     pmiss_cm, pfa_cm, thresholds = compute_det_curve(bona_cm, spoof_cm)
-    _, asv_threshold = compute_eer(asv_target, asv_nontarget)
-    pfa_asv, pmiss_asv, pmiss_spoof_asv = asv_error_rates(asv_target, asv_nontarget, asv_spoof, asv_threshold)
     c = costs
     if revised:
         c0 = c.p_tar * c.c_miss * pmiss_asv + c.p_non * c.c_fa * pfa_asv
         c1 = c.p_tar * c.c_miss - c0
-        c2 = c.p_spoof * c.c_fa_spoof * (1 - pmiss_spoof_asv)
+        c2 = c.p_spoof * c.c_fa_spoof * pfa_spoof_asv
         norm = c0 + min(c1, c2)
     else:
         c0 = 0.0
         c1 = c.p_tar * (c.c_miss_cm - c.c_miss_asv * pmiss_asv) - c.p_non * c.c_fa_asv * pfa_asv
-        c2 = c.c_fa_cm * c.p_spoof * (1 - pmiss_spoof_asv)
+        c2 = c.c_fa_cm * c.p_spoof * pfa_spoof_asv
         norm = min(c1, c2)
     if min(c0, c1, c2) < 0 or norm <= 0:
         raise ValueError(
@@ -182,17 +215,22 @@ def tdcf_curve(
 def min_tdcf(
     bona_cm: ArrayLike,
     spoof_cm: ArrayLike,
-    asv_target: ArrayLike,
-    asv_nontarget: ArrayLike,
-    asv_spoof: ArrayLike,
+    asv_target: ArrayLike | None = None,
+    asv_nontarget: ArrayLike | None = None,
+    asv_spoof: ArrayLike | None = None,
     revised: bool = False,
     costs: CostModel = ASVSPOOF_COSTS,
+    *,
+    asv_rates: Sequence[float] | None = None,
 ) -> float:
     """Minimum normalised t-DCF over all CM thresholds (see :func:`tdcf_curve` for the arguments).
 
-    ``revised=False`` gives the ASVspoof 2019 t-DCF, ``revised=True`` the ASVspoof 2021 one.
+    ``revised=False`` gives the ASVspoof 2019 t-DCF, ``revised=True`` the ASVspoof 2021 one; ASVspoof 5 uses
+    ``min_tdcf(bona_cm, spoof_cm, asv_rates=(pfa_asv, pmiss_asv, pfa_spoof_asv), revised=True)``.
     """
-    curve, _ = tdcf_curve(bona_cm, spoof_cm, asv_target, asv_nontarget, asv_spoof, revised=revised, costs=costs)
+    curve, _ = tdcf_curve(
+        bona_cm, spoof_cm, asv_target, asv_nontarget, asv_spoof, revised=revised, costs=costs, asv_rates=asv_rates
+    )
     return float(curve.min())
 
 
