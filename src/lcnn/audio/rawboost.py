@@ -423,7 +423,7 @@ class RawBoost(nn.Module):
         keys = torch.where(valid, _bits(seeds, _ISD + _PICK, samples), torch.full_like(lens[:, None], 1 << 40))
         k = int(count.max())
         if k == 0:
-            return x
+            return _scale_down(x)
         smallest = keys.topk(k, dim=1, largest=False).values
         threshold = smallest.gather(1, (count - 1).clamp(min=0)[:, None])
         picked = (keys <= threshold) & (count > 0)[:, None]
