@@ -80,16 +80,27 @@ def test_lfw_pairs_need_root(tmp_path: Path) -> None:
 
 
 def test_plain_pair_list(tmp_path: Path) -> None:
-    text = "# my pairs\na/1.png b/2.png 1\n\n/abs/x.png y.png 0  # comment\nwith space/1.png\tb/3.png\tsame\n" \
+    text = "# my pairs\na/1.png b/2.png 1\n\nx/../x.png y.png 0  # comment\nwith space/1.png\tb/3.png\tsame\n" \
            "c.png d.png different\n"  # fmt: skip
     f = _write(tmp_path / "list.txt", text)
     pairs = read_pairs(f)
     assert [p.label for p in pairs] == [1, 0, 1, 0]
     assert pairs[0].path1 == tmp_path / "a/1.png"
-    assert pairs[1].path1 == Path("/abs/x.png")
+    assert pairs[1].path1 == tmp_path / "x.png"
     assert pairs[2].path1 == tmp_path / "with space/1.png"
     assert read_pair_list(f, root="/data")[0].path2 == Path("/data/b/2.png")
     assert [p.fold for p in pairs] == [0, 0, 5, 5]  # each class dealt over the folds
+
+
+@pytest.mark.parametrize("line", ["/etc/passwd a.png 1", "a.png ../../x.pgm 0", "a/../../x.png b.png 1"])
+def test_pair_paths_stay_in_the_image_folder(tmp_path: Path, line: str) -> None:
+    """The protocols' data-root rule: a pairs file never makes lcnn read a file outside its image folder."""
+    f = _write(tmp_path / "list.txt", f"a.png b.png 1\n{line}\n")
+    with pytest.raises(DataError, match=r"list.txt, line 2: path .* leaves the data folder"):
+        read_pairs(f)
+    lfw = _write(tmp_path / "pairs.txt", "1 1\n../x 1 2\na 1 b 2\n")
+    with pytest.raises(DataError, match=r"pairs.txt, line 2: person '../x' is not a plain name"):
+        read_pairs(lfw, tmp_path)
 
 
 @pytest.mark.parametrize(("text", "message"), [("a b\n", "line 1: expected 'path1 path2 label'"),

@@ -131,6 +131,36 @@ def _write_folder(root, size=(20, 18), mode="L", suffixes=(".png", ".jpg", ".pgm
             image.save(root / name / f"{i}{suffix}")
 
 
+class _Payload:
+    """A pickle that would run ``os.system`` when loaded by an unrestricted unpickler."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar10_batches_never_run_code(tmp_path, protocol):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar(folder)
+    for name in ("data_batch_1", "test_batch"):  # a real batch, written with this protocol, still loads
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f)
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=protocol)
+    assert load_cifar10(tmp_path).train_images.shape == (20, 3, 32, 32)
+    marker = tmp_path / "ran"
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": _Payload(marker), b"labels": [0]}, f, protocol=protocol)
+    with pytest.raises(DataError, match=r"data_batch_1: not a CIFAR-10 python batch .*refused to load posix.system"):
+        load_cifar10(tmp_path)
+    assert not marker.exists()
+
+
 def test_image_folder_with_and_without_train_test(tmp_path):
     _write_folder(tmp_path / "flat")
     splits = load_folder(tmp_path / "flat")

@@ -276,3 +276,21 @@ def test_setup_refusals(la_dir: Path, tmp_path: Path) -> None:
         f.unlink()
     with pytest.raises(DataError, match="train: 2 of 12 trials have no audio file"):
         spoof.build(resolve_config("spoof", "asvspoof2019-la", data_dir=str(missing), cache_dir=str(tmp_path / "c")))
+
+
+def test_export_lcnn_lstm_to_onnx_on_any_length(trained: tuple[Path, dict], tmp_path: Path, capsys, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    run, _ = trained
+    assert main(["export", str(run / "seed-0"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    module = load_task(run / "seed-0")[0]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for frames in (16, 57, 400, 1203):
+        x = torch.randn(2, 1, frames, 60)
+        with torch.inference_mode():
+            np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], module.model(x).numpy(), atol=1e-4)
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # the export extra not installed
+    capsys.readouterr()
+    assert main(["export", str(run / "seed-0"), "--format", "onnx", "--out", str(tmp_path / "n.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "ONNX export needs onnx and onnxruntime: pip install 'lcnn[export]'" in err and "Traceback" not in err
+    assert not (tmp_path / "n.onnx").exists()

@@ -335,8 +335,14 @@ def _run_export(args: argparse.Namespace) -> int:
 
     ckpt, module, cfg, task = _load(args)
     out = Path(args.out) if args.out else ckpt.parent / (_bare_name(ckpt) + FORMATS[args.format])
+    from lcnn.models import model_info
+
     metadata = {"task": task.name, "hyper_parameters": dict(module.hparams)}
-    result = export_model(module.model, task.example_input(module), out, args.format, metadata)
+    info = model_info(module.hparams.model)
+    if args.format != "safetensors" and args.format not in info.exports:
+        raise UserError(f"{info.name} is not exported to {args.format} (it exports to {', '.join(info.exports)})")
+    frames_axis = 2 if info.variable_length else None  # (N, 1, frames, features)
+    result = export_model(module.model, task.example_input(module), out, args.format, metadata, frames_axis)
     for key, value in result.items():
         print(f"{key:<16}{value}")
     return 0

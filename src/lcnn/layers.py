@@ -67,8 +67,10 @@ def _max_feature_map_2to1(x: torch.Tensor, dim: int) -> torch.Tensor:
     # The lean backward only where a gradient is needed; inference, TorchScript and tracing get plain maximum.
     if not torch.jit.is_scripting() and torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
         return _MaxFeatureMap2to1.apply(x, dim)
-    a, b = x.chunk(2, dim)
-    return torch.maximum(a, b)
+    # The half as a Python int: a trace records constant slices, so that exporters know the channels of each
+    # half (ONNX's BatchNorm after an MFM needs them) while the other dimensions stay dynamic.
+    half = int(x.shape[dim]) // 2
+    return torch.maximum(x.narrow(dim, 0, half), x.narrow(dim, half, half))
 
 
 def max_feature_map(x: torch.Tensor, kind: str = "2/1", dim: int = 1) -> torch.Tensor:

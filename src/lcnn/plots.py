@@ -7,7 +7,6 @@ state or the user's interactive backend, and works headless. Every file is writt
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from scipy.stats import norm
+
+from lcnn.io import atomic_path
 
 __all__ = ["plot_confusion", "plot_det", "plot_roc", "plot_training_curves"]
 
@@ -30,21 +31,12 @@ def _new_figure(figsize: tuple[float, float] = (5.5, 5.0)) -> Figure:
 
 
 def _save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Save ``fig`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``).
-
-    The format follows the suffix (PNG by default); missing parent folders are created.
-    """
+    """Save ``fig`` to ``path`` atomically (:func:`lcnn.io.atomic_path`); the format follows the suffix (PNG
+    by default)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format=fmt, bbox_inches="tight")
     return path
 
 

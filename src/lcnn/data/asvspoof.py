@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lcnn.data.paths import inside
 from lcnn.data.protocols import Trial, read_protocol
 from lcnn.errors import DataError, UserError
 
@@ -156,10 +157,7 @@ def _refuse_mismatch(ids: Sequence[str], keyed: dict[str, Trial], trial_list: Pa
 def audio_path(audio_dir: Path, utt: str) -> Path:
     """``audio_dir/utt`` if ``utt`` names an audio file, else ``audio_dir/utt.flac`` (``.wav`` if that one
     exists instead). Refuses ids that are absolute or climb out of ``audio_dir`` with ``..``."""
-    rel = os.path.normpath(utt)
-    if os.path.isabs(utt) or rel == ".." or rel.startswith(".." + os.sep):
-        raise DataError(f"trial {utt!r}: path leaves the data folder {audio_dir}")
-    base = audio_dir / rel
+    base = inside(audio_dir, utt, f"trial {utt!r}")
     if base.suffix.lower() in AUDIO_SUFFIXES:
         return base
     flac = base.with_name(base.name + ".flac")

@@ -210,16 +210,37 @@ def load_cifar10(data_dir: Path | None = None) -> ImageSplits:
     )
 
 
+class _DataUnpickler(pickle.Unpickler):
+    """Unpickles builtin containers, bytes, str, numbers and NumPy arrays only: any other global a pickle names
+    (the way a crafted file runs code) is refused before it is looked up."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5 arrays
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell bytes
+        ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"),
+    }  # fmt: skip
+
+    def find_class(self, module: str, name: str):  # type: ignore[override]
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: data files may hold arrays only")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if not path.exists():
         raise DataError(f"{path}: missing CIFAR-10 batch (expected the python version's data_batch_1..5, test_batch)")
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _DataUnpickler(f, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as err:
-        raise DataError(f"{path}: not a CIFAR-10 python batch ({err})") from None
+        if len(labels) != len(data):
+            raise ValueError(f"{len(data)} images but {len(labels)} labels")
+    except Exception as err:  # any malformed pickle (IndexError, MemoryError, ...) is a bad file, nothing more
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({type(err).__name__}: {err})") from None
     return torch.from_numpy(data.copy()), torch.from_numpy(labels)
 
 

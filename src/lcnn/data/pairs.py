@@ -7,10 +7,12 @@ A verification pair is a :class:`Pair` of two image paths, a label (1 genuine, 0
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from lcnn.data.paths import inside
 from lcnn.errors import DataError
 
 __all__ = ["Pair", "assign_folds", "build_pairs", "check_images_exist", "read_lfw_pairs", "read_pair_list",
@@ -59,8 +61,10 @@ def _index(path: Path, lineno: int, text: str) -> int:
     return int(text)
 
 
-def lfw_image(root: Path, name: str, number: int) -> Path:
-    """``<root>/<name>/<name>_<number:04d>.jpg`` (LFW's naming)."""
+def lfw_image(root: Path, name: str, number: int, where: str = "LFW pairs") -> Path:
+    """``<root>/<name>/<name>_<number:04d>.jpg`` (LFW's naming); a name must be a plain folder name."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise DataError(f"{where}: person {name!r} is not a plain name (the image would leave {root})")
     return root / name / f"{name}_{number:04d}.jpg"
 
 
@@ -96,8 +100,9 @@ def read_lfw_pairs(path: str | Path, root: str | Path) -> list[Pair]:
                     f"{per_class} genuine pairs first), got {len(fields)} fields"
                 )
             name, a, b = fields
-            pair = Pair(lfw_image(root, name, _index(path, lineno, a)), lfw_image(root, name, _index(path, lineno, b)),
-                        1, fold)  # fmt: skip
+            where = f"{path}, line {lineno}"
+            pair = Pair(lfw_image(root, name, _index(path, lineno, a), where),
+                        lfw_image(root, name, _index(path, lineno, b), where), 1, fold)  # fmt: skip
         else:
             if len(fields) != 4:
                 raise DataError(
@@ -105,8 +110,9 @@ def read_lfw_pairs(path: str | Path, root: str | Path) -> list[Pair]:
                     f"lists {per_class} impostor pairs after its genuine ones), got {len(fields)} fields"
                 )
             name1, a, name2, b = fields
-            pair = Pair(lfw_image(root, name1, _index(path, lineno, a)),
-                        lfw_image(root, name2, _index(path, lineno, b)), 0, fold)  # fmt: skip
+            where = f"{path}, line {lineno}"
+            pair = Pair(lfw_image(root, name1, _index(path, lineno, a), where),
+                        lfw_image(root, name2, _index(path, lineno, b), where), 0, fold)  # fmt: skip
         pairs.append(pair)
     return pairs
 
@@ -135,7 +141,8 @@ def read_pair_list(path: str | Path, root: str | Path | None = None, folds: int 
         label = _LABELS.get(fields[2].lower())
         if label is None:
             raise DataError(f"{path}, line {lineno}: label {fields[2]!r} is not 1/0 (same/different)")
-        pairs.append(Pair(base / fields[0], base / fields[1], label))
+        where = f"{path}, line {lineno}"
+        pairs.append(Pair(inside(base, fields[0], where), inside(base, fields[1], where), label))
     if not pairs:
         raise DataError(f"{path}: no pairs")
     return assign_folds(pairs, folds)

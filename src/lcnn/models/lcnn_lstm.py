@@ -104,8 +104,7 @@ class LCNNLSTM(nn.Module):
         return feature if self.classifier is None else self.classifier(feature)
 
 
-@register_model(family="lcnn", input_shape=(1, None, 60), tasks=("spoof",), variable_length=True,
-                exports=("torchscript",))
+@register_model(family="lcnn", input_shape=(1, None, 60), tasks=("spoof",), variable_length=True)
 def lcnn_lstm(
     num_classes: int = 2, input_shape: tuple[int, int | None, int] = (1, None, 60), dropout: float = 0.7
 ) -> LCNNLSTM:

@@ -222,13 +222,19 @@ class FaceTask(Task):
             if threshold is None:
                 raise UserError("this checkpoint stores no verification threshold; give one with --threshold")
         decision = "same person" if similarity >= threshold else "different people"
-        return f"cosine similarity {similarity:.4f}: {decision} (threshold {threshold:.4f}, {source})"
+        places = _places_apart(similarity, threshold)
+        return f"cosine similarity {similarity:.{places}f}: {decision} (threshold {threshold:.{places}f}, {source})"
 
     def example_input(self, module: Any) -> Any:
         """A ``(1, C, 128, 128)`` batch for export."""
         import torch
 
         return torch.rand(1, module.channels, 128, 128)
+
+
+def _places_apart(a: float, b: float) -> int:
+    """Decimal places (at least 4) that print ``a`` and ``b`` as different numbers, where they differ."""
+    return next((p for p in range(4, 17) if f"{a:.{p}f}" != f"{b:.{p}f}"), 4)
 
 
 def _stored_threshold(module: Any) -> float | None:
