@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
+from lcnn.tasks.base import count, positive
 
 EPILOG = """examples:
   lcnn train                                    the article's LCNN on the bundled digits (offline, ~1 min)
@@ -177,10 +178,10 @@ def _add_train(commands, task: str | None) -> None:
     p.add_argument("--recipe", default="article",
                    help="training recipe: article (the reference's; default), strong (classify), small (face)")
     p.add_argument("--model", help="architecture (see `lcnn models`)")
-    p.add_argument("--epochs", type=int, help="maximum number of epochs")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--epochs", type=count(1), help="maximum number of epochs")
+    p.add_argument("--batch-size", type=count(1))
+    p.add_argument("--lr", type=positive, help="learning rate")
+    p.add_argument("--patience", type=count(0), help="early-stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int, action="append", dest="seeds",
                    help="random seed; repeat to train several seeds and get a summary (default: 0)")
     p.add_argument("--accelerator", help="cpu, gpu, mps or auto (default)")
@@ -188,20 +189,30 @@ def _add_train(commands, task: str | None) -> None:
     p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (default auto)")
     p.add_argument("--precision", help="auto (default: bf16-mixed on bf16 GPUs and AMX CPUs, else 32-true), "
                    "32-true, bf16-mixed, 16-mixed")
-    p.add_argument("--num-workers", type=int, help="data-loading worker processes (default 0)")
+    p.add_argument("--num-workers", type=count(0), help="data-loading worker processes (default 0)")
     p.add_argument("--out", help="run folder (default runs/TASK-DATA-MODEL-TIME)")
-    p.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.ckpt")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the run in --out from its last checkpoint, with its config (options given here "
+                        "change it, e.g. --epochs)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace the run in --out")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="take over a run folder whose lock a process left behind (or holds on another host)")
     _add_task_options(p, "train", task)
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from lcnn.train import resolve_config, train
+    from lcnn.train import resolve_config, resume_config, train
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "task", "data", "recipe")}
     if options.get("devices") and str(options["devices"]).isdigit():
         options["devices"] = int(options["devices"])
-    cfg = resolve_config(args.task or "classify", args.data, args.recipe, **options)
+    if args.resume:
+        if not args.out:
+            raise UserError("--resume continues the run in --out: give the run folder")
+        cfg = resume_config(options.pop("out"), task=args.task, data=args.data, **options)
+    else:
+        cfg = resolve_config(args.task or "classify", args.data, args.recipe, **options)
     result = train(cfg)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
         _print_metrics(result)  # once, not once per DDP process
@@ -242,7 +253,7 @@ def _add_evaluate(commands, task: str | None) -> None:
     _task_choice(p, "the checkpoint's task, to list its options (default: read from the checkpoint)")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data-dir")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=count(1))
     p.add_argument("--out", help="output folder (default: evaluation/ beside the checkpoint's run)")
     _add_task_options(p, "evaluate", task)
     p.set_defaults(run=_run_evaluate)
@@ -281,7 +292,7 @@ def _add_predict(commands, task: str | None) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("files", nargs="+", metavar="FILE")
     _task_choice(p, "the checkpoint's task, to list its options (default: read from the checkpoint)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=count(1))
     _add_task_options(p, "predict", task)
     p.set_defaults(run=_run_predict)
 
@@ -368,8 +379,8 @@ def _add_benchmark(commands, task: str | None) -> None:
     )  # fmt: skip
     p.add_argument("--model", default="lcnn")
     p.add_argument("--input-shape", type=int, nargs="+", help="C H W (default: the model's own)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch-size", type=count(1), default=64)
+    p.add_argument("--steps", type=count(1), default=10)
     p.set_defaults(run=_run_benchmark)
 
 

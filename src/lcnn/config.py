@@ -15,7 +15,7 @@ from typing import Any
 
 from lcnn.errors import UserError
 
-__all__ = ["REQUIRED", "RunSettings", "build", "check_keys", "signature_defaults"]
+__all__ = ["REQUIRED", "RunSettings", "build", "check_keys", "check_run_settings", "signature_defaults"]
 
 REQUIRED = inspect.Parameter.empty  # the default of a parameter that has none
 
@@ -35,6 +35,8 @@ class RunSettings:
         deterministic: Lightning's ``deterministic`` (reproducible kernels where torch has them).
         out: the run folder (default ``runs/TASK-DATA-MODEL-TIME``).
         resume: continue the run in ``out`` from its last checkpoint.
+        overwrite: replace the run in ``out``.
+        force: take over a run folder whose lock another process left (or holds, on another host).
     """
 
     task: str = "classify"
@@ -50,10 +52,40 @@ class RunSettings:
     deterministic: bool = False
     out: str | None = None
     resume: bool = False
+    overwrite: bool = False
+    force: bool = False
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return asdict(cls())
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true", "64",
+              "transformer-engine")  # fmt: skip
+
+
+def check_run_settings(settings: Mapping[str, Any]) -> None:
+    """A :class:`~lcnn.errors.UserError` for a :class:`RunSettings` value out of range, before anything runs."""
+    if not isinstance(settings.get("epochs"), int) or settings["epochs"] < 1:
+        raise UserError(f"epochs must be a whole number of at least 1, got {settings.get('epochs')!r}")
+    if not isinstance(settings.get("patience"), int) or settings["patience"] < 0:
+        raise UserError(f"patience must be a whole number of at least 0 (0: no early stopping), got "
+                        f"{settings.get('patience')!r}")  # fmt: skip
+    seeds = settings.get("seeds")
+    whole = seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    if not whole or len(set(seeds)) < len(seeds):
+        raise UserError(f"seeds must be distinct whole numbers, got {seeds!r}")
+    if settings.get("accelerator") not in ACCELERATORS:
+        raise UserError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {settings.get('accelerator')!r}")
+    if str(settings.get("precision")) not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {settings.get('precision')!r}")
+    devices = settings.get("devices")
+    if not (isinstance(devices, int) and devices >= 1 or isinstance(devices, str) and devices):
+        raise UserError(f"devices must be a number of at least 1 (or a Lightning device list), got {devices!r}")
+    best_by = settings.get("best_by")
+    if best_by is not None and not (len(best_by) == 2 and best_by[1] in ("min", "max")):
+        raise UserError(f"best_by must be [metric, 'min' or 'max'], got {best_by!r}")
 
 
 def signature_defaults(cls: type) -> dict[str, Any]:

@@ -1,9 +1,15 @@
-"""Training runs: resolve the config, build the Lightning Trainer, fit, test the best checkpoint, and
-write the run folder (config.json, checkpoints/, metrics.csv, metrics.json, curves.png)."""
+"""Training runs: resolve the config, check everything, own the run folder, build the Lightning Trainer, fit,
+test the best checkpoint, and write the run folder (config.json, checkpoints/, metrics.csv, metrics.json,
+curves.png; ``seed-N/`` and summary.json for several seeds).
+
+Nothing in the run folder is touched before the config, the data, the model and the trainer settings have
+been checked; the folder is locked while the run lasts (:class:`lcnn.runs.RunFolder`); a resumed run
+continues exactly where the last checkpoint left it (:class:`lcnn.callbacks.RunState`).
+"""
 
 from __future__ import annotations
 
-import csv
+import json
 import os
 import statistics
 import time
@@ -13,35 +19,17 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import EarlyStopping
 
-from lcnn.errors import UserError
-from lcnn.io import atomic_path, write_json
-from lcnn.tasks import get_task
+from lcnn.callbacks import TRANSIENT, AtomicCheckpointIO, RunCheckpoint, RunConfig, RunLog, RunState
+from lcnn.config import check_run_settings
+from lcnn.errors import DataError, UserError
+from lcnn.io import write_json
+from lcnn.runs import RunFolder
+from lcnn.tasks import Task, get_task
 
 _RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file beside the target and renamed: never torn."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-
-
-class RunConfig(Callback):
-    """Stores the task name and the run's config in every checkpoint, so that ``lcnn evaluate`` and
-    ``lcnn predict`` can rebuild the task and its data from the checkpoint alone."""
-
-    def __init__(self, cfg: dict) -> None:
-        self.cfg = cfg
-
-    def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
-        checkpoint["lcnn_task"] = self.cfg["task"]
-        checkpoint["lcnn_config"] = self.cfg
 
 
 def resolve_config(task: str = "classify", data: str | None = None, recipe: str = "article", **overrides) -> dict:
@@ -50,37 +38,62 @@ def resolve_config(task: str = "classify", data: str | None = None, recipe: str 
     return get_task(task).resolve(data, recipe, **overrides)
 
 
-def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str]) -> L.Trainer:
-    """A Trainer with best/last checkpoints, early stopping (when ``patience`` > 0) and a CSV log.
+def resume_config(out: str | Path, **overrides: Any) -> dict:
+    """The config stored in run folder ``out`` (its ``config.json``), with ``overrides`` (``None`` keeps the
+    stored value; ``--epochs`` to train further, say), to continue the run."""
+    path = Path(out) / "config.json"
+    try:
+        stored = json.loads(path.read_text())
+        task, data, recipe = stored.pop("task"), stored.pop("data"), stored.pop("recipe")
+    except FileNotFoundError:
+        raise UserError(f"{out}: nothing to resume (no config.json in this folder)") from None
+    except (OSError, ValueError, KeyError, AttributeError) as err:
+        raise DataError(f"{path}: not a run config ({type(err).__name__}: {err})") from None
+    for key, value in (("task", task), ("data", data), ("recipe", recipe)):
+        given = overrides.pop(key, None)
+        if given is not None and given != value:
+            raise UserError(f"{out}: the run's {key} is {value!r}, not {given!r}; --resume continues it as it was")
+    cfg = get_task(task).resolve(data, recipe, **{**stored, **{k: v for k, v in overrides.items() if v is not None}})
+    return {**cfg, "out": str(out), "resume": True}
+
+
+def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epoch: int | None = None) -> L.Trainer:
+    """A Trainer with best and last checkpoints, early stopping (when ``patience`` > 0), the run's CSV log and
+    the state exact resume needs.
 
     Early stopping watches ``monitor``; the best checkpoint is the best by ``cfg["best_by"]`` (``[metric,
-    mode]``) where the recipe sets it, else by ``monitor`` too.
+    mode]``) where the recipe sets it, else by ``monitor`` too. ``resume_epoch`` keeps the log of the epochs
+    before it. Trainer settings Lightning refuses are a :class:`UserError`.
     """
     metric, mode = monitor
     best_metric, best_mode = cfg.get("best_by") or monitor
     # ``last.ckpt`` has a checkpoint callback of its own: ``save_last`` only rewrites it when the best improves.
     callbacks = [
         RunConfig(cfg),
-        ModelCheckpoint(run_dir / "checkpoints", filename="best", monitor=best_metric, mode=best_mode,
-                        enable_version_counter=False),
-        ModelCheckpoint(run_dir / "checkpoints", filename="last", enable_version_counter=False),
-    ]
+        RunCheckpoint(run_dir / "checkpoints", filename="best", monitor=best_metric, mode=best_mode,
+                      enable_version_counter=False),
+        RunCheckpoint(run_dir / "checkpoints", filename="last", enable_version_counter=False),
+        RunState(),
+    ]  # fmt: skip
     if cfg.get("patience"):
         callbacks.append(EarlyStopping(metric, patience=cfg["patience"], mode=mode, verbose=True))
-    return L.Trainer(
-        max_epochs=cfg["epochs"],
-        accelerator=cfg["accelerator"],
-        devices=cfg["devices"],
-        strategy=cfg["strategy"],
-        precision=resolve_precision(cfg["precision"], cfg["accelerator"]),
-        callbacks=callbacks,
-        logger=CSVLogger(run_dir, name="", version=""),
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=run_dir,
-        log_every_n_steps=1,
-        enable_model_summary=False,
-        deterministic=cfg.get("deterministic", False),
-    )
+    try:
+        return L.Trainer(
+            max_epochs=cfg["epochs"],
+            accelerator=cfg["accelerator"],
+            devices=cfg["devices"],
+            strategy=cfg["strategy"],
+            precision=resolve_precision(cfg["precision"], cfg["accelerator"]),
+            callbacks=callbacks,
+            logger=RunLog(run_dir, resume_epoch),
+            plugins=[AtomicCheckpointIO()],
+            default_root_dir=run_dir,
+            log_every_n_steps=1,
+            enable_model_summary=False,
+            deterministic=cfg.get("deterministic", False),
+        )
+    except (MisconfigurationException, ValueError, RuntimeError) as err:
+        raise UserError(f"trainer settings: {err}") from None
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -103,92 +116,111 @@ def new_run_dir(cfg: dict) -> Path:
 
 
 def train(cfg: dict) -> dict:
-    """Train every seed of ``cfg``; return the metrics (one seed) or the summary over seeds."""
-    # Processes that Lightning launches for DDP re-run the command: they must find the same folder.
+    """Train every seed of ``cfg``; return the metrics (one seed) or the summary over seeds.
+
+    Before the run folder is touched, the settings, the data, the model and the trainer of the first seed are
+    built (every mistake stops here with one line), and the folder is checked: one that holds a run needs
+    ``resume`` or ``overwrite``. The folder is then locked for the whole run.
+    """
+    check_run_settings(cfg)
+    task = get_task(cfg["task"])
+    cfg = task.absolute_paths(cfg)
+    # Processes that Lightning launches for DDP re-run the command: they find the folder of the first one.
     inherited = os.environ.get(_RUN_DIR_ENV)
-    run_dir = Path(inherited) if inherited else new_run_dir(cfg)
-    os.environ[_RUN_DIR_ENV] = str(run_dir)
-    try:
-        return _train_seeds(cfg, run_dir)
-    finally:
-        if not inherited:
+    if inherited:
+        return _train_seeds(cfg, task, Path(inherited))
+    run_dir = new_run_dir(cfg)
+    folder = RunFolder(run_dir)
+    folder.check(cfg["resume"], cfg["overwrite"], cfg["force"])
+    first = _prepare(cfg, task, cfg["seeds"][0], _seed_dir(run_dir, cfg, cfg["seeds"][0]))
+    with folder.lock(cfg["force"]):
+        folder.check(cfg["resume"], cfg["overwrite"], force=True)  # again, now that the lock is ours
+        if cfg["overwrite"]:
+            folder.clear()
+        os.environ[_RUN_DIR_ENV] = str(run_dir)
+        try:
+            write_json(run_dir / "config.json", {k: v for k, v in cfg.items() if k not in TRANSIENT})
+            return _train_seeds(cfg, task, run_dir, first)
+        finally:
             del os.environ[_RUN_DIR_ENV]
 
 
-def _train_seeds(cfg: dict, run_dir: Path) -> dict:
+def _seed_dir(run_dir: Path, cfg: dict, seed: int) -> Path:
+    return run_dir if len(cfg["seeds"]) == 1 else run_dir / f"seed-{seed}"
+
+
+def _train_seeds(cfg: dict, task: Task, run_dir: Path, first: tuple | None = None) -> dict:
     if cfg["accelerator"] == "cpu" or not torch.cuda.is_available():
         from lcnn.speed import tune_cpu_allocator
 
         tune_cpu_allocator()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", cfg)
     seeds = cfg["seeds"]
     results = {}
-    for seed in seeds:
-        seed_dir = run_dir if len(seeds) == 1 else run_dir / f"seed-{seed}"
-        results[seed] = train_one(cfg, seed, seed_dir)
+    for i, seed in enumerate(seeds):
+        results[seed] = train_one(cfg, task, seed, _seed_dir(run_dir, cfg, seed), first if i == 0 else None)
     if len(seeds) == 1:
         return results[seeds[0]]
     summary = summarize(results)
-    write_json(run_dir / "summary.json", summary)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        write_json(run_dir / "summary.json", summary)
     return summary
 
 
-def train_one(cfg: dict, seed: int, run_dir: Path) -> dict:
-    """One training run: fit, then test the best checkpoint and write metrics.json and curves.png."""
-    from lcnn.plots import plot_training_curves
+def _last_checkpoint(seed_dir: Path, cfg: dict) -> Path | None:
+    """The checkpoint a resumed seed continues from (``None``: it starts afresh)."""
+    last = seed_dir / "checkpoints" / "last.ckpt"
+    return last if cfg.get("resume") and last.is_file() else None
 
-    task = get_task(cfg["task"])
+
+def _prepare(cfg: dict, task: Task, seed: int, seed_dir: Path) -> tuple[Any, Any, L.Trainer]:
+    """Seed, then build the module, the data and the trainer of one seed (nothing is written)."""
     L.seed_everything(seed, workers=True, verbose=False)
     module, data = task.build(cfg)
-    trainer = build_trainer(cfg, run_dir, task.monitor)
-    started = time.perf_counter()
-    ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
-    if ckpt is not None and not ckpt.exists():
-        raise UserError(f"{ckpt}: nothing to resume (no last checkpoint in this run folder)")
-    earlier_log = _read_csv(run_dir / "metrics.csv") if ckpt else []
-    with warnings.catch_warnings():
-        # The CSV logger warns that the run folder (config.json is already there) "is not empty" and that
-        # "previous log files will be deleted": it replaces metrics.csv only, whose earlier rows a resume restores.
-        warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-        trainer.fit(module, data, ckpt_path=ckpt)
-    fit_seconds = time.perf_counter() - started
+    ckpt = _last_checkpoint(seed_dir, cfg)
+    resume_epoch = None
+    if ckpt is not None:
+        try:
+            resume_epoch = int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+        except Exception as err:  # a file torn or edited by hand: say which, before training anything
+            raise UserError(f"{ckpt}: cannot resume from it ({type(err).__name__}: {err})") from None
+    return module, data, build_trainer(cfg, seed_dir, task.monitor, resume_epoch)
+
+
+def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple | None = None) -> dict:
+    """One training run: fit (or continue), then test the best checkpoint and write metrics.json and curves.png.
+
+    With ``resume``, a seed that has finished (its metrics.json says so, and no more epochs are asked for)
+    keeps its results; one with a last checkpoint continues from it; the others start afresh.
+    """
+    from lcnn.plots import plot_training_curves
+
+    done = run_dir / "metrics.json"
+    if cfg.get("resume") and done.is_file():
+        finished = json.loads(done.read_text())
+        if finished.get("stopped_early") or finished.get("epochs_trained", 0) >= cfg["epochs"]:
+            return finished
+    module, data, trainer = prepared or _prepare(cfg, task, seed, run_dir)
     with warnings.catch_warnings():
         # ckpt_path="best" takes the first checkpoint callback's best: build_trainer puts the kept one first.
         warnings.filterwarnings("ignore", message=r'`\.test\(ckpt_path="best"\)` is called with Trainer configured')
+        # A resumed run's checkpoint folder holds its checkpoints: that is the point.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        trainer.fit(module, data, ckpt_path=_last_checkpoint(run_dir, cfg), weights_only=True)
         metrics = task.test(trainer, module, data, run_dir)
+    state = next(c for c in trainer.callbacks if isinstance(c, RunState))
+    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
     metrics.update(
         seed=seed,
         epochs_trained=trainer.current_epoch,
         best_epoch=_best_epoch(trainer),
-        fit_seconds=round(fit_seconds, 1),
-        best_checkpoint=str(run_dir / "checkpoints" / "best.ckpt"),
+        stopped_early=bool(stopper is not None and stopper.stopped_epoch > 0),
+        fit_seconds=round(state.fit_seconds, 1),
+        best_checkpoint="checkpoints/best.ckpt",  # relative to the run folder, which can be moved
     )
     if trainer.is_global_zero:
-        if earlier_log:
-            _prepend_csv(earlier_log, run_dir / "metrics.csv")
-        write_json(run_dir / "metrics.json", metrics)
+        write_json(done, metrics)
         plot_training_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     return metrics
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _prepend_csv(earlier: list[dict[str, str]], path: Path) -> None:
-    """Put the log of the epochs before a resume back in front of the log that Lightning restarted."""
-    later = _read_csv(path)
-    first_new_epoch = min((int(r["epoch"]) for r in later if r.get("epoch")), default=0)
-    rows = [r for r in earlier if r.get("epoch") and int(r["epoch"]) < first_new_epoch] + later
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _best_epoch(trainer: L.Trainer) -> int | None:
@@ -201,7 +233,8 @@ def _best_epoch(trainer: L.Trainer) -> int | None:
 def summarize(results: dict[int, dict]) -> dict:
     """Mean and standard deviation over seeds of every numeric metric, with the per-seed values."""
     summary: dict[str, Any] = {"seeds": list(results), "per_seed": results, "mean": {}, "std": {}}
-    keys = [k for k, v in next(iter(results.values())).items() if isinstance(v, (int, float)) and k != "seed"]
+    keys = [k for k, v in next(iter(results.values())).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"]  # fmt: skip
     for key in keys:
         values = [r[key] for r in results.values() if isinstance(r.get(key), (int, float))]
         summary["mean"][key] = statistics.fmean(values)

@@ -15,23 +15,24 @@ class BucketBatchSampler(BatchSampler):
     """Batches of utterances of similar length, for variable-length models (less padding, faster).
 
     The indices of ``sampler`` (a RandomSampler when training) are cut into pools of ``pool`` batches; each
-    pool is sorted by ``lengths`` and cut into batches; with ``shuffle`` the batches are then visited in random
-    order (torch's global generator, so seeded runs repeat), else pool by pool. ``pool=0`` sorts everything
-    at once.
+    pool is sorted by ``lengths`` and cut into batches; with ``shuffle`` the batches are then visited in
+    random order, drawn from ``generator`` (torch's global one by default), else pool by pool. ``pool=0``
+    sorts everything at once.
 
     A :class:`~torch.utils.data.BatchSampler` with its ``(sampler, batch_size, drop_last, ...)`` signature, so
     that Lightning, which records the arguments of batch samplers made in a ``*_dataloader`` hook, rebuilds it
     around a distributed sampler under several processes.
     """
 
-    def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool = False,
-                 lengths: Sequence[int] = (), pool: int = 32, shuffle: bool = True) -> None:  # fmt: skip
+    def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool = False, lengths: Sequence[int] = (),
+                 pool: int = 32, shuffle: bool = True, generator: torch.Generator | None = None) -> None:  # fmt: skip
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         super().__init__(sampler, batch_size, drop_last)
         self.lengths = list(lengths)
         self.pool = pool
         self.shuffle = shuffle
+        self.generator = generator
 
     def _batches(self, indices: list[int]) -> list[list[int]]:
         chunk = self.batch_size * self.pool if self.pool else max(1, len(indices))
@@ -45,7 +46,9 @@ class BucketBatchSampler(BatchSampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches(list(self.sampler))
-        order = torch.randperm(len(batches)).tolist() if self.shuffle else range(len(batches))
+        order = range(len(batches))
+        if self.shuffle:
+            order = torch.randperm(len(batches), generator=self.generator).tolist()
         for i in order:
             yield batches[i]
 

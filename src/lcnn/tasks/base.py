@@ -8,6 +8,7 @@ that ``lcnn --help`` starts at once; the methods that run models import what the
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,40 @@ def option(*flags: str, **kwargs: Any) -> Option:
     return Option(tuple(flags), kwargs)
 
 
+def count(minimum: int) -> Any:
+    """An argparse ``type``: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse ``type``: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number strictly between 0 and 1."""
+    value = positive(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def _import(path: str) -> Any:
     """``"package.module:Name"`` -> the object."""
     module, _, name = path.partition(":")
@@ -58,6 +93,8 @@ class Task:
             input shape...), not from the config.
         data_from_model: the DataModule's ``__init__`` parameters that follow from the model (its input
             channels), not from the config; :meth:`data_settings` computes them.
+        path_settings: the settings that name files or folders (made absolute in a run's config, so that the
+            run folder can be moved and still finds its data).
         train_options, evaluate_options, predict_options: the task's own options of each command.
     """
 
@@ -71,6 +108,7 @@ class Task:
     datamodule: ClassVar[str]
     module_from_data: ClassVar[tuple[str, ...]] = ()
     data_from_model: ClassVar[tuple[str, ...]] = ()
+    path_settings: ClassVar[tuple[str, ...]] = ("data_dir",)
     train_options: ClassVar[tuple[Option, ...]] = ()
     evaluate_options: ClassVar[tuple[Option, ...]] = ()
     predict_options: ClassVar[tuple[Option, ...]] = ()
@@ -110,6 +148,26 @@ class Task:
         if missing:
             raise UserError(f"task {self.name}: no value for {', '.join(missing)}")
         return cfg
+
+    def absolute_paths(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """``cfg`` with the :attr:`path_settings` (and ``folder:PATH`` data, ``SPLIT=FILE`` items) that exist
+        from the working directory made absolute; the others are left for the data to resolve or refuse."""
+
+        def absolute(value: Any) -> Any:
+            if isinstance(value, (list, tuple)):
+                return [absolute(v) for v in value]
+            if not isinstance(value, str) or not value:
+                return value
+            split, sep, file = value.partition("=")
+            if sep and split in ("train", "dev", "eval"):
+                return f"{split}={absolute(file)}"
+            return str(Path(value).resolve()) if Path(value).exists() else value
+
+        paths = {k: absolute(cfg[k]) for k in self.path_settings if cfg.get(k) is not None}
+        data = str(cfg.get("data", ""))
+        if data.startswith("folder:"):
+            paths["data"] = "folder:" + absolute(data.removeprefix("folder:"))
+        return {**cfg, **paths}
 
     # -- building and training ----------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.save_hyperparameters()
         self.splits: ImageSplits | None = None
+        self.generator = torch.Generator().manual_seed(torch.initial_seed())  # the shuffles: saved for resume
 
     def prepare_data(self) -> None:
         download_images(self.hparams.data, self.hparams.data_dir)
@@ -62,9 +63,13 @@ class ImageDataModule(L.LightningDataModule):
         return len(self.splits.classes)
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        # Training: this module's generator, workers started anew each epoch (seeded from it), so that an
+        # exact resume replays them. Evaluation: a generator of its own, so that it draws nothing elsewhere.
+        workers = self.hparams.num_workers
         sampler = None if shuffle else eval_sampler(self.trainer, dataset)
         return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, sampler=sampler,
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+                          num_workers=workers, persistent_workers=workers > 0 and not shuffle,
+                          generator=self.generator if shuffle else torch.Generator())  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

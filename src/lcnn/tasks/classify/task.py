@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
-from lcnn.tasks.base import Task, option
+from lcnn.tasks.base import Task, count, fraction, option
 
 # On CIFAR-10 this model's validation accuracy still rises for a few epochs after its validation loss has
 # stopped falling, so its recipes keep the most accurate checkpoint (timm's choice too). On small validation
@@ -51,9 +51,9 @@ class ClassifyTask(Task):
     _flip_help = ("score each test image as the mean of its and its mirror image's probabilities (default: %s; on "
                   "in the strong recipe for CIFAR-10 and folders)")  # fmt: skip
     train_options = (
-        option("--val-fraction", type=float, metavar="F",
+        option("--val-fraction", type=fraction, metavar="F",
                help="share of the training images held out for validation (default: the recipe's, 0.2)"),
-        option("--image-size", type=int, metavar="PX", help="folders: resize images to this square side"),
+        option("--image-size", type=count(16), metavar="PX", help="folders: resize images to this square side"),
         option("--test-time-flip", action=argparse.BooleanOptionalAction, help=_flip_help % "the recipe's"),
     )  # fmt: skip
     evaluate_options = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from lcnn.data.faces import (
@@ -68,6 +69,7 @@ class FaceDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.save_hyperparameters()
         self.classes: list[str] = []
+        self.generator = torch.Generator().manual_seed(torch.initial_seed())  # the shuffles: saved for resume
 
     def setup(self, stage: str | None = None) -> None:
         if self.classes:
@@ -106,11 +108,12 @@ class FaceDataModule(L.LightningDataModule):
 
     def _eval_loader(self, dataset: FaceDataset) -> DataLoader:
         return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=eval_sampler(self.trainer, dataset),
-                          num_workers=self.hparams.num_workers)  # fmt: skip
+                          num_workers=self.hparams.num_workers, generator=torch.Generator())  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
+        # This module's generator, workers started anew each epoch (seeded from it): an exact resume replays them.
         return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True,
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+                          num_workers=self.hparams.num_workers, generator=self.generator)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set)

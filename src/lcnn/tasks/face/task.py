@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
-from lcnn.tasks.base import Task, option
+from lcnn.tasks.base import Task, count, fraction, option, positive
 
 # The official LightCNN training (github.com/AlfredXiangWu/LightCNN, train.py): 80 epochs of SGD, lr 0.01
 # scaled by 0.457305 every 10 epochs, batch 128, random 128 crops and flips of 144x144 faces.
@@ -50,6 +50,7 @@ class FaceTask(Task):
         "article": {"orl": {**_OFFICIAL, **_ORL}, "default": _OFFICIAL},  # the LightCNN paper's official recipe
         "small": {"orl": {**_SMALL, **_ORL}, "default": _SMALL},
     }
+    path_settings = ("data_dir", "init")
     module = "lcnn.tasks.face.module:FaceModule"
     datamodule = "lcnn.tasks.face.data:FaceDataModule"
     module_from_data = ("num_classes", "classes", "image_size")
@@ -59,13 +60,13 @@ class FaceTask(Task):
         option("--loss", choices=["softmax", "amsoftmax", "arcface"],
                help="identity loss (default softmax; small recipe amsoftmax)"),
         option("--margin", type=float, help="margin (AM-softmax 0.35, ArcFace 0.5 radians by default)"),
-        option("--scale", type=float, help="logit scale of the margin losses (AM-softmax 30, ArcFace 64)"),
+        option("--scale", type=positive, help="logit scale of the margin losses (AM-softmax 30, ArcFace 64)"),
         option("--init", metavar="PATH", help="fine-tune from an official LightCNN checkpoint (fresh classifier)"),
         option("--people", metavar="SPEC", help="people to train on, e.g. s1-s30, 'alice,bob' or a file of names "
                                                 "(the others are the test people; orl default s1-s30)"),
-        option("--val-fraction", type=float, metavar="F",
+        option("--val-fraction", type=fraction, metavar="F",
                help="share of each person's images held out for validation (default 0.2)"),
-        option("--image-size", type=int, metavar="PX",
+        option("--image-size", type=count(128), metavar="PX",
                help="side the faces are resized to before the 128x128 crop (default 144)"),
     )  # fmt: skip
     evaluate_options = (

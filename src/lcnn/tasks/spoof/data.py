@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from lcnn.audio import build_frontend, frontend_config
@@ -42,7 +43,7 @@ def feature_cache(config: dict[str, Any], root: str | os.PathLike | None) -> Fea
 def scoring_loader(ds: SpoofDataset, batch_size: int, num_workers: int = 0) -> DataLoader:
     """Every trial once, in batches of similar length (items carry their dataset index)."""
     return DataLoader(Subset(ds, length_order(ds.sizes)), batch_size, collate_fn=collate, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)  # fmt: skip
+                      persistent_workers=num_workers > 0, generator=torch.Generator())  # fmt: skip
 
 
 class SpoofDataModule(L.LightningDataModule):
@@ -91,6 +92,7 @@ class SpoofDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.cache_dir, self.asv_scores = cache_dir, asv_scores
         self.splits: dict[str, SpoofDataset] = {}
+        self.generator = torch.Generator().manual_seed(torch.initial_seed())  # the shuffles: saved for resume
 
     @property
     def test_splits(self) -> list[str]:
@@ -124,13 +126,15 @@ class SpoofDataModule(L.LightningDataModule):
                 raise DataError(f"{split}: needs both bona fide and spoofed trials, found only {keys}")
 
     def train_dataloader(self) -> DataLoader:
-        ds = self.splits["train"]
+        # This module's generator, workers started anew each epoch (seeded from it): an exact resume replays them.
+        ds, generator = self.splits["train"], self.generator
         if self.frames:  # fixed size: no length to group by
             return DataLoader(ds, self.batch_size, shuffle=True, collate_fn=collate, num_workers=self.num_workers,
-                              persistent_workers=self.num_workers > 0)  # fmt: skip
-        sampler = BucketBatchSampler(RandomSampler(ds), self.batch_size, lengths=ds.sizes, shuffle=True)
+                              generator=generator)  # fmt: skip
+        sampler = BucketBatchSampler(RandomSampler(ds, generator=generator), self.batch_size, lengths=ds.sizes,
+                                     shuffle=True, generator=generator)  # fmt: skip
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)  # fmt: skip
+                          generator=generator)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         return scoring_loader(self.splits["dev"], self.batch_size, self.num_workers)

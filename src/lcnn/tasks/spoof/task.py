@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lcnn.tasks.base import Task, option
+from lcnn.tasks.base import Task, count, option, positive
 
 # The ASVspoof 2021 LFCC-LCNN baseline (NII), the defaults of the module and data signatures: lcnn_lstm on 60
 # LFCCs, Adam 3e-4 halved every 10 epochs, batches of 64 grouped by length; 100 epochs, stopping after 50
@@ -38,6 +38,7 @@ class SpoofTask(Task):
                  "asvspoof2021-la, asvspoof2021-df, custom (with --protocol)")  # fmt: skip
     #: ``baseline`` is the ASVspoof 2021 recipe; ``article`` (every task's default recipe name) is the same.
     recipes = {"baseline": _RECIPE, "article": _RECIPE}
+    path_settings = ("data_dir", "cache_dir", "asv_scores", "protocol")
     module = "lcnn.tasks.spoof.module:SpoofModule"
     datamodule = "lcnn.tasks.spoof.data:SpoofDataModule"
     module_from_data = ("n_features", "frames", "frontend")
@@ -48,15 +49,16 @@ class SpoofTask(Task):
     _cache = option("--cache-dir", metavar="DIR",
                     help="feature cache (default: $LCNN_CACHE/features or ~/.cache/lcnn/features)")
     _asv = option("--asv-scores", metavar="FILE", help="ASVspoof ASV score file of the eval split, for the min t-DCF")
-    _workers = option("--num-workers", type=int, metavar="N", help="data-loading worker processes (default 0)")
+    _workers = option("--num-workers", type=count(0), metavar="N", help="data-loading worker processes (default 0)")
     train_options = (
         option("--frontend", choices=["lfcc", "spec"],
                help="speech features: lfcc (the 2021 baseline's 60 LFCCs on 0-4 kHz) or spec (log power spectrogram)"),
-        option("--f-max", type=float, metavar="HZ", help="upper band edge of the features (lfcc: 4000; spec: Nyquist)"),
+        option("--f-max", type=positive, metavar="HZ",
+               help="upper band edge of the features (lfcc: 4000; spec: Nyquist)"),
         option("--trim-silence", action=argparse.BooleanOptionalAction,
                help="drop digital silence (exact zeros) at both ends of each file before the features"),
         option("--loss", choices=["sigmoid", "softmax", "ocsoftmax"], help="sigmoid (baseline), softmax or ocsoftmax"),
-        option("--frames", type=int, metavar="N",
+        option("--frames", type=count(16), metavar="N",
                help="frames fed to fixed-size models (crop or repeat-pad; 750, 64 on minispoof)"),
         _asv, _protocol, _cache,
     )  # fmt: skip
