@@ -35,7 +35,8 @@ class SpoofTask(Task):
     monitor = ("val_eer", "min")
     default_data = "minispoof"
     data_help = ("minispoof (default; --data-dir or $LCNN_MINISPOOF), asvspoof2019-la, asvspoof2019-pa, "
-                 "asvspoof2021-la, asvspoof2021-df, custom (with --protocol)")  # fmt: skip
+                 "asvspoof2021-la, asvspoof2021-df, asvspoof5, in-the-wild (evaluation only), "
+                 "custom (with --protocol)")  # fmt: skip
     #: ``baseline`` is the ASVspoof 2021 recipe; ``article`` (every task's default recipe name) is the same.
     recipes = {"baseline": _RECIPE, "article": _RECIPE}
     module = "lcnn.tasks.spoof.module:SpoofModule"
