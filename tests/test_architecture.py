@@ -109,7 +109,8 @@ def test_command_line_help_imports_neither_torch_nor_lightning() -> None:
 import contextlib, io, sys
 from lcnn.cli import main
 for argv in (["--help"], ["--version"], ["train", "--task", "spoof", "--help"], ["evaluate", "--task", "face",
-             "--help"], ["predict", "--help"], ["verify", "--help"], ["export", "--help"], ["check-scores", "--help"]):
+             "--help"], ["predict", "--help"], ["verify", "--help"], ["export", "--help"], ["check-scores", "--help"],
+             ["calibrate", "--help"], ["fuse", "--help"]):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         try:

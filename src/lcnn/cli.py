@@ -134,7 +134,7 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=_Parser)
     for add in (_add_train, _add_evaluate, _add_predict, _add_verify, _add_export, _add_models, _add_benchmark):
         add(commands, task)
-    _add_score_commands(commands)  # check-scores
+    _add_score_commands(commands)  # check-scores, calibrate, fuse
     return parser
 
 
