@@ -79,13 +79,13 @@ def test_calibrate_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert not Path(out).exists()
 
 
-def _checkpoint(path: Path) -> tuple[Path, dict]:
+def _checkpoint(path: Path, seed: int = 0) -> tuple[Path, dict]:
     """An untrained spoof checkpoint as lcnn writes them (a 64-frame lcnn on the spectrogram up to 4 kHz)."""
     hparams = {"model": "lcnn", "n_features": 128, "frames": 64, "loss": "sigmoid", "dropout": None,
                "frontend": {"name": "spec", "sample_rate": 16000, "n_fft": 512, "win_length": 320, "hop_length": 160,
                             "window": "hann", "f_max": 4000.0, "pre_emphasis": None, "trim_silence": True},
                "lr": 0.0003, "optimizer": "adam", "weight_decay": 0.0, "schedule": "step:10:0.5", "channels_last": True}
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     module = get_task("spoof").restore(dict(hparams), "test")
     module.threshold.fill_(0.0)
     ckpt = {"lcnn_task": "spoof", "hyper_parameters": hparams, "state_dict": module.state_dict(), "epoch": 3,
@@ -215,3 +215,22 @@ def test_fusion_refuses_misaligned_files(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["fuse", str(dev[0]), str(wrong_dev), "--protocol", str(dev_key), "--out", str(out)]) == 2
     assert "dev-wrong.txt: 2000 of 2000 trials of" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "fused.json").exists()
+
+
+def test_evaluate_several_checkpoints_with_one_det_plot(tmp_path: Path, la_tree: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    runs = []
+    for name, seed in (("A", 0), ("B", 1)):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        _checkpoint(tmp_path / name / "checkpoints" / "best.ckpt", seed)
+        runs.append(str(tmp_path / name))
+    common = ["--data-dir", str(la_tree), "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "ev")]
+    assert main(["evaluate", *runs, *common, "--plot", str(tmp_path / "det.png")]) == 0
+    printed = capsys.readouterr().out
+    for name in ("A", "B"):
+        assert (tmp_path / "ev" / name / "report.md").is_file() and f"written to {tmp_path / 'ev' / name}" in printed
+    assert f"DET plot: {tmp_path / 'det.png'}" in printed and (tmp_path / "det.png").read_bytes()[:4] == b"\x89PNG"
+    a, b = ((tmp_path / "ev" / n / "scores-eval.txt").read_text() for n in ("A", "B"))
+    assert a.split()[::4] == b.split()[::4] and a != b  # two systems' scores of the same trials
+    assert main(["evaluate", runs[0], runs[0], *common]) == 2  # the same run twice: one folder for both
+    assert "its results would overwrite another's" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from typing import Any
 
 from lcnn.errors import UserError
 from lcnn.score_commands import add_commands as _add_score_commands
+from lcnn.score_commands import short_names as _short_names
 
 EPILOG = """examples:
   lcnn train                                    the article's LCNN on the bundled digits (offline, ~1 min)
@@ -241,11 +242,14 @@ def _add_evaluate(commands, task: str | None) -> None:
         "run, or on the data given. Writes metrics.json, score files and plots into --out.",
     )  # fmt: skip
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("more", nargs="*", metavar="MORE", help="more checkpoints of the task, evaluated alike (--out DIR: "
+                   "into DIR/NAME)")  # fmt: skip
     _task_choice(p, "the checkpoint's task, to list its options (default: read from the checkpoint)")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data-dir")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--out", help="output folder (default: evaluation/ beside the checkpoint's run)")
+    p.add_argument("--plot", metavar="PNG", help="spoof: one DET plot of every checkpoint given")
     _add_task_options(p, "evaluate", task)
     p.set_defaults(run=_run_evaluate)
 
@@ -262,14 +266,32 @@ def _load(args: argparse.Namespace) -> tuple[Path, Any, dict, Any]:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    ckpt, module, cfg, task = _load(args)
-    out = Path(args.out) if args.out else ckpt.parent.parent / "evaluation"
-    if getattr(args, "model", None) and not args.out:  # a released file has no run folder
-        out = Path(f"evaluation-{_bare_name(ckpt)}")
-    options = _task_call_options(args, "evaluate", task, ("data", "data_dir", "batch_size"))
-    result = task.evaluate(module, cfg, out, **options)
-    _print_metrics(result)
-    print(f"written to {out}")
+    given = [args.checkpoint, *args.more]
+    outs: dict[str, Path] = {}
+    for name, checkpoint in zip(_short_names(given), given):
+        ckpt, module, cfg, task = _load(argparse.Namespace(**{**vars(args), "checkpoint": checkpoint}))
+        args.task = task.name  # the options parsed are this task's: the others must be of it too
+        if args.plot and task.name != "spoof":
+            raise UserError(f"--plot draws DET curves of spoof checkpoints; {ckpt} is a {task.name} one")
+        out = Path(args.out) if args.out else ckpt.parent.parent / "evaluation"
+        if getattr(args, "model", None) and not args.out:  # a released file has no run folder
+            out = Path(f"evaluation-{_bare_name(ckpt)}")
+        out = out / name if args.more and args.out else out
+        if out in outs.values():
+            raise UserError(f"{checkpoint}: its results would overwrite another's in {out}; give --out DIR")
+        options = _task_call_options(args, "evaluate", task, ("data", "data_dir", "batch_size"))
+        result = task.evaluate(module, cfg, out, **options)
+        _print_metrics(result)
+        print(f"written to {out}")
+        outs[name] = out
+    if args.plot:
+        from lcnn.tasks.spoof.report import write_det_overlay
+
+        data, split = result["data"], result["split"]
+        if result.get(f"{split}_labelled") is False:
+            raise UserError(f"--plot: the {split} split of {data} has no labels; no DET curve to draw")
+        files = {name: out / f"scores-{split}.txt" for name, out in outs.items()}
+        print(f"DET plot: {write_det_overlay(files, args.plot, title=f'{data} {split}: DET')}")
     return 0
 
 

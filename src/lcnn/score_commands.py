@@ -54,6 +54,13 @@ def add_commands(commands: Any) -> None:
     p.set_defaults(run=run_fuse)
 
 
+def short_names(paths: list[str]) -> list[str]:
+    """A name per path for tables, legends and folders: its last part, or where two share it, the whole path
+    (``/`` as ``-``)."""
+    last = [Path(p).name for p in paths]
+    return [name if last.count(name) == 1 else p.replace("/", "-") for name, p in zip(last, paths)]
+
+
 def _command(commands: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
     p = commands.add_parser(name, **kwargs)
     p.set_defaults(command=name)
@@ -192,7 +199,7 @@ def run_fuse(args: argparse.Namespace) -> int:
         ids, target = [t.utt for t in trials], x
     write_score_file(out, ids, fusion.apply(target))
 
-    names = [Path(p).name if [Path(q).name for q in args.dev].count(Path(p).name) == 1 else p for p in args.dev]
+    names = short_names(args.dev)
     rows = {name: metric_row(bona[:, i], spoof[:, i], bona[:, i], spoof[:, i]) for i, name in enumerate(names)}
     fb, fs = fusion.apply(bona), fusion.apply(spoof)
     rows["fused"] = metric_row(fb, fs, fb, fs)
