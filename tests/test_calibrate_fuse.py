@@ -58,6 +58,13 @@ def test_calibrate_brings_act_dcf_to_min_dcf(tmp_path: Path, capsys: pytest.Capt
     printed = capsys.readouterr().out
     assert "1000 bona fide, 1000 spoof; Pspoof 0.05, Cmiss 1, Cfa 10" in printed and "written to" in printed
     assert f"llr = {calibration.a:.6g} * score - {-calibration.b:.6g}" in printed
+    # a run's scores-dev.txt carries its key: no --protocol needed, the same fit
+    labelled = tmp_path / "scores-dev.txt"
+    labelled.write_text("".join(f"{u} - {'bonafide' if y else 'spoof'} {x!r}\n"
+                                for u, y, x in zip(read_scores(dev).ids, labels, scores.tolist())))  # fmt: skip
+    assert main(["calibrate", str(labelled), "--out", str(tmp_path / "same.json")]) == 0
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert same["calibration"] == written["calibration"] and same["protocol"] == f"the labels of {labelled}"
     # another operating point: the fit follows it
     assert main(["calibrate", str(dev), "--key", str(key), "--out", str(out), "--p-spoof", "0.5"]) == 0
     assert json.loads(out.read_text())["calibration"]["p_spoof"] == 0.5
