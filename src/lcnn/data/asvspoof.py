@@ -1,5 +1,6 @@
-"""The standard spoofing corpora's layouts (ASVspoof 2019 LA / PA, ASVspoof 2021 LA / DF, MiniSpoof, the
-user's own protocols): where each split's protocol and audio live, and the split's trials with their audio.
+"""The standard spoofing corpora's layouts (ASVspoof 2019 LA / PA, ASVspoof 2021 LA / DF, ASVspoof 5,
+In-the-Wild, MiniSpoof, the user's own protocols): where each split's protocol and audio live, and the split's
+trials with their audio.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ class SplitSource:
     trial_list: Path | None = None
 
 
-CORPORA = ("asvspoof2019-la", "asvspoof2019-pa", "asvspoof2021-la", "asvspoof2021-df", "minispoof", "custom")
+CORPORA = ("asvspoof2019-la", "asvspoof2019-pa", "asvspoof2021-la", "asvspoof2021-df", "asvspoof5", "in-the-wild",
+           "minispoof", "custom")
+
+# ASVspoof 5 as distributed: the protocols (in the folder or its ASVspoof5_protocols/) and audio of each split;
+# the evaluation audio unpacks to flac_E_eval/ (flac_E_prog/ held the challenge's progress phase).
+ASVSPOOF5 = {
+    "train": ("ASVspoof5.train.tsv", ("flac_T",)),
+    "dev": ("ASVspoof5.dev.track_1.tsv", ("flac_D",)),
+    "eval": ("ASVspoof5.eval.track_1.tsv", ("flac_E_eval", "flac_E_prog")),
+}
 
 
 MINISPOOF_ENV = "LCNN_MINISPOOF"
@@ -71,6 +81,27 @@ def _layout_2021(data_dir: Path, track: str) -> SplitSource:
     return SplitSource(keys, eval_dir / "flac", eval_dir / f"ASVspoof2021.{track}.cm.eval.trl.txt")
 
 
+def _layout_asvspoof5(root: Path) -> dict[str, SplitSource]:
+    sources = {}
+    for split, (protocol, audio) in ASVSPOOF5.items():
+        protocols = [d / protocol for d in (root, root / "ASVspoof5_protocols")]
+        audio_dirs = [root / name for name in audio]
+        sources[split] = SplitSource(next((p for p in protocols if p.is_file()), protocols[0]),
+                                     next((d for d in audio_dirs if d.is_dir()), audio_dirs[0]))  # fmt: skip
+    if not any(s.protocol.is_file() for s in sources.values()):
+        names = ", ".join(protocol for protocol, _ in ASVSPOOF5.values())
+        raise DataError(f"{root}: none of the ASVspoof 5 protocols ({names}) here or in {root / 'ASVspoof5_protocols'}")
+    return sources
+
+
+def _layout_in_the_wild(root: Path) -> dict[str, SplitSource]:
+    """In-the-Wild: ``meta.csv`` beside the audio, in ``root`` or ``root/release_in_the_wild``; evaluation only."""
+    for folder in (root, root / "release_in_the_wild"):
+        if (folder / "meta.csv").is_file():
+            return {"eval": SplitSource(folder / "meta.csv", folder)}
+    raise DataError(f"{root}: no meta.csv here or in {root / 'release_in_the_wild'} (In-the-Wild)")
+
+
 def resolve_sources(
     data: str, data_dir: str | os.PathLike | None, protocols: dict[str, str] | None = None
 ) -> dict[str, SplitSource]:
@@ -78,7 +109,10 @@ def resolve_sources(
 
     ``asvspoof2021-la`` / ``-df`` take train and dev from ASVspoof 2019 LA under the same folder and
     evaluate on the 2021 set (its keys ``trial_metadata.txt`` are looked for in the eval folder and the
-    official keys layout; without them the eval split is unlabelled). ``custom`` is the user's own data:
+    official keys layout; without them the eval split is unlabelled). ``asvspoof5``: the folder holding
+    ``flac_T/``, ``flac_D/`` and ``flac_E_eval/`` (or ``flac_E_prog/``), with the protocols there or in its
+    ``ASVspoof5_protocols/``. ``in-the-wild``: the folder of ``meta.csv`` and the audio (or the one holding
+    ``release_in_the_wild/``); an eval split only. ``custom`` is the user's own data:
     ``protocols`` (split -> protocol or CSV file) with audio under ``data_dir``. ``protocols`` also
     overrides single splits of the standard corpora (the audio stays in that split's folder); a relative
     protocol path that does not exist from the working directory is looked for under ``data_dir``.
@@ -102,6 +136,10 @@ def resolve_sources(
         sources = _layout_2019(root, "LA")
     elif data == "asvspoof2019-pa":
         sources = _layout_2019(root, "PA")
+    elif data == "asvspoof5":
+        sources = _layout_asvspoof5(root)
+    elif data == "in-the-wild":
+        sources = _layout_in_the_wild(root)
     elif data.startswith("asvspoof2021"):
         sources = {"eval": _layout_2021(root, data[-2:].upper())}
         try:  # training data: ASVspoof 2019 LA; evaluating needs the 2021 set only

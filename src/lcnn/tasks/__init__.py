@@ -59,7 +59,8 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     """Rebuild the task saved in checkpoint ``path`` (or a run folder): ``(module, run config, task)``.
 
     The module is in eval mode on the CPU. Weights are read with ``weights_only=True``; any key that does
-    not fit the architecture is reported by name. ``model`` names the architecture of a released LightCNN
+    not fit the architecture is reported by name. A spoof checkpoint's calibration (``lcnn calibrate``) becomes
+    ``module.calibration``. ``model`` names the architecture of a released LightCNN
     checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder.
     """
     path = find_checkpoint(path)
@@ -80,4 +81,8 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
         module.load_state_dict(found)
     except RuntimeError as err:
         raise UserError(f"{path}: weights do not fit the architecture: {str(err).splitlines()[-1].strip()}") from None
+    if "lcnn_calibration" in ckpt:  # `lcnn calibrate --checkpoint`: module.calibration maps scores to LLRs
+        from lcnn.tasks.spoof.calibrate import read_calibration
+
+        module.calibration = read_calibration(ckpt, str(path))
     return module.eval(), dict(ckpt.get("lcnn_config") or {}), task

@@ -47,6 +47,9 @@ class SpoofModule(L.LightningModule):
     """
 
     threshold: Tensor
+    #: The :class:`lcnn.metrics.Calibration` of the scores to LLRs, stored in the checkpoint by ``lcnn calibrate``
+    #: and set by :func:`lcnn.tasks.load_task`; ``None``: scores only.
+    calibration: Any = None
 
     def __init__(
         self,

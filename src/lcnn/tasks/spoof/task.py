@@ -35,7 +35,8 @@ class SpoofTask(Task):
     monitor = ("val_eer", "min")
     default_data = "minispoof"
     data_help = ("minispoof (default; --data-dir or $LCNN_MINISPOOF), asvspoof2019-la, asvspoof2019-pa, "
-                 "asvspoof2021-la, asvspoof2021-df, custom (with --protocol)")  # fmt: skip
+                 "asvspoof2021-la, asvspoof2021-df, asvspoof5, in-the-wild (evaluation only), "
+                 "custom (with --protocol)")  # fmt: skip
     #: ``baseline`` is the ASVspoof 2021 recipe; ``article`` (every task's default recipe name) is the same.
     recipes = {"baseline": _RECIPE, "article": _RECIPE}
     path_settings = ("data_dir", "cache_dir", "asv_scores", "protocol")
@@ -66,7 +67,13 @@ class SpoofTask(Task):
         option("--split", choices=["dev", "eval"], help="which split to score (default eval)"),
         _protocol, _asv, _cache, _workers,
     )  # fmt: skip
-    predict_options = (option("--threshold", type=float, help="decision threshold (default: the dev EER one)"),)
+    predict_options = (
+        option("--threshold", type=float, help="decision threshold of the score (default: the dev EER one, or for a "
+               "calibrated checkpoint the Bayes decision of the LLR at its operating point)"),
+        option("--prior", type=float, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
+               "spoof for the posterior (default: the calibration's, 0.05); lines then read FILE score llr decision "
+               "P(bonafide)"),
+    )  # fmt: skip
 
     def data_settings(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """Whole utterances (no fixed frame count) for variable-length models."""
@@ -137,15 +144,17 @@ class SpoofTask(Task):
         threshold = float(module.threshold)
         asv = asv_scores or (cfg.get("asv_scores") if same else None)
         out_dir = Path(out_dir)
-        metrics = write_report(out_dir, {split: (trials, scores)}, threshold, asv, data, main=split)
+        metrics = write_report(out_dir, {split: (trials, scores)}, threshold, asv, data, main=split,
+                               calibration=getattr(module, "calibration", None))
         metrics.update(data=data, split=split, threshold=threshold)
         write_json(out_dir / "metrics.json", metrics)
         return metrics
 
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], threshold: float | None = None,
-                batch_size: int | None = None) -> list[str]:  # fmt: skip
+                batch_size: int | None = None, prior: float | None = None) -> list[str]:  # fmt: skip
         """``FILE<TAB>score<TAB>bonafide|spoof`` per file, deciding at the dev threshold stored in the checkpoint
-        (``threshold`` overrides it; ``-`` when there is none)."""
+        (``threshold`` overrides it; ``-`` when there is none). A calibrated checkpoint gives
+        ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`)."""
         import math
 
         import numpy as np
@@ -166,6 +175,10 @@ class SpoofTask(Task):
         scores = np.empty(len(ds), dtype=np.float64)
         for batch_scores, index in inference_trainer().predict(module, scoring_loader(ds, batch_size or 64)):
             scores[index.numpy()] = batch_scores.double().numpy()
+        if getattr(module, "calibration", None) is not None or prior is not None:
+            from lcnn.tasks.spoof.calibrate import calibrated_lines
+
+            return calibrated_lines(files, scores, getattr(module, "calibration", None), prior, threshold)
         threshold = float(module.threshold) if threshold is None else float(threshold)
         decide = (lambda s: "-") if math.isnan(threshold) else (lambda s: "bonafide" if s >= threshold else "spoof")
         return [f"{file}\t{score:.6f}\t{decide(score)}" for file, score in zip(files, scores)]

@@ -1,0 +1,83 @@
+"""The pieces every command's parser is built from: one-line errors, the task options of a command, a
+refusal that names the tasks an unknown option belongs to. Imports nothing heavy."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lcnn.errors import UserError
+
+TASK_COMMANDS = ("train", "evaluate", "predict")  # the commands with task options
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (:class:`UserError`, exit 2 in :func:`main`); an unknown option that is
+    another task's is named as such."""
+
+    task: str | None = None
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+    def parse_args(self, args: list[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            message = f"unrecognized arguments: {' '.join(extra)}"
+            foreign = foreign_option(extra, command, self.task) if command in TASK_COMMANDS else None
+            raise UserError(f"{foreign or message} (see {self.prog} {command or ''} --help)".replace("  ", " "))
+        return parsed
+
+
+def foreign_option(extra: list[str], command: str, task: str | None) -> str | None:
+    """``--pairs is not an option of the spoof task (face takes it)`` for an option of another task."""
+    from lcnn.tasks import TASKS
+
+    for flag in (f.split("=")[0] for f in extra if f.startswith("--")):
+        owners = [t.name for t in TASKS.values() if any(flag in o.flags for o in options_of(t, command))]
+        if owners and task not in owners:
+            where = f"the {task} task" if task else f"lcnn {command} without --task"
+            return f"{flag} is not an option of {where} ({', '.join(owners)} take{'s' * (len(owners) == 1)} it)"
+    return None
+
+
+def options_of(task: Any, command: str) -> tuple:
+    """The options ``task`` declares for ``command`` (``train_options``, ...)."""
+    return getattr(task, f"{command}_options", ())
+
+
+def command(commands, name: str, task: str | None = None, **kwargs) -> Parser:
+    """Add subcommand ``name`` (taking the options of ``task``, where it has task options)."""
+    p = commands.add_parser(name, **kwargs)
+    p.task = task
+    p.set_defaults(command=name)
+    return p
+
+
+def add_task_options(p: argparse.ArgumentParser, command: str, task: str | None) -> None:
+    from lcnn.tasks import TASKS
+
+    if task is None:
+        p.epilog = f"Task options: lcnn {command} --task {{{','.join(TASKS)}}} --help"
+        return
+    group = p.add_argument_group(f"{task} options")
+    for opt in options_of(TASKS[task], command):
+        group.add_argument(*opt.flags, **opt.kwargs)
+
+
+def task_choice(p: argparse.ArgumentParser, help: str) -> None:
+    from lcnn.tasks import TASKS
+
+    p.add_argument("--task", choices=list(TASKS), help=help)
+
+
+def print_metrics(result: dict) -> None:
+    if "mean" in result:
+        print(f"{'metric':<24}{'mean':>12}{'std':>12}")
+        for key, mean in result["mean"].items():
+            print(f"{key:<24}{mean:>12.5g}{result['std'][key]:>12.5g}")
+        return
+    for key, value in result.items():
+        if not isinstance(value, (dict, list)):
+            print(f"{key:<24}{value}")

@@ -1,0 +1,69 @@
+"""``lcnn train``: the common training options, the task's own, and the run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from lcnn.cli.parsing import add_task_options, command, print_metrics, task_choice
+from lcnn.errors import UserError
+from lcnn.tasks.base import count, positive
+
+
+def add(commands, task: str | None) -> None:
+    """``lcnn train``."""
+    from lcnn.tasks import TASKS
+
+    p = command(
+        commands, "train", task,
+        help="train a model; writes a run folder",
+        description="Train a model and test its best checkpoint. Writes a run folder with config.json, "
+        "checkpoints/ (best.ckpt, last.ckpt), metrics.csv, metrics.json and curves.png. Options not given "
+        "come from the recipe for the task and data.",
+    )  # fmt: skip
+    task_choice(p, "what to train (default: classify)")
+    data_help = "; ".join(f"{t.name}: {t.data_help}" for t in TASKS.values())
+    p.add_argument("--data", help=f"dataset; {data_help}")
+    p.add_argument("--data-dir", help="folder holding the dataset (otherwise downloaded or bundled)")
+    p.add_argument("--recipe", default="article",
+                   help="training recipe: article (the reference's; default), strong (classify), small (face)")
+    p.add_argument("--model", help="architecture (see `lcnn models`)")
+    p.add_argument("--epochs", type=count(1), help="maximum number of epochs")
+    p.add_argument("--batch-size", type=count(1))
+    p.add_argument("--lr", type=positive, help="learning rate")
+    p.add_argument("--patience", type=count(0), help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--seed", type=int, action="append", dest="seeds",
+                   help="random seed; repeat to train several seeds and get a summary (default: 0)")
+    p.add_argument("--accelerator", help="cpu, gpu, mps or auto (default)")
+    p.add_argument("--devices", help="number of devices or processes (default 1); >1 trains with DDP")
+    p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (default auto)")
+    p.add_argument("--precision", help="auto (default: bf16-mixed on bf16 GPUs and AMX CPUs, else 32-true), "
+                   "32-true, bf16-mixed, 16-mixed")
+    p.add_argument("--num-workers", type=count(0), help="data-loading worker processes (default 0)")
+    p.add_argument("--out", help="run folder (default runs/TASK-DATA-MODEL-TIME)")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the run in --out from its last checkpoint, with its config (options given here "
+                        "change it, e.g. --epochs)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace the run in --out")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="take over a run folder whose lock a process left behind (or holds on another host)")
+    add_task_options(p, "train", task)
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from lcnn.train import resolve_config, resume_config, train
+
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "task", "data", "recipe")}
+    if options.get("devices") and str(options["devices"]).isdigit():
+        options["devices"] = int(options["devices"])
+    if args.resume:
+        if not args.out:
+            raise UserError("--resume continues the run in --out: give the run folder")
+        cfg = resume_config(options.pop("out"), task=args.task, data=args.data, **options)
+    else:
+        cfg = resolve_config(args.task or "classify", args.data, args.recipe, **options)
+    result = train(cfg)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        print_metrics(result)  # once, not once per DDP process
+    return 0

@@ -1,0 +1,77 @@
+"""A spoof checkpoint's calibration: stored in the checkpoint by ``lcnn calibrate --checkpoint``, read back by
+:func:`lcnn.tasks.load_task` (``module.calibration``), and used by ``predict`` for LLRs, Bayes decisions and
+posteriors.
+
+The checkpoint keeps it as a top-level entry, ``lcnn_calibration`` (:meth:`lcnn.metrics.Calibration.to_dict`);
+the weights and every other entry are left as they were."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+
+from lcnn.errors import UserError
+from lcnn.io import atomic_path
+from lcnn.metrics import Calibration
+
+CHECKPOINT_KEY = "lcnn_calibration"
+
+
+def store_calibration(checkpoint: str | os.PathLike, calibration: Calibration) -> Path:
+    """Write ``calibration`` into a spoof checkpoint (or a run folder's best one), atomically; returns its path."""
+    import torch
+
+    from lcnn.tasks import find_checkpoint, read_checkpoint
+
+    path = find_checkpoint(checkpoint)
+    task = read_checkpoint(path)["lcnn_task"]
+    if task != "spoof":
+        raise UserError(f"{path}: a {task} checkpoint; a calibration maps the scores of spoof models")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # whole, not memory-mapped: it is rewritten
+    ckpt[CHECKPOINT_KEY] = calibration.to_dict()
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return path
+
+
+def read_calibration(ckpt: dict[str, Any], where: str) -> Calibration | None:
+    """The calibration a checkpoint dict holds, ``None`` without one; a malformed one is a UserError."""
+    if CHECKPOINT_KEY not in ckpt:
+        return None
+    try:
+        return Calibration.from_dict(ckpt[CHECKPOINT_KEY])
+    except UserError as err:
+        raise UserError(f"{where}: {CHECKPOINT_KEY}: {err}") from None
+
+
+def bayes_threshold(calibration: Calibration) -> float:
+    """The LLR at and above which the Bayes decision at the calibration's operating point is bona fide (as in
+    :func:`lcnn.metrics.act_dcf`)."""
+    c = calibration
+    return -math.log(c.c_miss * (1 - c.p_spoof) / (c.c_fa * c.p_spoof))
+
+
+def calibrated_lines(files: Sequence[Any], scores: np.ndarray, calibration: Calibration | None,
+                     prior: float | None = None, threshold: float | None = None) -> list[str]:  # fmt: skip
+    """``FILE<TAB>score<TAB>llr<TAB>bonafide|spoof<TAB>posterior`` per file.
+
+    The decision is the Bayes decision of the LLR at the calibration's operating point, or, with ``threshold``,
+    ``score >= threshold``; the posterior is P(bona fide | file) for a prior ``prior`` of spoofs (default: the
+    calibration's Pspoof).
+    """
+    if calibration is None:
+        raise UserError("--prior needs a calibrated checkpoint (lcnn calibrate DEV_SCORES --checkpoint CKPT)")
+    p_spoof = calibration.p_spoof if prior is None else float(prior)
+    if not 0 < p_spoof < 1:
+        raise UserError(f"--prior must be a probability in (0, 1), got {prior!r}")
+    llrs = calibration.apply(scores)
+    decided = scores >= threshold if threshold is not None else llrs >= bayes_threshold(calibration)
+    posteriors = expit(llrs + math.log((1 - p_spoof) / p_spoof))
+    return [f"{file}\t{s:.6f}\t{llr:.6f}\t{'bonafide' if d else 'spoof'}\t{p:.6f}"
+            for file, s, llr, d, p in zip(files, scores, llrs, decided, posteriors)]  # fmt: skip
