@@ -133,6 +133,7 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=_Parser)
     for add in (_add_train, _add_evaluate, _add_predict, _add_verify, _add_export, _add_models, _add_benchmark):
         add(commands, task)
+    _add_serve(commands, task)
     return parser
 
 
@@ -372,6 +373,27 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
     print(throughput_table(args.model, args.input_shape, args.batch_size, args.steps))
     return 0
+
+
+def _add_serve(commands, task: str | None) -> None:
+    from lcnn.serve.command import add_arguments
+
+    p = _command(
+        commands, "serve", task,
+        help="serve checkpoints over HTTP: a JSON API and a web page",
+        description="Serve trained checkpoints (spoof, face, classify) or released LightCNN files over HTTP: "
+        "POST /v1/spoof, /v1/verify, /v1/embed, /v1/classify; GET /v1/models, /healthz, /readyz, /metrics; "
+        "the page at /. Requests that arrive together are batched. Needs the serve extra: "
+        "pip install 'lcnn[serve]'.",
+    )  # fmt: skip
+    add_arguments(p)
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from lcnn.serve.command import serve
+
+    return serve(args)
 
 
 if __name__ == "__main__":
