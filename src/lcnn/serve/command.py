@@ -52,7 +52,9 @@ def _is_local(host: str) -> bool:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Load the models (errors are one line, before anything listens), then run uvicorn until interrupted."""
+    """Load the models (errors are one line, before anything listens), then run uvicorn until interrupted.
+
+    The process keeps the memory its largest batch needed (:func:`lcnn.speed.tune_cpu_allocator`)."""
     try:
         import uvicorn
 
@@ -72,7 +74,10 @@ def serve(args: argparse.Namespace) -> int:
                             max_audio_seconds=args.max_audio_seconds, read_timeout=args.read_timeout)  # fmt: skip
     except ValueError as err:
         raise UserError(str(err).replace("_", "-")) from None
+    from lcnn.speed import tune_cpu_allocator
+
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
+    tune_cpu_allocator()  # batches reuse freed memory instead of mapping it afresh: faster, and a flat RSS
     models = load_models(args.checkpoints, args.model, args.int8)
     for m in models:
         print(f"serving {m.name}: {m.task}, {m.arch}, {m.precision}, threshold {m.threshold}", file=sys.stderr)
