@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lcnn.audio import FeaturePipeline, trim_silence
+from lcnn.audio import build_frontend, trim_silence
 from lcnn.data.images import IMAGE_SUFFIXES, open_image, to_array
 from lcnn.data.speech import collate, fit_frames
 from lcnn.errors import DataError, UserError
+from lcnn.inference import calibration_subset, quantize_int8
 from lcnn.metrics import Calibration
+from lcnn.speed import prepare_input
 from lcnn.tasks import find_checkpoint, load_task, read_checkpoint
 
 __all__ = ["DEFAULT_WINDOW_SECONDS", "ClassifyModel", "FaceModel", "ServedModel", "SpoofModel", "load_model",
@@ -85,7 +87,8 @@ class SpoofModel(ServedModel):
     def __init__(self, name: str, module: Any, calibration: Calibration | None = None) -> None:
         super().__init__(name, module, module.hparams.model)
         hp = module.hparams
-        self.pipeline = FeaturePipeline(hp.frontend)
+        self.frontend = build_frontend(hp.frontend).eval()  # as lcnn.audio.FeaturePipeline builds it
+        self.trim = bool(hp.frontend.get("trim_silence"))
         self.sample_rate: int = hp.frontend["sample_rate"]
         self.frames: int | None = hp.frames
         hop = hp.frontend["hop_length"]
@@ -100,14 +103,14 @@ class SpoofModel(ServedModel):
     def _features(self, segments: list[torch.Tensor]) -> list[torch.Tensor]:
         """``(frames, n_features)`` of each segment, from one batched front-end call on the zero-padded segments
         (with their lengths, each row's frames are those of the segment alone)."""
-        if self.pipeline.config.get("trim_silence"):
+        if self.trim:
             segments = [trim_silence(s) for s in segments]
         lengths = torch.tensor([len(s) for s in segments])
         waves = torch.zeros(len(segments), int(lengths.max()))
         for row, segment in zip(waves, segments):
             row[: len(segment)] = segment
-        feats = self.pipeline.frontend(waves, lengths).float()
-        return [f[:n] for f, n in zip(feats, self.pipeline.frontend.num_frames(lengths).tolist())]
+        feats = self.frontend(waves, lengths).float()
+        return [f[:n] for f, n in zip(feats, self.frontend.num_frames(lengths).tolist())]
 
     def _scores(self, segments: list[torch.Tensor]) -> list[float]:
         scores: list[float] = []
@@ -187,8 +190,6 @@ class FaceModel(_ImageModel):
         return self.embed(batch)
 
     def _int8(self, calibration: torch.Tensor) -> tuple[Any, float]:
-        from lcnn.inference import quantize_int8
-
         model = quantize_int8(self.module.model, calibration)
         with torch.inference_mode():
             fp32, int8 = self.module.model.embed(calibration), model.embed(calibration)
@@ -221,9 +222,6 @@ class ClassifyModel(_ImageModel):
         return self.classify(batch)
 
     def _int8(self, calibration: torch.Tensor) -> tuple[Any, float]:
-        from lcnn.inference import quantize_int8
-        from lcnn.speed import prepare_input
-
         x = prepare_input(calibration)
         model = quantize_int8(self.module.model, x, run=lambda m, batch: m(batch))
         with torch.inference_mode():
@@ -255,19 +253,21 @@ def load_model(path: str | Path, name: str | None = None, arch: str | None = Non
     module, _, task = load_task(ckpt, None if stored else arch)
     name = name or model_name(path)
     if task.name == "spoof":
-        calibration = stored.get("lcnn_calibration") if stored else None
-        try:
-            model: ServedModel = SpoofModel(name, module, Calibration.from_dict(calibration) if calibration else None)
-        except DataError as err:
-            raise UserError(f"{ckpt}: {err}") from None
-    else:
-        model = FaceModel(name, module) if task.name == "face" else ClassifyModel(name, module)
-    return model
+        return SpoofModel(name, module, _calibration(stored, ckpt))
+    return FaceModel(name, module) if task.name == "face" else ClassifyModel(name, module)
+
+
+def _calibration(stored: dict[str, Any] | None, ckpt: Path) -> Calibration | None:
+    data = (stored or {}).get("lcnn_calibration")
+    if data is None:
+        return None
+    try:
+        return Calibration.from_dict(data)
+    except DataError as err:
+        raise UserError(f"{ckpt}: lcnn_calibration: {err}") from None
 
 
 def _calibration_images(folder: str | Path, count: int = 64) -> list[Image.Image]:
-    from lcnn.inference import calibration_subset
-
     paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise UserError(f"{folder}: no images to calibrate int8 on ({', '.join(sorted(IMAGE_SUFFIXES))})")

@@ -24,7 +24,7 @@ async def read_form(request: Request, files: tuple[str, ...], texts: tuple[str, 
                     max_files: int = 2) -> tuple[dict[str, list[bytes]], dict[str, str]]:  # fmt: skip
     """``(bytes of each file field, the text fields given)`` of a multipart body; every file field is
     required (422 when missing, 400 when empty) and the spooled uploads are closed before returning."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise unsupported(f"expected a multipart/form-data body with the field {' and '.join(map(repr, files))}")
     async with request.form(max_files=max_files, max_fields=16, max_part_size=4096) as form:
         uploads = {}
@@ -115,8 +115,6 @@ def v1_router(settings: Any) -> APIRouter:
         """Fields ``image1``, ``image2``, optional ``model`` and ``threshold``: the cosine ``similarity`` of the
         two faces and ``same`` at the threshold (the one stored at training unless given; ``null`` without one)."""
         model, inputs, values = await images(request, "face", ("image1", "image2"), ("threshold",))
-        if len(inputs) != 2:
-            raise invalid("give one image in each of the fields 'image1' and 'image2'")
         threshold = _number(values.get("threshold"), "threshold", -1, 1)
         threshold = model.threshold if threshold is None else threshold
         a, b = (e / max(float(np.linalg.norm(e)), 1e-12) for e in await request.app.state.service.run(model, inputs))
