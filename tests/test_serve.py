@@ -256,6 +256,9 @@ def test_page_and_its_files(client: TestClient) -> None:
     assert 'id="spoof-file"' in page.text and "/static/app.js" in page.text
     for name, kind in (("app.js", "javascript"), ("app.css", "text/css")):
         assert kind in client.get(f"/static/{name}").headers["content-type"]
+    paths = client.get("/openapi.json").json()["paths"]  # /docs lists the form fields
+    form = paths["/v1/verify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["image1", "image2"] and {"model", "threshold"} <= set(form["properties"])
 
 
 def test_an_unexpected_failure_is_a_generic_500(models: dict, monkeypatch: pytest.MonkeyPatch) -> None:

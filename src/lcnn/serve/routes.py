@@ -68,6 +68,19 @@ def _image_input(model: Any, data: bytes, max_pixels: int) -> Any:
         raise undecodable(f"cannot convert this {image.format} image ({image.mode}): {err}") from None
 
 
+def _form(files: dict[str, str], texts: dict[str, str], many: bool = False) -> dict[str, Any]:
+    """The OpenAPI description of a multipart body (the endpoints read their forms themselves)."""
+    binary = {"type": "array", "items": {"type": "string", "format": "binary"}} if many else \
+        {"type": "string", "format": "binary"}  # fmt: skip
+    properties = {name: {**binary, "description": text} for name, text in files.items()}
+    properties.update({name: {"type": "string", "description": text} for name, text in texts.items()})
+    schema = {"type": "object", "required": list(files), "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+MODEL = {"model": "the model's name (GET /v1/models); needed where several models of the task are loaded"}
+
+
 def v1_router(settings: Any) -> APIRouter:
     """The ``/v1`` endpoints; with ``settings.api_key`` each needs ``Authorization: Bearer KEY``, checked
     before any of the body is read."""
@@ -97,7 +110,7 @@ def v1_router(settings: Any) -> APIRouter:
         """The loaded models: name, task, architecture, threshold, precision."""
         return {"models": [m.info() for m in request.app.state.service.models.values()]}
 
-    @router.post("/spoof")
+    @router.post("/spoof", openapi_extra=_form({"audio": "FLAC, WAV, OGG or MP3"}, MODEL))
     async def spoof(request: Request) -> dict[str, Any]:
         """Field ``audio`` (FLAC, WAV, OGG or MP3), optional ``model``: the countermeasure's score, ``llr`` (with a
         calibration), ``decision`` (bonafide / spoof), ``threshold``, ``duration`` and, for audio longer than
@@ -110,7 +123,8 @@ def v1_router(settings: Any) -> APIRouter:
         [result] = await service.run(model, [wave])
         return {"model": model.name, "duration": duration, **result}
 
-    @router.post("/verify")
+    @router.post("/verify", openapi_extra=_form({"image1": "a face", "image2": "another face"},
+                                                {**MODEL, "threshold": "cosine threshold, -1 to 1"}))
     async def verify(request: Request) -> dict[str, Any]:
         """Fields ``image1``, ``image2``, optional ``model`` and ``threshold``: the cosine ``similarity`` of the
         two faces and ``same`` at the threshold (the one stored at training unless given; ``null`` without one)."""
@@ -122,14 +136,15 @@ def v1_router(settings: Any) -> APIRouter:
         same = None if threshold is None else similarity >= threshold
         return {"model": model.name, "similarity": similarity, "same": same, "threshold": threshold}
 
-    @router.post("/embed")
+    @router.post("/embed", openapi_extra=_form({"image": "face images"}, MODEL, many=True))
     async def embed(request: Request) -> dict[str, Any]:
         """Field ``image`` (one or more), optional ``model``: each image's face embedding."""
         model, inputs, _ = await images(request, "face", ("image",), max_files=settings.max_images)
         embeddings = await request.app.state.service.run(model, inputs)
         return {"model": model.name, "dimension": len(embeddings[0]), "embeddings": [e.tolist() for e in embeddings]}
 
-    @router.post("/classify")
+    @router.post("/classify", openapi_extra=_form({"image": "images"}, {**MODEL, "top_k": "classes per image (5)"},
+                                                  many=True))
     async def classify(request: Request) -> dict[str, Any]:
         """Field ``image`` (one or more), optional ``model`` and ``top_k`` (default 5): the most probable classes
         of each image, ``[{"class", "probability"}]``."""
