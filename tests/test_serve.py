@@ -464,6 +464,13 @@ print(sorted(m for m in ("torch", "fastapi", "uvicorn", "numpy") if m in sys.mod
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_only_loopback_addresses_count_as_local() -> None:
+    from lcnn.serve.command import _is_local
+
+    assert all(map(_is_local, ("127.0.0.1", "127.0.0.2", "::1", "localhost")))
+    assert not any(map(_is_local, ("0.0.0.0", "::", "192.168.1.5", "example.com")))
+
+
 def test_serve_refuses_bad_options_in_one_line(checkpoints: dict, tmp_path: Path, capsys) -> None:
     empty = tmp_path / "key"
     empty.write_text("\n")
