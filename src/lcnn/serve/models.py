@@ -1,0 +1,303 @@
+"""The models a server holds: one small class per task kind, each running a whole batch in one call.
+
+- :class:`SpoofModel`: ``spoof(waves)`` scores waveforms. Audio longer than the model's training length is
+  cut into windows of that length (:func:`segment_bounds`, hop half a window), all scored in one batch; the
+  file's score is the mean of its windows' scores.
+- :class:`FaceModel`: ``embed(images)``, 256-d embeddings; a verification compares their cosine similarity
+  with the threshold stored at training (a released LightCNN file stores none).
+- :class:`ClassifyModel`: ``classify(images)``, class probabilities.
+
+Face and classification models run in int8 on the CPU (:func:`lcnn.inference.quantize_int8`) when
+``load_models`` is given calibration images and the int8 model agrees with fp32 on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lcnn.audio import build_frontend, trim_silence
+from lcnn.data.images import IMAGE_SUFFIXES, open_image, to_array
+from lcnn.data.speech import collate, fit_frames
+from lcnn.errors import DataError, UserError
+from lcnn.inference import calibration_subset, quantize_int8
+from lcnn.metrics import Calibration
+from lcnn.speed import prepare_input
+from lcnn.tasks import find_checkpoint, load_task, read_checkpoint
+
+__all__ = ["DEFAULT_WINDOW_SECONDS", "ClassifyModel", "FaceModel", "ServedModel", "SpoofModel", "load_model",
+           "load_models", "model_name", "segment_bounds"]  # fmt: skip
+
+log = logging.getLogger("lcnn.serve")
+
+#: Window of variable-length spoof models (lcnn_lstm), which have no training length of their own.
+DEFAULT_WINDOW_SECONDS = 4.0
+#: Segments run through a spoof model at once (bounds the memory of a batch of long files: 64 windows of 4 s
+#: are 16 MB of samples and about 50 MB of spectra).
+SEGMENT_CHUNK = 64
+#: Least int8 agreement with fp32 on the calibration images: the cosine of the embeddings (face), the share
+#: of equal top-1 classes (classify).
+INT8_AGREEMENT = 0.99
+
+
+def segment_bounds(length: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """``(start, end)`` sample windows over ``length`` samples: the whole of it when it is at most ``window``
+    long, else windows of ``window`` samples every ``hop``, the last one ending at the end."""
+    if length <= window:
+        return [(0, length)]
+    starts = [*range(0, length - window, hop), length - window]
+    return [(start, start + window) for start in starts]
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class ServedModel:
+    """A loaded model under a name. ``run(batch)`` (one batch, in the inference thread) is the task's call."""
+
+    task = ""
+
+    def __init__(self, name: str, module: Any, arch: str) -> None:
+        self.name, self.module, self.arch = name, module.eval(), arch
+        self.threshold = _finite(float(getattr(module, "threshold", torch.tensor(math.nan))))
+        self.precision = "fp32"
+
+    def info(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` lists."""
+        return {"name": self.name, "task": self.task, "architecture": self.arch, "threshold": self.threshold,
+                "precision": self.precision}  # fmt: skip
+
+    def run(self, batch: list[Any]) -> list[Any]:
+        raise NotImplementedError
+
+
+class SpoofModel(ServedModel):
+    """A spoofing countermeasure: waveforms at ``sample_rate`` -> scores, higher = more bona fide."""
+
+    task = "spoof"
+
+    def __init__(self, name: str, module: Any, calibration: Calibration | None = None) -> None:
+        super().__init__(name, module, module.hparams.model)
+        hp = module.hparams
+        self.frontend = build_frontend(hp.frontend).eval()  # as lcnn.audio.FeaturePipeline builds it
+        self.trim = bool(hp.frontend.get("trim_silence"))
+        self.sample_rate: int = hp.frontend["sample_rate"]
+        self.frames: int | None = hp.frames
+        hop = hp.frontend["hop_length"]
+        self.window = hp.frames * hop if hp.frames else round(DEFAULT_WINDOW_SECONDS * self.sample_rate)
+        self.hop = self.window // 2
+        self.calibration = calibration
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "sample_rate": self.sample_rate, "window_seconds": self.window / self.sample_rate,
+                "calibrated": self.calibration is not None}  # fmt: skip
+
+    def _features(self, segments: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``(frames, n_features)`` of each segment, from one batched front-end call on the zero-padded segments
+        (with their lengths, each row's frames are those of the segment alone)."""
+        if self.trim:
+            segments = [trim_silence(s) for s in segments]
+        lengths = torch.tensor([len(s) for s in segments])
+        waves = torch.zeros(len(segments), int(lengths.max()))
+        for row, segment in zip(waves, segments):
+            row[: len(segment)] = segment
+        feats = self.frontend(waves, lengths).float()
+        return [f[:n] for f, n in zip(feats, self.frontend.num_frames(lengths).tolist())]
+
+    def _scores(self, segments: list[torch.Tensor]) -> list[float]:
+        scores: list[float] = []
+        with torch.inference_mode():
+            for i in range(0, len(segments), SEGMENT_CHUNK):
+                feats = self._features(segments[i : i + SEGMENT_CHUNK])
+                if self.frames:
+                    feats = [fit_frames(f, self.frames) for f in feats]
+                x, lengths, _, _ = collate([(f, 0, k) for k, f in enumerate(feats)])
+                scores += self.module.score(self.module(x, lengths)).float().tolist()
+        return scores
+
+    def verdict(self, score: float) -> dict[str, Any]:
+        """``score``, ``llr`` (``None`` without a calibration) and ``decision`` (``None`` without a threshold)."""
+        llr = float(self.calibration.apply(score)) if self.calibration else None
+        decision = None if self.threshold is None else "bonafide" if score >= self.threshold else "spoof"
+        return {"score": score, "llr": llr, "decision": decision}
+
+    def spoof(self, waves: list[torch.Tensor]) -> list[dict[str, Any]]:
+        """Each waveform's ``score``, ``llr``, ``decision``, ``threshold`` and ``segments`` (``None`` for audio
+        of at most one window; else ``start`` / ``end`` in seconds with the window's verdict)."""
+        bounds = [segment_bounds(len(wave), self.window, self.hop) for wave in waves]
+        scores = iter(self._scores([w[s:e] for w, b in zip(waves, bounds) for s, e in b]))
+        results = []
+        for windows in bounds:
+            own = [next(scores) for _ in windows]
+            segments = None
+            if len(windows) > 1:
+                segments = [{"start": s / self.sample_rate, "end": e / self.sample_rate, **self.verdict(v)}
+                            for (s, e), v in zip(windows, own)]  # fmt: skip
+            results.append({**self.verdict(float(np.mean(own))), "threshold": self.threshold, "segments": segments})
+        return results
+
+    def run(self, batch: list[torch.Tensor]) -> list[dict[str, Any]]:
+        return self.spoof(batch)
+
+
+class _ImageModel(ServedModel):
+    """Shared by the image models: ``preprocess`` (in a decode thread), int8 with a check against fp32."""
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _int8(self, calibration: torch.Tensor) -> tuple[Any, float]:
+        """The int8 model and its agreement with fp32 on ``calibration``."""
+        raise NotImplementedError
+
+    def use_int8(self, images: list[Image.Image]) -> str:
+        """Run in int8 when it agrees with fp32 on ``images`` (at least :data:`INT8_AGREEMENT`); says what happened."""
+        if not {"x86", "fbgemm"} & set(torch.backends.quantized.supported_engines):
+            return "fp32: this CPU has no int8 engine (x86 / fbgemm)"
+        calibration = torch.stack([self.preprocess(image) for image in images])
+        model, agreement = self._int8(calibration)
+        if agreement < INT8_AGREEMENT:
+            return f"fp32: int8 agreement with fp32 is {agreement:.4f} < {INT8_AGREEMENT} on {len(images)} images"
+        self.module.model, self.precision = model, "int8"
+        return f"int8 (agreement with fp32 {agreement:.4f} on {len(images)} images)"
+
+
+class FaceModel(_ImageModel):
+    """A face embedder: images -> ``(256,)`` embeddings, the official LightCNN preprocessing."""
+
+    task = "face"
+
+    def __init__(self, name: str, module: Any) -> None:
+        super().__init__(name, module, module.hparams.model)
+        self.transform = module.transform(train=False)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.transform(image)
+
+    def embed(self, images: list[torch.Tensor]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return list(self.module.embed(torch.stack(images)).float().numpy())
+
+    def run(self, batch: list[torch.Tensor]) -> list[np.ndarray]:
+        return self.embed(batch)
+
+    def _int8(self, calibration: torch.Tensor) -> tuple[Any, float]:
+        model = quantize_int8(self.module.model, calibration)
+        with torch.inference_mode():
+            fp32, int8 = self.module.model.embed(calibration), model.embed(calibration)
+        return model, float(torch.nn.functional.cosine_similarity(fp32, int8).min())
+
+
+class ClassifyModel(_ImageModel):
+    """An image classifier: images (resized to the model's input) -> class probabilities."""
+
+    task = "classify"
+
+    def __init__(self, name: str, module: Any) -> None:
+        super().__init__(name, module, module.hparams.model)
+        self.shape = tuple(module.hparams.input_shape)
+        self.classes = list(module.hparams.classes or range(module.hparams.num_classes))
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "classes": [str(c) for c in self.classes], "input_shape": list(self.shape)}
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        channels, height, width = self.shape
+        array = to_array(image.resize((width, height), Image.BILINEAR), channels)
+        return torch.from_numpy(array).float().div_(255)
+
+    def classify(self, images: list[torch.Tensor]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return list(self.module.log_probs(torch.stack(images)).exp().numpy())
+
+    def run(self, batch: list[torch.Tensor]) -> list[np.ndarray]:
+        return self.classify(batch)
+
+    def _int8(self, calibration: torch.Tensor) -> tuple[Any, float]:
+        x = prepare_input(calibration)
+        model = quantize_int8(self.module.model, x, run=lambda m, batch: m(batch))
+        with torch.inference_mode():
+            agreement = (self.module.model(x).argmax(1) == model(x).argmax(1)).float().mean()
+        return model, float(agreement)
+
+
+def model_name(path: str | Path) -> str:
+    """The default name of a served checkpoint: its run folder's name, else the file name without suffixes."""
+    path = Path(path)
+    if path.is_dir():
+        return path.resolve().name
+    if path.parent.name == "checkpoints":
+        return path.resolve().parent.parent.name
+    return path.name.split(".")[0]
+
+
+def load_model(path: str | Path, name: str | None = None, arch: str | None = None) -> ServedModel:
+    """The checkpoint (or run folder) ``path`` as a served model; ``arch`` is the architecture of a released
+    LightCNN file (an lcnn checkpoint carries its own). Spoof checkpoints may hold a score calibration
+    (``lcnn_calibration``: a :meth:`lcnn.metrics.Calibration.to_dict`), which gives the LLRs."""
+    ckpt = find_checkpoint(path)
+    try:
+        stored: dict[str, Any] | None = read_checkpoint(ckpt)
+    except UserError:
+        if arch is None:
+            raise
+        stored = None  # not an lcnn checkpoint: a released LightCNN file of architecture ``arch``
+    module, _, task = load_task(ckpt, None if stored else arch)
+    name = name or model_name(path)
+    if task.name == "spoof":
+        return SpoofModel(name, module, _calibration(stored, ckpt))
+    return FaceModel(name, module) if task.name == "face" else ClassifyModel(name, module)
+
+
+def _calibration(stored: dict[str, Any] | None, ckpt: Path) -> Calibration | None:
+    data = (stored or {}).get("lcnn_calibration")
+    if data is None:
+        return None
+    try:
+        return Calibration.from_dict(data)
+    except DataError as err:
+        raise UserError(f"{ckpt}: lcnn_calibration: {err}") from None
+
+
+def _calibration_images(folder: str | Path, count: int = 64) -> list[Image.Image]:
+    paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise UserError(f"{folder}: no images to calibrate int8 on ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return [open_image(p) for p in calibration_subset(paths, count)]
+
+
+_NAMED = re.compile(r"([A-Za-z0-9_.-]+)=(.+)")
+
+
+def load_models(specs: list[str], arch: str | None = None, int8_images: str | Path | None = None) -> list[ServedModel]:
+    """Load ``[NAME=]CHECKPOINT`` items (names default to :func:`model_name`; each must be unique), warm each
+    up with one batch, and calibrate the image models to int8 on the images of folder ``int8_images``."""
+    models: list[ServedModel] = []
+    images = _calibration_images(int8_images) if int8_images else None
+    for spec in specs:
+        named = _NAMED.fullmatch(spec)
+        name, path = named.groups() if named and not Path(spec).exists() else (None, spec)
+        model = load_model(path, name, arch)
+        if any(m.name == model.name for m in models):
+            raise UserError(f"two models are called {model.name!r}; name them: NAME=CHECKPOINT")
+        if images and isinstance(model, _ImageModel):
+            log.info("%s: %s", model.name, model.use_int8(images))
+        warm_up(model)
+        models.append(model)
+    return models
+
+
+def warm_up(model: ServedModel) -> None:
+    """One batch through the model, so that the first request does not pay for the kernels' set-up."""
+    if isinstance(model, SpoofModel):
+        model.run([torch.zeros(model.window)])
+    else:
+        model.run([model.preprocess(Image.new("L", (128, 128)))])
