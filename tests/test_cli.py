@@ -278,3 +278,51 @@ def test_help_reads_well():
         assert flag in out
     assert "models" in subprocess.run([sys.executable, "-m", "lcnn", "--help"], capture_output=True, text=True,
                                       check=True).stdout
+
+
+BAD_ARGUMENTS = [  # (command line, what the one line must say)
+    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_lstm"),
+    (["train", "--model", "lightcnn9"], "model 'lightcnn9' is not built for the classify task"),
+    (["train", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["train", "--epochs", "two"], "argument --epochs: expected a whole number, got 'two'"),
+    (["train", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["train", "--val-fraction", "1.5"], "argument --val-fraction: must be between 0 and 1 (exclusive), got 1.5"),
+    (["train", "--lr", "-1"], "argument --lr: must be a finite number above 0, got -1"),
+    (["train", "--patience", "-2"], "argument --patience: must be at least 0, got -2"),
+    (["train", "--num-workers", "-1"], "argument --num-workers: must be at least 0, got -1"),
+    (["train", "--precision", "fp8"], "precision must be one of auto, 32-true"),
+    (["train", "--accelerator", "quantum"], "accelerator must be one of auto, cpu"),
+    (["train", "--seed", "1", "--seed", "1"], "seeds must be distinct whole numbers, got [1, 1]"),
+    (["train", "--recipe", "fast"], "unknown recipe 'fast' for task classify"),
+    (["train", "--data", "nowhere"], "unknown image dataset 'nowhere'"),
+    (["train", "--task", "spoof", "--frames", "8"], "argument --frames: must be at least 16, got 8"),
+    (["train", "--task", "spoof", "--frontend", "mfcc"], "argument --frontend: invalid choice: 'mfcc'"),
+    (["train", "--task", "face", "--image-size", "100"], "argument --image-size: must be at least 128, got 100"),
+    (["train", "--task", "face", "--pairs", "x"], "unrecognized arguments: --pairs x"),
+    (["train", "--resume"], "--resume continues the run in --out: give the run folder"),
+    (["evaluate"], "the following arguments are required: RUN_OR_CHECKPOINT"),
+    (["evaluate", "nowhere.ckpt"], "nowhere.ckpt: no such checkpoint or run folder"),
+    (["predict", "--task", "spoof", "x.ckpt", "a.wav", "--threshold", "high"], "argument --threshold: invalid float"),
+    (["export", "x.ckpt", "--format", "pickle"], "argument --format: invalid choice: 'pickle'"),
+    (["benchmark", "--steps", "0"], "argument --steps: must be at least 1, got 0"),
+    (["nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_one_line_before_anything_is_created(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert message in _error(capsys, argv)
+    assert not list(tmp_path.iterdir())  # no run folder, no file of any kind
+
+
+def test_a_checkpoint_with_edited_hyper_parameters_is_one_line(run, tmp_path, capsys):
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    for key, value, message in [("dropout", "lots", "its stored hyper_parameters do not build a classify model"),
+                                ("model", "bogus", "unknown model 'bogus'"),
+                                ("surprise", 1, "ClassificationModule: unknown setting 'surprise'")]:  # fmt: skip
+        edited = {**ckpt, "hyper_parameters": {**ckpt["hyper_parameters"], key: value}}
+        torch.save(edited, tmp_path / "edited.ckpt")
+        assert message in _error(capsys, ["evaluate", str(tmp_path / "edited.ckpt")])
+    torch.save({**ckpt, "hyper_parameters": "nothing"}, tmp_path / "edited.ckpt")
+    assert "an inconsistent checkpoint" in _error(capsys, ["evaluate", str(tmp_path / "edited.ckpt")])

@@ -96,11 +96,14 @@ def signature_defaults(cls: type) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.name != "self" and p.kind in kinds}
 
 
-def build(cls: type, settings: Mapping[str, Any], **derived: Any) -> Any:
-    """``cls(**kwargs)`` with the keys of ``settings`` that its signature takes, and ``derived`` values (set
-    from the data, they win over ``settings``). A signature value that is still missing, or a value the class
-    refuses (``ValueError``, ``TypeError``), is a :class:`~lcnn.errors.UserError` naming the class."""
+def build(cls: type, settings: Mapping[str, Any], strict: bool = False, **derived: Any) -> Any:
+    """``cls(**kwargs)`` with the keys of ``settings`` that its signature takes (``strict``: all of them must
+    be), and ``derived`` values (set from the data, they win over ``settings``). A signature value that is still
+    missing, or a value the class refuses (``ValueError``, ``TypeError``), is a :class:`~lcnn.errors.UserError`
+    naming the class."""
     params = signature_defaults(cls)
+    if strict:
+        check_keys(settings, params, cls.__name__)
     kwargs = {k: v for k, v in settings.items() if k in params}
     kwargs.update({k: v for k, v in derived.items() if k in params})
     missing = [k for k, default in params.items() if default is REQUIRED and k not in kwargs]

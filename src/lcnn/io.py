@@ -1,4 +1,5 @@
-"""Atomic writes: a file is either complete or absent, never torn by an interrupted run."""
+"""Files in and out: atomic writes (a file is either complete or absent, never torn by an interrupted run) and
+text reading that names the file, and the line, of what cannot be read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lcnn.errors import DataError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -42,3 +45,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The UTF-8 text of ``path``, its line ends made ``\n`` (as :func:`open` reads them).
+
+    Raises:
+        DataError: no such file, an unreadable one, or a byte that is not UTF-8 (with its line number); the
+            message names the file as a ``what``.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such {what}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read this {what} ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: byte {data[err.start]:#04x} is not UTF-8 text; a {what} is a text "
+                        "file") from None  # fmt: skip
+    return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from lcnn.data.protocols import KEYS, Trial
 from lcnn.errors import DataError
-from lcnn.io import atomic_path
+from lcnn.io import atomic_path, read_text
 from lcnn.metrics import compute_eer, min_dcf
 
 __all__ = ["ScoreCheck", "ScoreFile", "check_scores", "load_scores", "read_scores", "write_score_file"]
@@ -92,8 +92,8 @@ def read_scores(path: str | os.PathLike) -> ScoreFile:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such score file")
-    with open(path, encoding="utf-8") as f:
-        rows = [(number, line.split()) for number, line in enumerate(f, start=1) if line.strip()]
+    lines = read_text(path, "score file").split("\n")
+    rows = [(number, line.split()) for number, line in enumerate(lines, start=1) if line.strip()]
     if not rows:
         raise DataError(f"{path}: no scores in this file")
     first = rows[0][1]

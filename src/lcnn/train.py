@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lcnn.callbacks import TRANSIENT, AtomicCheckpointIO, RunCheckpoint, RunConfig, RunLog, RunState
 from lcnn.config import check_run_settings
 from lcnn.errors import DataError, UserError
-from lcnn.io import write_json
+from lcnn.io import read_text, write_json
 from lcnn.runs import RunFolder
 from lcnn.tasks import Task, get_task
 
@@ -42,12 +42,14 @@ def resume_config(out: str | Path, **overrides: Any) -> dict:
     """The config stored in run folder ``out`` (its ``config.json``), with ``overrides`` (``None`` keeps the
     stored value; ``--epochs`` to train further, say), to continue the run."""
     path = Path(out) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{out}: nothing to resume (no config.json in this folder)")
     try:
-        stored = json.loads(path.read_text())
-        task, data, recipe = stored.pop("task"), stored.pop("data"), stored.pop("recipe")
-    except FileNotFoundError:
-        raise UserError(f"{out}: nothing to resume (no config.json in this folder)") from None
-    except (OSError, ValueError, KeyError, AttributeError) as err:
+        stored = json.loads(read_text(path, "run config"))
+        task, data, recipe = (stored.pop(key) for key in ("task", "data", "recipe"))
+        if not all(isinstance(v, str) for v in (task, data, recipe)):
+            raise ValueError(f"task, data and recipe must be names, got {task!r}, {data!r}, {recipe!r}")
+    except (ValueError, KeyError, AttributeError, TypeError) as err:
         raise DataError(f"{path}: not a run config ({type(err).__name__}: {err})") from None
     for key, value in (("task", task), ("data", data), ("recipe", recipe)):
         given = overrides.pop(key, None)

@@ -69,6 +69,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool
         # as runtime errors; turn them into one error type that names the file.
         raise AudioError(f"{path}: cannot decode audio (expected a readable WAV/FLAC file): {err}") from err
 
+    declared = max(declared, _wav_header_frames(path) or 0)  # libsndfile trusts a WAV's size, not its header
     if data.shape[0] < declared:
         raise AudioError(
             f"{path}: truncated audio, the header declares {declared} frames but only {data.shape[0]} decode"
@@ -91,3 +92,21 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool
         wave = resample_poly(wave.astype(np.float64), sample_rate // g, file_rate // g)
 
     return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+
+
+def _wav_header_frames(path: Path) -> int | None:
+    """The frames a RIFF/WAVE file's header declares (its data chunk's size over the frame size); ``None`` for
+    another format or a header that cannot be walked."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, block = 12, None
+    while pos + 8 <= len(head):
+        kind, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if kind == b"fmt " and pos + 22 <= len(head):
+            block = int.from_bytes(head[pos + 20 : pos + 22], "little")  # nBlockAlign: bytes per frame
+        elif kind == b"data":
+            return size // block if block else None
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    return None

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from lcnn.data.images import IMAGE_SUFFIXES, open_image
 from lcnn.errors import DataError
+from lcnn.io import read_text
 
 __all__ = ["FaceDataset", "FaceTransform", "list_faces", "list_identities", "select_people", "split_per_identity"]
 
@@ -71,7 +72,7 @@ def select_people(spec: str | None, available: list[str]) -> list[str]:
         return list(available)
     path = Path(spec)
     if path.is_file():
-        lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+        lines = (line.split("#", 1)[0].strip() for line in read_text(path, "list of people").split("\n"))
         wanted = [line for line in lines if line]
         where = f"{path}: "
     else:

@@ -297,7 +297,10 @@ def open_image(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{path}: cannot read image: it claims more pixels than an image this tool reads ({err})") \
+            from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: cannot read image ({err})") from None
     return image
 

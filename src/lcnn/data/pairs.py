@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lcnn.data.paths import inside
 from lcnn.errors import DataError
+from lcnn.io import read_text
 
 __all__ = ["Pair", "assign_folds", "build_pairs", "check_images_exist", "read_lfw_pairs", "read_pair_list",
            "read_pairs", "try_build_pairs"]
@@ -47,12 +48,7 @@ def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such pairs file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read pairs file ({err})") from None
+    return read_text(path, "pairs file").split("\n")
 
 
 def _index(path: Path, lineno: int, text: str) -> int:

@@ -29,12 +29,14 @@ that only spoofs carry describes the attack; one that bona fide trials carry too
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcnn.errors import DataError
+from lcnn.io import read_text
 
 __all__ = ["KEYS", "Trial", "read_protocol"]
 
@@ -90,17 +92,16 @@ def read_protocol(path: str | os.PathLike) -> list[Trial]:
     else:
         trials = []
         asvspoof5 = None  # a file whose first line is ASVspoof 5's holds to its 10 fields
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                fields = line.split()
-                if not fields:
-                    continue
-                asvspoof5 = len(fields) == 10 if asvspoof5 is None else asvspoof5
-                if asvspoof5 and len(fields) != 10:
-                    raise DataError(f"{path}, line {number}: {len(fields)} fields, expected the 10 of ASVspoof 5 "
-                                    f"(SPEAKER FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP, "
-                                    f"'-' where empty): {line.strip()!r}")  # fmt: skip
-                trials.append(_parse_line(fields, f"{path}, line {number}"))
+        for number, line in enumerate(read_text(path, "protocol file").split("\n"), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            asvspoof5 = len(fields) == 10 if asvspoof5 is None else asvspoof5
+            if asvspoof5 and len(fields) != 10:
+                raise DataError(f"{path}, line {number}: {len(fields)} fields, expected the 10 of ASVspoof 5 "
+                                f"(SPEAKER FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP, "
+                                f"'-' where empty): {line.strip()!r}")  # fmt: skip
+            trials.append(_parse_line(fields, f"{path}, line {number}"))
     if not trials:
         raise DataError(f"{path}: no trials in this protocol file")
     _refuse_duplicates(trials, str(path))
@@ -143,7 +144,7 @@ def _asvspoof5(f: list[str], where: str) -> Trial:
 def _read_csv(path: Path) -> list[Trial]:
     trials = []
     in_the_wild = False
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(path, "protocol file"), newline="") as f:
         for number, row in enumerate(csv.reader(f), start=1):
             row = [c.strip() for c in row]
             if number == 1 and [c.lower() for c in row] == IN_THE_WILD_HEADER:

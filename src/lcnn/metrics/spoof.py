@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lcnn.errors import DataError
+from lcnn.io import read_text
 
 __all__ = [
     "ASVSPOOF_COSTS",
@@ -250,22 +251,21 @@ def read_asv_scores(
         DataError (a ValueError): naming the file and the 1-based line number of the first malformed line.
     """
     found: dict[str, list[float]] = {key: [] for key in ASV_KEYS}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                if len(fields) not in (3, 4):
-                    raise ValueError(f"expected 3 or 4 fields, got {len(fields)}")
-                key, score = fields[-2], float(fields[-1])
-                if key not in found:
-                    raise ValueError(f"unknown key {key!r}, expected one of {', '.join(ASV_KEYS)}")
-                if not np.isfinite(score):
-                    raise ValueError(f"non-finite score {fields[-1]!r}")
-            except ValueError as err:
-                raise DataError(f"{os.fspath(path)}, line {number}: {err}: {line.rstrip()!r}") from None
-            found[key].append(score)
+    for number, line in enumerate(read_text(path, "ASV score file").split("\n"), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) not in (3, 4):
+                raise ValueError(f"expected 3 or 4 fields, got {len(fields)}")
+            key, score = fields[-2], float(fields[-1])
+            if key not in found:
+                raise ValueError(f"unknown key {key!r}, expected one of {', '.join(ASV_KEYS)}")
+            if not np.isfinite(score):
+                raise ValueError(f"non-finite score {fields[-1]!r}")
+        except ValueError as err:
+            raise DataError(f"{os.fspath(path)}, line {number}: {err}: {line.rstrip()!r}") from None
+        found[key].append(score)
     return tuple(np.asarray(found[key], dtype=np.float64) for key in ASV_KEYS)  # type: ignore[return-value]
 
 

@@ -183,6 +183,9 @@ class Task:
     def build(self, cfg: Mapping[str, Any]) -> tuple[Any, Any]:
         """``(LightningModule, DataModule)`` for a resolved config. The DataModule is prepared and set up for
         fitting here, so that its facts (classes, input shape) can build the module."""
+        from lcnn.models import model_info
+
+        model_info(cfg["model"], task=self.name)  # an unknown model stops before any data is read
         datamodule = build(self.datamodule_class(), cfg, **self.data_settings(cfg))
         datamodule.prepare_data()
         datamodule.setup("fit")
@@ -199,7 +202,7 @@ class Task:
     def restore(self, hparams: dict[str, Any], where: str) -> Any:
         """The LightningModule of a checkpoint's ``hyper_parameters`` (weights not loaded)."""
         try:
-            return build(self.module_class(), hparams)
+            return build(self.module_class(), hparams, strict=True)
         except UserError as err:
             raise UserError(f"{where}: its stored hyper_parameters do not build a {self.name} model: {err}") from None
 
