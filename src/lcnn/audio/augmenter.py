@@ -7,7 +7,7 @@ import numpy as np
 
 from lcnn.audio.augment import AugmentSpec
 from lcnn.audio.channel import NoiseBank, RirBank, Wave, add_noise, as_wave, like_input, reverberate, speed_perturb
-from lcnn.audio.codecs import DEFAULT_TIMEOUT, check_codecs, codec_roundtrip, random_codec
+from lcnn.audio.codecs import DEFAULT_TIMEOUT, CodecStep, check_codecs, codec_roundtrip, random_codec
 from lcnn.audio.rawboost import RawBoost
 
 __all__ = ["UtteranceAugment", "augment_seed", "build_augmenters"]
@@ -52,7 +52,16 @@ class UtteranceAugment:
     def _rng(self, seed: int, name: str) -> np.random.Generator:
         return np.random.default_rng([int(seed) & _M64, _STREAMS[name]])
 
-    def __call__(self, wave: Wave, seed: int) -> Wave:
+    def codec_step(self, seed: int) -> CodecStep | None:
+        """The codec the spec gives the utterance with ``seed`` (``None``: none, by its probability)."""
+        if self.spec.codec is None:
+            return None
+        rng = self._rng(seed, "codec")
+        return random_codec(self.spec.codec.codecs, rng) if rng.random() < self.spec.codec.p else None
+
+    def __call__(self, wave: Wave, seed: int, codec: bool = True) -> Wave:
+        """The augmented wave; ``codec=False`` leaves the codec out (:meth:`codec_step` names it, for a caller
+        that codes a batch at once with :func:`~lcnn.audio.codecs.codec_roundtrip_many`)."""
         spec = self.spec
         x = as_wave(wave)
         if spec.speed is not None:
@@ -68,11 +77,9 @@ class UtteranceAugment:
             if rng.random() < spec.noise.p:
                 snr = float(rng.uniform(*spec.noise.snr_db))
                 x = add_noise(x, self.noise.segment(len(x), rng), snr)
-        if spec.codec is not None:
-            rng = self._rng(seed, "codec")
-            if rng.random() < spec.codec.p:
-                step = random_codec(spec.codec.codecs, rng)
-                x = codec_roundtrip(x, step, self.sample_rate, self.timeout)
+        step = self.codec_step(seed) if codec else None
+        if step is not None:
+            x = codec_roundtrip(x, step, self.sample_rate, self.timeout)
         return like_input(x, wave)
 
     def __repr__(self) -> str:

@@ -10,8 +10,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Subset
 
-from lcnn.audio import build_frontend, frontend_config
+from lcnn.audio import build_augmenters, build_frontend, frontend_config, parse_augment
 from lcnn.data.asvspoof import SPLITS, check_audio, load_split, resolve_sources
+from lcnn.data.augmented import AugmentedCollate, AugmentedSpoofDataset
 from lcnn.data.download import cache_dir as default_cache_dir
 from lcnn.data.features import FeatureCache
 from lcnn.data.samplers import BucketBatchSampler, length_order
@@ -58,6 +59,9 @@ class SpoofDataModule(L.LightningDataModule):
         frames: fixed number of frames per item (crop / repeat-pad), ``None`` for whole utterances.
         batch_size, num_workers: of the loaders (training batches group utterances of similar length).
         cache_dir: the feature cache folder. asv_scores: an ASV score file of the eval split, for the t-DCF.
+        augment: augmentations of the training split (``rawboost:ALGO``, ``codec[:C1,C2]``, ``noise:DIR``,
+            ``reverb:DIR``, ``speed``: :func:`lcnn.audio.parse_augment`), checked here, applied on the fly
+            (:mod:`lcnn.data.augmented`); the dev and eval features stay cached.
 
     ``setup`` reads the protocols and checks every trial's audio, before any training: missing files are
     reported with their count and the first few paths.
@@ -76,8 +80,10 @@ class SpoofDataModule(L.LightningDataModule):
         num_workers: int = 0,
         cache_dir: str | None = None,
         asv_scores: str | None = None,
+        augment: list[str] | None = None,
     ) -> None:
         super().__init__()
+        self.augment = parse_augment(augment) if augment else None  # a missing folder or ffmpeg stops here
         if frames is not None and frames < MIN_FRAMES:
             raise UserError(f"--frames must be at least {MIN_FRAMES}, got {frames}")
         if batch_size < 1:
@@ -93,6 +99,7 @@ class SpoofDataModule(L.LightningDataModule):
         self.cache_dir, self.asv_scores = cache_dir, asv_scores
         self.splits: dict[str, SpoofDataset] = {}
         self.generator = torch.Generator().manual_seed(torch.initial_seed())  # the shuffles: saved for resume
+        self.run_seed = torch.initial_seed()  # with the epoch and the trial, the seed of an augmentation
 
     @property
     def test_splits(self) -> list[str]:
@@ -118,22 +125,36 @@ class SpoofDataModule(L.LightningDataModule):
             trials = load_split(source)
             if split != "eval" and any(t.key is None for t in trials):
                 raise DataError(f"{split}: {source.protocol or source.trial_list} has unlabelled trials")
-            self.splits[split] = SpoofDataset(trials, self.cache, self.frames, train=split == "train",
-                                              sizes=check_audio(trials, split))  # fmt: skip
+            sizes = check_audio(trials, split)
+            if split == "train" and self.augment is not None:
+                utterance, self.rawboost = build_augmenters(self.augment)
+                self.splits[split] = AugmentedSpoofDataset(trials, self.cache.pipeline, utterance, self.run_seed, sizes)
+            else:
+                self.splits[split] = SpoofDataset(trials, self.cache, self.frames, train=split == "train", sizes=sizes)
         for split in ("train", "dev"):
             keys = {t.key for t in self.splits[split].trials}
             if keys != {"bonafide", "spoof"}:
                 raise DataError(f"{split}: needs both bona fide and spoofed trials, found only {keys}")
 
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the training split the epoch (its augmentations' seeds depend on it)."""
+        train = self.splits.get("train")
+        if isinstance(train, AugmentedSpoofDataset):
+            train.set_epoch(epoch)
+
     def train_dataloader(self) -> DataLoader:
         # This module's generator, workers started anew each epoch (seeded from it): an exact resume replays them.
         ds, generator = self.splits["train"], self.generator
+        batch = collate
+        if isinstance(ds, AugmentedSpoofDataset):
+            self.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)  # a resumed epoch's
+            batch = AugmentedCollate(ds.pipeline, ds.augment, self.rawboost, self.frames)
         if self.frames:  # fixed size: no length to group by
-            return DataLoader(ds, self.batch_size, shuffle=True, collate_fn=collate, num_workers=self.num_workers,
+            return DataLoader(ds, self.batch_size, shuffle=True, collate_fn=batch, num_workers=self.num_workers,
                               generator=generator)  # fmt: skip
         sampler = BucketBatchSampler(RandomSampler(ds, generator=generator), self.batch_size, lengths=ds.sizes,
                                      shuffle=True, generator=generator)  # fmt: skip
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=batch, num_workers=self.num_workers,
                           generator=generator)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:

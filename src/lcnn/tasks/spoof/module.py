@@ -107,6 +107,11 @@ class SpoofModule(L.LightningModule):
             return F.cross_entropy(output, labels)
         return F.binary_cross_entropy_with_logits(output[:, 0], labels.to(output.dtype))
 
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "set_epoch"):  # the augmentations' seeds follow it
+            datamodule.set_epoch(self.current_epoch)
+
     def training_step(self, batch, batch_idx: int) -> Tensor:
         x, lengths, labels, _ = batch
         loss = self.loss(self(x, lengths), labels)

@@ -61,6 +61,9 @@ class SpoofTask(Task):
         option("--loss", choices=["sigmoid", "softmax", "ocsoftmax"], help="sigmoid (baseline), softmax or ocsoftmax"),
         option("--frames", type=count(16), metavar="N",
                help="frames fed to fixed-size models (crop or repeat-pad; 750, 64 on minispoof)"),
+        option("--augment", action="append", metavar="SPEC",
+               help="augment the training split on the fly (repeatable): rawboost:ALGO (1-8), codec[:mp3,opus,...], "
+                    "noise:DIR[@snr=LO,HI], reverb:DIR, speed[:0.9,1.0,1.1]; any item takes @p=P"),
         _asv, _protocol, _cache,
     )  # fmt: skip
     evaluate_options = (
