@@ -106,3 +106,26 @@ def test_codec_round_trip_of_a_batch_keeps_each_wave(la_dir: Path) -> None:
     for a, b in zip(together, one_by_one):  # mu-law has no memory: the same but at the 8 kHz resampler's edges
         np.testing.assert_allclose(a[16:-16], b[16:-16], atol=1e-3)
         assert np.corrcoef(a, b)[0, 1] > 0.999
+
+
+def test_degrade_writes_a_copy_that_evaluates_like_the_corpus(la_dir: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("imageio_ffmpeg")
+    from lcnn.data.asvspoof import check_audio, load_split, resolve_sources
+
+    out = tmp_path / "codec"
+    assert main(["degrade", str(la_dir), "--data", "asvspoof2019-la", "--split", "eval", "--chain", "mulaw,alaw",
+                 "--out", str(out)]) == 0  # fmt: skip
+    original = load_split(resolve_sources("asvspoof2019-la", la_dir)["eval"])
+    copy = load_split(resolve_sources("asvspoof2019-la", out)["eval"])  # what `lcnn evaluate --data-dir` reads
+    assert [t.utt for t in copy] == [t.utt for t in original] and len(check_audio(copy, "eval")) == len(original)
+    from lcnn.audio import load_audio
+
+    a, b = load_audio(original[0].path), load_audio(copy[0].path)
+    assert a.shape == b.shape and not torch.equal(a, b) and np.corrcoef(a, b)[0, 1] > 0.95
+    summary = json.loads((out / "degrade.json").read_text())
+    assert summary["chain"] == "mulaw,alaw" and summary["files"] == len(original)
+    capsys.readouterr()
+    assert main(["degrade", str(la_dir), "--data", "asvspoof2019-la", "--chain", "mulaw", "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["degrade", str(la_dir), "--chain", "mp3", "--out", str(tmp_path / "x")]) == 2  # no bitrate
+    assert "needs a bitrate" in capsys.readouterr().err and not (tmp_path / "x").exists()
