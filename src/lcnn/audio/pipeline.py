@@ -16,12 +16,16 @@ from torch import Tensor, nn
 
 from lcnn.audio.frontends import LFCC, LogPowerSpectrogram
 from lcnn.audio.io import load_audio
+from lcnn.audio.ssl import RawWaveform
 
 __all__ = ["FRONTENDS", "FeaturePipeline", "build_frontend", "frontend_config", "trim_silence"]
 
 #: Default front-ends. ``lfcc`` is the ASVspoof 2021 LFCC-LCNN baseline's: 20 ms / 10 ms frames, 1024-point
 #: FFT, 20 linear filters on 0-4 kHz, c0 replaced by the log energy, deltas and delta-deltas (60 features).
 #: ``spec`` is a log power spectrogram (STC's LCNN front-end), all bins up to ``f_max`` (Nyquist if None).
+#: ``ssl`` hands the waveform to a self-supervised model in the spoof module (:mod:`lcnn.audio.ssl`): ``model``
+#: names it (``ssl:NAME_OR_PATH`` on the command line), ``finetune`` trains it too, ``features`` is the size of
+#: its projection for the back-end.
 #: ``trim_silence`` drops the digital silence (samples exactly 0) at the start and end of a file first.
 FRONTENDS: dict[str, dict[str, Any]] = {
     "lfcc": {
@@ -33,25 +37,32 @@ FRONTENDS: dict[str, dict[str, Any]] = {
         "name": "spec", "sample_rate": 16000, "n_fft": 512, "win_length": 320, "hop_length": 160,
         "window": "hann", "f_max": None, "pre_emphasis": None, "trim_silence": False,
     },
+    "ssl": {
+        "name": "ssl", "sample_rate": 16000, "model": None, "finetune": False, "features": 128, "trim_silence": False,
+    },
 }  # fmt: skip
 
 
 def frontend_config(name: str = "lfcc", **overrides: Any) -> dict[str, Any]:
-    """The default configuration of front-end ``name`` (``lfcc`` or ``spec``) with ``overrides``
-    (``None`` values keep the default)."""
-    if name not in FRONTENDS:
-        raise ValueError(f"unknown front-end {name!r}; expected one of {', '.join(FRONTENDS)}")
-    config = dict(FRONTENDS[name])
+    """The default configuration of front-end ``name`` (``lfcc``, ``spec`` or ``ssl:NAME_OR_PATH``) with
+    ``overrides`` (``None`` values keep the default)."""
+    name, _, model = name.partition(":")
+    if name not in FRONTENDS or bool(model) != (name == "ssl"):
+        raise ValueError(f"unknown front-end {name!r}; expected lfcc, spec or ssl:NAME_OR_PATH (a speech model)")
+    config = dict(FRONTENDS[name], **({"model": model} if model else {}))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(overrides) - set(config)
     if unknown:
         raise ValueError(f"front-end {name} has no settings {sorted(unknown)}")
-    config.update({k: v for k, v in overrides.items() if v is not None})
+    config.update(overrides)
     return config
 
 
 def build_frontend(config: dict[str, Any]) -> nn.Module:
     """The :mod:`lcnn.audio.frontends` module of a front-end configuration; it has an ``n_features`` attribute."""
     kw = {k: v for k, v in config.items() if k not in ("name", "trim_silence")}
+    if config["name"] == "ssl":  # the model itself runs in the spoof module, on the waveform
+        return RawWaveform()
     if config["name"] == "lfcc":
         return LFCC(**kw)
     if config["name"] == "spec":

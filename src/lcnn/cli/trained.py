@@ -154,6 +154,8 @@ def _run_export(args: argparse.Namespace) -> int:
     from lcnn.export import FORMATS, export_model
 
     ckpt, module, cfg, task = _load(args)
+    if getattr(module, "ssl", None) is not None:
+        raise UserError(f"{ckpt}: exporting a model with an SSL front-end is not supported (only its back-end would go)")
     out = Path(args.out) if args.out else ckpt.parent / (_bare_name(ckpt) + FORMATS[args.format])
     from lcnn.models import model_info
 

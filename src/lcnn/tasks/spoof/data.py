@@ -54,8 +54,9 @@ class SpoofDataModule(L.LightningDataModule):
         data: a corpus (:data:`lcnn.data.asvspoof.CORPORA`); ``custom`` takes the splits from ``protocol``.
         data_dir: the corpus folder (``minispoof``: or ``$LCNN_MINISPOOF``).
         protocol: ``SPLIT=FILE`` items (or a dict), a protocol or CSV for a split.
-        frontend, f_max, trim_silence: the features (:func:`lcnn.audio.frontend_config`: ``lfcc`` or
-            ``spec``, the upper band edge, dropping exact-zero silence at both ends).
+        frontend, f_max, trim_silence: the features (:func:`lcnn.audio.frontend_config`: ``lfcc``, ``spec``
+            or ``ssl:NAME_OR_PATH``, the upper band edge, dropping exact-zero silence at both ends).
+        ssl_finetune: train an ``ssl:`` front-end's model with the back-end (else it stays frozen).
         frames: fixed number of frames per item (crop / repeat-pad), ``None`` for whole utterances.
         batch_size, num_workers: of the loaders (training batches group utterances of similar length).
         cache_dir: the feature cache folder. asv_scores: an ASV score file of the eval split, for the t-DCF.
@@ -75,6 +76,7 @@ class SpoofDataModule(L.LightningDataModule):
         frontend: str = "lfcc",
         f_max: float | None = None,
         trim_silence: bool | None = None,
+        ssl_finetune: bool = False,
         frames: int | None = 750,
         batch_size: int = 64,
         num_workers: int = 0,
@@ -89,7 +91,8 @@ class SpoofDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {batch_size}")
         try:
-            self.frontend_config = frontend_config(frontend, f_max=f_max, trim_silence=trim_silence)
+            finetune = ssl_finetune if frontend.startswith("ssl:") else None
+            self.frontend_config = frontend_config(frontend, f_max=f_max, trim_silence=trim_silence, finetune=finetune)
             self.n_features: int = build_frontend(self.frontend_config).n_features
         except ValueError as err:
             raise UserError(str(err)) from None
@@ -114,7 +117,9 @@ class SpoofDataModule(L.LightningDataModule):
                 min_tdcf([1.0], [0.0], *read_asv_scores(self.asv_scores), revised=self.data.startswith("asvspoof2021"))
             except (OSError, ValueError) as err:
                 raise DataError(f"--asv-scores {self.asv_scores}: {err}") from None
-        self.cache = feature_cache(self.frontend_config, self.cache_dir)
+        # An SSL front-end's data is the waveform: decoded at each epoch rather than cached at 64 kB a second.
+        ssl = self.frontend_config["name"] == "ssl"
+        self.cache = FeatureCache(self.frontend_config) if ssl else feature_cache(self.frontend_config, self.cache_dir)
         sources = resolve_sources(self.data, self.data_dir, self.protocols)
         missing = {"train", "dev"} - set(sources)
         if missing:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lcnn.data.speech import MIN_FRAMES
 from lcnn.errors import UserError
 from lcnn.losses import OCSoftmax
 from lcnn.metrics import compute_eer
@@ -73,6 +74,14 @@ class SpoofModule(L.LightningModule):
             raise UserError(f"model {model} takes a fixed number of frames: give --frames N")
         self.save_hyperparameters()
         self.variable_length = info.variable_length
+        self.ssl = None
+        if (frontend or {}).get("name") == "ssl":
+            if not info.variable_length:
+                raise UserError(f"an ssl: front-end feeds a back-end of any length (lcnn_lstm), not {model}")
+            from lcnn.audio.ssl import SSLFrontend
+
+            self.ssl = SSLFrontend(frontend["model"], frontend["finetune"], frontend["features"])
+            n_features = frontend["features"]
         outputs = {"sigmoid": 1, "softmax": 2, "ocsoftmax": OC_DIM}[loss]
         kw = {} if dropout is None else {"dropout": dropout}
         try:
@@ -87,7 +96,11 @@ class SpoofModule(L.LightningModule):
         self.test_scores: dict[int, np.ndarray] = {}
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """``(N, 1, T, F)`` (+ ``lengths (N,)``) -> the model's output (logits, or the OC embedding)."""
+        """``(N, 1, T, F)`` (+ ``lengths (N,)``) -> the model's output (logits, or the OC embedding). With an SSL
+        front-end ``x`` is the waveform ``(N, 1, samples, 1)``, turned into its features here."""
+        if self.ssl is not None:
+            feats, lengths = self.ssl(x[:, 0, :, 0], lengths)
+            x = F.pad(feats, (0, 0, 0, max(0, MIN_FRAMES - feats.shape[1]))).unsqueeze(1)  # a short utterance
         x = prepare_input(x, self.hparams.channels_last)
         return self.model(x, lengths) if self.variable_length else self.model(x)
 

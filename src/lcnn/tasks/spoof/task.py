@@ -52,8 +52,12 @@ class SpoofTask(Task):
     _asv = option("--asv-scores", metavar="FILE", help="ASVspoof ASV score file of the eval split, for the min t-DCF")
     _workers = option("--num-workers", type=count(0), metavar="N", help="data-loading worker processes (default 0)")
     train_options = (
-        option("--frontend", choices=["lfcc", "spec"],
-               help="speech features: lfcc (the 2021 baseline's 60 LFCCs on 0-4 kHz) or spec (log power spectrogram)"),
+        option("--frontend", metavar="NAME",
+               help="speech features: lfcc (the 2021 baseline's 60 LFCCs on 0-4 kHz), spec (log power spectrogram) "
+                    "or ssl:NAME_OR_PATH (a wav2vec 2.0 / HuBERT / WavLM / XLS-R model, e.g. "
+                    "ssl:facebook/wav2vec2-xls-r-300m; needs lcnn[ssl])"),
+        option("--ssl-finetune", action="store_true", default=None,
+               help="train the ssl: front-end's model with the back-end (default: frozen)"),
         option("--f-max", type=positive, metavar="HZ",
                help="upper band edge of the features (lfcc: 4000; spec: Nyquist)"),
         option("--trim-silence", action=argparse.BooleanOptionalAction,

@@ -1,0 +1,83 @@
+"""Self-supervised front-ends: the weighted layer sum, frozen and fine-tuned training, and a tiny randomly
+initialised wav2vec 2.0 trained end to end in front of the LCNN-LSTM (model hubs are unreachable here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_spoof_task import make_la_tree
+
+from lcnn.errors import UserError
+from lcnn.train import resolve_config, train
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tiny_ssl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-layer wav2vec 2.0 of 32 units, random weights, saved as a local model folder."""
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, conv_dim=(32, 32),
+        conv_kernel=(10, 3), conv_stride=(5, 2), num_feat_extract_layers=2, num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, feat_extract_norm="layer", layerdrop=0.0)  # fmt: skip
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ssl") / "tiny-wav2vec2"
+    transformers.Wav2Vec2Model(config).save_pretrained(folder)
+    return folder
+
+
+def test_weighted_layer_sum(tiny_ssl: Path) -> None:
+    from lcnn.audio.ssl import SSLFrontend
+
+    torch.manual_seed(0)
+    front = SSLFrontend(str(tiny_ssl), out_features=16).eval()
+    wave, lengths = torch.randn(2, 4000), torch.tensor([4000, 2500])
+    feats, frames = front(wave, lengths)
+    assert feats.shape == (2, 399, 16) and frames.tolist() == [399, 249]
+    with torch.no_grad():
+        hidden = front.ssl(wave, attention_mask=(torch.arange(4000) < lengths[:, None]).long(),
+                           output_hidden_states=True).hidden_states  # fmt: skip
+        assert len(hidden) == 4 == front.layer_weights.numel()  # the embedding output and three layers
+        torch.testing.assert_close(feats, front.project(torch.stack(hidden).mean(0)))  # equal weights at first
+        front.layer_weights.copy_(torch.tensor([0.0, 0.0, 30.0, 0.0]))  # all the weight on layer 2
+        torch.testing.assert_close(front(wave, lengths)[0], front.project(hidden[2]), atol=1e-5, rtol=1e-4)
+    front.train()
+    front(wave, lengths)[0].sum().backward()
+    assert front.layer_weights.grad.abs().sum() > 0 and front.project.weight.grad is not None
+    assert all(p.grad is None for p in front.ssl.parameters()) and not front.ssl.training  # frozen: eval mode
+
+
+@pytest.mark.parametrize("finetune", [False, True], ids=["frozen", "fine-tuned"])
+def test_trains_end_to_end_in_front_of_lcnn_lstm(tiny_ssl: Path, tmp_path: Path, finetune: bool) -> None:
+    torch.set_num_threads(1)
+    la = make_la_tree(tmp_path / "data")
+    cfg = resolve_config("spoof", "asvspoof2019-la", data_dir=str(la), frontend=f"ssl:{tiny_ssl}", epochs=1,
+                         batch_size=8, ssl_finetune=finetune, out=str(tmp_path / "run"),
+                         cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    metrics = train(cfg)
+    assert 0 <= metrics["eval_eer"] <= 1 and 0 <= metrics["dev_eer"] <= 1
+    assert not (tmp_path / "cache").exists()  # the waveforms are not cached
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    original = transformers.Wav2Vec2Model.from_pretrained(tiny_ssl).state_dict()
+    trained = {k.removeprefix("ssl.ssl."): v for k, v in state.items() if k.startswith("ssl.ssl.")}
+    assert trained.keys() == original.keys()
+    changed = [k for k in original if not torch.equal(trained[k], original[k])]
+    assert bool(changed) is finetune  # frozen: every SSL weight as loaded
+    assert not torch.equal(state["ssl.layer_weights"], torch.zeros(4))  # the mix is learnt either way
+
+
+def test_refusals(tiny_ssl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lcnn.audio.ssl import SSLFrontend
+    from lcnn.tasks.spoof.module import SpoofModule
+
+    with pytest.raises(UserError, match="cannot load the SSL model .*nowhere.* folder written by save_pretrained"):
+        SSLFrontend(str(tmp_path / "nowhere"))
+    frontend = {"name": "ssl", "model": str(tiny_ssl), "finetune": False, "features": 16, "sample_rate": 16000}
+    with pytest.raises(UserError, match="feeds a back-end of any length"):
+        SpoofModule(model="lcnn", frames=64, frontend=frontend)
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(UserError, match=r"pip install 'lcnn\[ssl\]'"):
+        SSLFrontend(str(tiny_ssl))
