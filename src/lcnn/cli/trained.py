@@ -155,7 +155,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
     ckpt, module, cfg, task = _load(args)
     if getattr(module, "ssl", None) is not None:
-        raise UserError(f"{ckpt}: exporting a model with an SSL front-end is not supported (only its back-end would go)")
+        raise UserError(f"{ckpt}: a model with an SSL front-end does not export (only its back-end would go)")
     out = Path(args.out) if args.out else ckpt.parent / (_bare_name(ckpt) + FORMATS[args.format])
     from lcnn.models import model_info
 
