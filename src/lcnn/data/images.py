@@ -7,6 +7,7 @@ test split, and the class names. Pixels become floats in [0, 1] in :class:`Image
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import tarfile
 from dataclasses import dataclass
@@ -142,11 +143,16 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {data[:4].hex()}, expected 000008xx)")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
-    if len(data) - offset != int(np.prod(shape)):
-        raise DataError(f"{path}: {len(data) - offset} bytes of data, expected {int(np.prod(shape))} for {shape}")
-    return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
+    if len(data) < offset:
+        raise DataError(f"{path}: an IDX header of {ndim} dimensions needs {offset} bytes, the file has {len(data)}")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) - offset != math.prod(shape):
+        raise DataError(f"{path}: {len(data) - offset} bytes of data, expected {math.prod(shape)} for {shape}")
+    try:
+        return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
+    except ValueError as err:  # an empty array with dimensions too big to describe
+        raise DataError(f"{path}: the IDX shape {shape} cannot be an array ({err})") from None
 
 
 def download_images(name: str, data_dir: str | Path | None = None) -> None:
