@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcnn.errors import DataError
 
-__all__ = ["KEYS", "Trial", "read_protocol"]
+__all__ = ["KEYS", "Trial", "iter_protocol", "read_protocol"]
 
 KEYS = ("bonafide", "spoof")
 
@@ -65,21 +65,27 @@ def read_protocol(path: str | os.PathLike) -> list[Trial]:
             bonafide/spoof (with the 1-based line number), or duplicate file ids (count and the first few).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such protocol file")
-    if path.suffix.lower() == ".csv":
-        trials = _read_csv(path)
-    else:
-        trials = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                fields = line.split()
-                if fields:
-                    trials.append(_parse_line(fields, f"{path}, line {number}"))
+    trials = list(iter_protocol(path))
     if not trials:
         raise DataError(f"{path}: no trials in this protocol file")
     _refuse_duplicates(trials, str(path))
     return trials
+
+
+def iter_protocol(path: str | os.PathLike) -> Iterator[Trial]:
+    """The trials of :func:`read_protocol` one at a time, for lists too long to hold as :class:`Trial` s; the
+    caller checks emptiness and duplicates. Raises DataError on a bad line (file and line number)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such protocol file")
+    if path.suffix.lower() == ".csv":
+        yield from _read_csv(path)
+        return
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if fields:
+                yield _parse_line(fields, f"{path}, line {number}")
 
 
 def _parse_line(f: list[str], where: str) -> Trial:
@@ -95,8 +101,7 @@ def _parse_line(f: list[str], where: str) -> Trial:
     )
 
 
-def _read_csv(path: Path) -> list[Trial]:
-    trials = []
+def _read_csv(path: Path) -> Iterator[Trial]:
     with open(path, newline="", encoding="utf-8") as f:
         for number, row in enumerate(csv.reader(f), start=1):
             row = [c.strip() for c in row]
@@ -108,8 +113,7 @@ def _read_csv(path: Path) -> list[Trial]:
             key = _check_key(row[1], where)
             speaker = row[2] if len(row) > 2 and row[2] else "-"
             attack = row[3] if len(row) > 3 and row[3] else "-"
-            trials.append(Trial(row[0], key, attack=attack, speaker=speaker))
-    return trials
+            yield Trial(row[0], key, attack=attack, speaker=speaker)
 
 
 def _refuse_duplicates(trials: Sequence[Trial], where: str) -> None:
