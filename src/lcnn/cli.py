@@ -1,4 +1,4 @@
-"""The ``lcnn`` command: train, evaluate, predict, verify, export, models, benchmark.
+"""The ``lcnn`` command: train, evaluate, predict, score, cache, verify, export, models, benchmark.
 
 Building the parser imports no torch or Lightning: each task's options come from its :class:`~lcnn.tasks.Task`
 (light classes), and the commands import what they run. ``evaluate`` and ``predict`` take the options of the
@@ -22,6 +22,7 @@ EPILOG = """examples:
   lcnn train --task spoof --data asvspoof2019-la --data-dir ~/ASVspoof2019
   lcnn evaluate runs/classify-digits-lcnn-20261128-120000
   lcnn predict runs/.../checkpoints/best.ckpt digit.png
+  lcnn score runs/.../checkpoints/best.ckpt eval.trl.txt --audio-dir flac --out scores.txt --workers 2
   lcnn export runs/.../checkpoints/best.ckpt --format onnx
   lcnn COMMAND --help                           a command's options (train/evaluate/predict: add --task TASK)
 """
@@ -131,7 +132,8 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     parser.task = task
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=_Parser)
-    for add in (_add_train, _add_evaluate, _add_predict, _add_verify, _add_export, _add_models, _add_benchmark):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_score, _add_cache, _add_verify, _add_export, _add_models,
+                _add_benchmark):
         add(commands, task)
     return parser
 
@@ -291,6 +293,46 @@ def _run_predict(args: argparse.Namespace) -> int:
     options = _task_call_options(args, "predict", task, ("batch_size",))
     for line in task.predict(module, cfg, [Path(f) for f in args.files], **options):
         print(line)
+    return 0
+
+
+def _add_score(commands, task: str | None) -> None:
+    from lcnn.tasks import TASKS
+
+    p = _command(commands, "score", task, help="spoof: score a protocol, CSV, list or folder of audio into a file",
+                 description="Score every trial of INPUT (an ASVspoof protocol or trial list, a CSV path,label[,speaker"
+                 ",attack], a list of paths, or a folder of .flac/.wav), one line per trial in INPUT's order; higher = "
+                 "bona fide. The same command resumes a killed run. Exit 1 when some files failed.")  # fmt: skip
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("input", metavar="INPUT")
+    for opt in TASKS["spoof"].score_options:
+        p.add_argument(*opt.flags, **opt.kwargs)
+    p.set_defaults(run=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    _, module, cfg, task = _load(args)
+    summary = task.score(module, cfg, args.input, **_task_call_options(args, "score", task, ()))
+    if summary is not None:  # process 0 of several
+        print(summary)
+    return int(bool(summary and summary.failed))
+
+
+def _add_cache(commands, task: str | None) -> None:
+    p = _command(commands, "cache", task, help="the feature cache: entries and size per front-end, or clear it")
+    p.add_argument("action", choices=("info", "clear"))
+    p.add_argument("--cache-dir", metavar="DIR", help="default: $LCNN_CACHE/features or ~/.cache/lcnn/features")
+    p.add_argument("--frontend", metavar="NAME", help="clear only this front-end's folders (lfcc, spec or a folder)")
+    p.set_defaults(run=_run_cache)
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    from lcnn.data.download import cache_dir
+    from lcnn.data.features import cache_folders, clear_cache, format_cache
+
+    root = Path(args.cache_dir) if args.cache_dir else cache_dir() / "features"
+    rows = cache_folders(root) if args.action == "info" else clear_cache(root, args.frontend)
+    print(format_cache(rows, root, removed=args.action == "clear"))
     return 0
 
 

@@ -58,7 +58,7 @@ class Task:
             input shape...), not from the config.
         data_from_model: the DataModule's ``__init__`` parameters that follow from the model (its input
             channels), not from the config; :meth:`data_settings` computes them.
-        train_options, evaluate_options, predict_options: the task's own options of each command.
+        train_options, evaluate_options, predict_options, score_options: the task's own options of each command.
     """
 
     name: ClassVar[str]
@@ -74,6 +74,7 @@ class Task:
     train_options: ClassVar[tuple[Option, ...]] = ()
     evaluate_options: ClassVar[tuple[Option, ...]] = ()
     predict_options: ClassVar[tuple[Option, ...]] = ()
+    score_options: ClassVar[tuple[Option, ...]] = ()
 
     # -- configuration ------------------------------------------------------------------------------------------
 
@@ -152,6 +153,10 @@ class Task:
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], **options: Any) -> list[str]:
         """``lcnn predict``: one line per input file."""
         raise NotImplementedError
+
+    def score(self, module: Any, cfg: dict[str, Any], input: str, **options: Any) -> Any:
+        """``lcnn score``: a list of files scored into a file; only spoof models score audio."""
+        raise UserError(f"score scores audio with spoof checkpoints; this is a {self.name} model")
 
     def verify(self, module: Any, cfg: dict[str, Any], image1: Path, image2: Path,
                threshold: float | None = None) -> str:  # fmt: skip
