@@ -87,6 +87,7 @@ def test_every_kind_of_input(tmp_path: Path) -> None:
     assert rows(read_input(data / "paths.txt")) == (["a.flac", "sub/c.flac", "b"], [paths[0], paths[2], paths[1]])
     folder = read_input(data)  # every audio file under it, ids without suffix
     assert rows(folder) == (ids, paths) and not folder.labelled
+    assert rows(read_input(data / "sub" / "c.flac")) == (["c"], ["c.flac"])  # one file
     (tmp_path / "elsewhere.txt").write_text("a\nnothing\n")  # relative to --audio-dir; a missing file is counted
     table = read_input(tmp_path / "elsewhere.txt", audio_dir=data)
     assert table.path(0) == str(data / "a.flac") and list(table.missing) == [1] and table.sizes[1] == -1

@@ -301,8 +301,8 @@ def _add_score(commands, task: str | None) -> None:
 
     p = _command(commands, "score", task, help="spoof: score a protocol, CSV, list or folder of audio into a file",
                  description="Score every trial of INPUT (an ASVspoof protocol or trial list, a CSV path,label[,speaker"
-                 ",attack], a list of paths, or a folder of .flac/.wav), one line per trial in INPUT's order; higher = "
-                 "bona fide. The same command resumes a killed run. Exit 1 when some files failed.")  # fmt: skip
+                 ",attack], a list of paths, a folder of .flac/.wav, or one file), one line per trial in INPUT's "
+                 "order; higher = bona fide. The same command resumes a killed run. Exit 1 when some files failed.")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("input", metavar="INPUT")
     for opt in TASKS["spoof"].score_options:

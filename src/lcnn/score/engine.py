@@ -137,6 +137,7 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
         warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # the writer needs none
+        warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")  # all done
         trainer.predict(module, datamodule=data, return_predictions=False)
     trainer.strategy.barrier("lcnn-score-merge")
     if not trainer.is_global_zero:

@@ -6,7 +6,8 @@ INPUT kinds (:func:`read_input`), audio paths relative to the INPUT's folder (or
   keys, one id a line): the audio of id ``X`` is ``X`` if it names an audio file, else ``X.flac`` (``X.wav``
   when only that exists), as :func:`lcnn.data.asvspoof.audio_path`; a list of paths is a one-id-a-line list;
 - a CSV (``.csv``): ``path,label[,speaker,attack]``, with or without a header line; the id is the path;
-- a folder: every ``.flac`` / ``.wav`` under it (sorted, recursively); the id is the path without suffix.
+- a folder: every ``.flac`` / ``.wav`` under it (sorted, recursively); the id is the path without suffix;
+- one ``.flac`` / ``.wav`` file (a long recording, say): the id is its name without suffix.
 
 A :class:`TrialTable` keeps per trial its id, audio path, file size (``-1``: no such file) and the
 ``ATTACK KEY`` columns of the 2019 score form, in flat columns (one buffer of strings, no Python object
@@ -154,7 +155,7 @@ def _meta(t: Trial) -> str | None:
 
 
 def read_input(path: str | os.PathLike, audio_dir: str | os.PathLike | None = None) -> TrialTable:
-    """The checked :class:`TrialTable` of a protocol, CSV, list of paths or folder (module docstring).
+    """The checked :class:`TrialTable` of a protocol, CSV, list of paths, folder or audio file (module docstring).
 
     Raises:
         DataError: no such INPUT, a bad line (file and line number), paths that leave the audio folder,
@@ -173,6 +174,10 @@ def read_input(path: str | os.PathLike, audio_dir: str | os.PathLike | None = No
         return table.check()
     if not path.is_file():
         raise DataError(f"{path}: no such protocol, list or folder")
+    if path.suffix.lower() in AUDIO_SUFFIXES:
+        table = TrialTable(path.parent, str(path))
+        table.add(path.stem, path.name)
+        return table.check()
     root = os.fspath(audio_dir) if audio_dir is not None else os.fspath(path.parent)
     table = TrialTable(root, str(path))
     for t in iter_protocol(path):
