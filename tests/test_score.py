@@ -4,9 +4,12 @@ interruption, faulty files, windows of long recordings, the sharded feature cach
 from __future__ import annotations
 
 import csv
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -312,3 +315,46 @@ def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
         with pytest.raises(UserError, match=error):
             score_trials(module, table, tmp_path / "s.txt", frontend=frontend_config("lfcc"), **kwargs)
     assert main(["score", str(checkpoint), str(tmp_path / "nothing.txt")]) == 2
+
+
+def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
+    flac = tmp_path / "flac"
+    flac.mkdir()
+    for f in (corpus / "flac").iterdir():
+        os.link(f, flac / f.name)
+    (flac / "LA_E_1000002.flac").unlink()
+    (flac / "LA_E_1000002.flac").write_bytes(b"RIFF" + bytes(100))
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(checkpoint), "--data", "custom", "--data-dir", str(flac), "--protocol",
+                 f"eval={corpus / 'protocol.txt'}", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["failed"], metrics["eval_count"]) == (1, 12)  # the metrics of the 12 that were scored
+    assert Path(metrics["failed_file"]).read_text().splitlines()[1].startswith("LA_E_1000002\t")
+    assert len((out / "scores-eval.txt").read_text().splitlines()) == 12
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_is_byte_identical(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
+    """A real SIGKILL of the command and its DataLoader worker in the middle of a run of 400 trials."""
+    flac = tmp_path / "flac"
+    flac.mkdir()
+    sources = sorted((corpus / "flac").iterdir())
+    for i in range(400):
+        os.link(sources[i % len(sources)], flac / f"T{i:04d}.flac")
+    (tmp_path / "list.txt").write_text("".join(f"flac/T{i:04d}\n" for i in range(400)))
+    base = [sys.executable, "-m", "lcnn", "score", str(checkpoint), str(tmp_path / "list.txt"), "--batch-size", "2",
+            "--no-cache", "--workers", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*base, "--out", str(tmp_path / "whole.txt")], env=env, check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen([*base, "--out", str(tmp_path / "killed.txt")], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    shard = tmp_path / "killed.txt.partial" / "scores-rank0.txt"
+    while proc.poll() is None and not (shard.exists() and shard.read_bytes().count(b"\n") >= 100):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL and not (tmp_path / "killed.txt").exists()
+    done = shard.read_bytes().count(b"\n")
+    resumed = subprocess.run([*base, "--out", str(tmp_path / "killed.txt")], env=env, check=True, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert f"{done} skipped" in resumed.stdout  # every complete line
+    assert (tmp_path / "killed.txt").read_bytes() == (tmp_path / "whole.txt").read_bytes()

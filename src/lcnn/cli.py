@@ -270,7 +270,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     result = task.evaluate(module, cfg, out, **options)
     _print_metrics(result)
     print(f"written to {out}")
-    return 0
+    return int(bool(result.get("failed")))  # spoof: files that could not be scored, listed in failed_file
 
 
 def _add_predict(commands, task: str | None) -> None:

@@ -143,7 +143,9 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     if not trainer.is_global_zero:
         return None
     scores, failed = run.read()
-    done = int((~np.isnan(scores)).sum()) + len(failed)
+    scored = ~np.isnan(scores)
+    failed = {i: reason for i, reason in failed.items() if not scored[i]}  # a batch rerun after a passing fault
+    done = int(scored.sum()) + len(failed)
     unplanned = 0 if segment else len(failed_before)  # missing files are in no batch
     if done + unplanned != n:
         raise RuntimeError(f"internal error: {n - done - unplanned} of {n} items neither scored nor failed")
