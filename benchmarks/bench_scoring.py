@@ -228,7 +228,7 @@ def lcnn_score(ckpt: Path, inp: Path, out: Path, *extra: str, kill_at: int | Non
         time.sleep(0.05)
     stdout = proc.communicate()[0]
     sampler.running = False
-    match = re.search(r"scored (\d+) (?:windows|files).* in ([\d.]+) s \(([\d.]+) \w+/s\); (\d+) skipped", stdout)
+    match = re.search(r"read (\d+)(?: windows)? in ([\d.]+) s \(([\d.]+) \w+/s\), skipped (\d+)", stdout)
     result = {"wall": time.perf_counter() - started, "rc": proc.returncode, "tree_mb": sampler.peak,
               "main_mb": int(peak.read_text()) / 1024 if peak.exists() else float("nan"), "killed_at": scored}
     if match:
@@ -322,7 +322,10 @@ def long(work: Path, data_dir: Path, minutes: tuple[float, ...], ckpt: Path, tra
     start, end, score = (np.array([float(r[k]) for r in rows]) for k in (1, 2, 3))
     inside, outside = (start >= splice[0]) & (end <= splice[1]), (end <= splice[0]) | (start >= splice[1])
     lowest = np.argsort(score)[: int(inside.sum())]
-    print(f"\nThe spoofed stretch {splice[0] / 60:g}:00-{splice[1] / 60:g}:00 (spoofed MiniSpoof eval utterances): "
+    def clock(seconds: float) -> str:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+    print(f"\nThe spoofed stretch {clock(splice[0])}-{clock(splice[1])} (spoofed MiniSpoof eval utterances): "
           f"window scores inside {score[inside].mean():.2f} ± {score[inside].std():.2f}, outside "
           f"{score[outside].mean():.2f} ± {score[outside].std():.2f}; of the {len(lowest)} lowest windows "
           f"{int(inside[lowest].sum())} lie inside it; the lowest one at {start[lowest[0]]:.0f}-"

@@ -112,7 +112,8 @@ def test_score_file_forms_and_order(checkpoint: Path, corpus: Path, tmp_path: Pa
     lines = [line.split() for line in out.read_text().splitlines()]
     protocol = [line.split() for line in (corpus / "protocol.txt").read_text().splitlines()]
     assert [u for u, _ in lines] == [p[1] for p in protocol]  # the input's order, not the length order of batches
-    assert "scored 13 files in" in capsys.readouterr().out and not out.with_name("scores.txt.partial").exists()
+    assert "13 files: 13 scored, 0 failed; read 13 in" in capsys.readouterr().out
+    assert not out.with_name("scores.txt.partial").exists()
     assert _score(checkpoint, corpus, tmp_path / "s2019.txt", "--format", "2019") == 0
     rows = [line.split() for line in (tmp_path / "s2019.txt").read_text().splitlines()]
     assert [r[:3] for r in rows] == [[p[1], p[3], p[4]] for p in protocol] and [r[3] for r in rows] == [s for _, s in
@@ -152,7 +153,7 @@ def test_resume_after_an_interruption_is_byte_identical(checkpoint: Path, corpus
         capsys.readouterr().err
     assert _score(checkpoint, corpus, resumed) == 0
     summary = capsys.readouterr().out
-    assert "scored 7 files in" in summary and "6 skipped (scored before)" in summary
+    assert "13 files: 13 scored, 0 failed; read 7 in" in summary and "skipped 6 (done before)" in summary
     assert resumed.read_bytes() == whole.read_bytes() and not shard.parent.exists()
     monkeypatch.setattr(ScoreWriter, "write_on_batch_end", killed_after_two_batches)
     with pytest.raises(RuntimeError, match="killed"):
@@ -174,7 +175,7 @@ def test_unreadable_files_are_listed_and_strict_stops(checkpoint: Path, corpus: 
     out = tmp_path / "scores.txt"
     assert _score(checkpoint, tmp_path, out) == 1
     summary = capsys.readouterr().out
-    assert "scored 12 files in" in summary and f"2 failed (see {tmp_path / 'scores.failed.tsv'})" in summary
+    assert f"13 files: 11 scored, 2 failed (see {tmp_path / 'scores.failed.tsv'}); read 12 in" in summary
     with open(tmp_path / "scores.failed.tsv", newline="") as f:
         failed = list(csv.DictReader(f, delimiter="\t"))
     assert [(r["id"], r["path"]) for r in failed] == [(u, str(flac / f"{u}.flac")) for u in ("LA_E_1000003",
@@ -303,7 +304,7 @@ def test_two_processes_write_the_file_of_one(checkpoint: Path, corpus: Path, tmp
     assert (tmp_path / "two.txt").read_bytes() == (tmp_path / "one.txt").read_bytes()
     assert len((tmp_path / "two.txt").read_text().splitlines()) == 13
     assert (tmp_path / "two.failed.tsv").read_text().splitlines()[1].startswith("LA_E_9\t")
-    assert two.stdout.count("scored 13 files") == 1  # the summary of process 0 only
+    assert two.stdout.count("14 files: 13 scored, 1 failed") == 1  # the summary of process 0 only
 
 
 def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
@@ -356,5 +357,5 @@ def test_kill_9_then_the_same_command_is_byte_identical(checkpoint: Path, corpus
     done = shard.read_bytes().count(b"\n")
     resumed = subprocess.run([*base, "--out", str(tmp_path / "killed.txt")], env=env, check=True, capture_output=True,
                              text=True, timeout=300)  # fmt: skip
-    assert f"{done} skipped" in resumed.stdout  # every complete line
+    assert f"skipped {done} (done before)" in resumed.stdout  # every complete line
     assert (tmp_path / "killed.txt").read_bytes() == (tmp_path / "whole.txt").read_bytes()

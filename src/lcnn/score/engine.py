@@ -50,15 +50,16 @@ FORMATS = ("2021", "2019")
 
 @dataclass(frozen=True)
 class Summary:
-    """What a run did: ``items`` scored now (files, or windows with ``unit="window"``) in ``seconds``,
-    ``skipped`` items scored by an earlier run, ``files`` trials in the output and ``failed`` trials
-    left out; the files written."""
+    """What a run did: of ``trials``, ``files`` scored (in the output) and ``failed`` (left out); this run read
+    ``items`` (files, or windows with ``unit="window"``) in ``seconds``, and ``skipped`` items done by an
+    earlier run; the files written."""
 
+    trials: int
+    files: int
+    failed: int
     items: int
     seconds: float
     skipped: int
-    files: int
-    failed: int
     unit: str
     out: Path
     failed_file: Path | None = None
@@ -66,10 +67,11 @@ class Summary:
 
     def __str__(self) -> str:
         rate = self.items / self.seconds if self.seconds > 0 else float("nan")
-        what = f"{self.items} windows of {self.files} files" if self.unit == "window" else f"{self.items} files"
-        failed = f"{self.failed} failed" + (f" (see {self.failed_file})" if self.failed_file else "")
-        return (f"scored {what} in {self.seconds:.1f} s ({rate:.1f} {self.unit}s/s); {self.skipped} skipped "
-                f"(scored before), {failed}; scores in {self.out}")  # fmt: skip
+        see = f" (see {self.failed_file})" if self.failed_file else ""
+        what = " windows" if self.unit == "window" else ""
+        return (f"{self.trials} files: {self.files} scored, {self.failed} failed{see}; read {self.items}{what} in "
+                f"{self.seconds:.1f} s ({rate:.1f} {self.unit}s/s), skipped {self.skipped} (done before); "
+                f"scores in {self.out}")  # fmt: skip
 
 
 def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.PathLike, *, frontend: dict[str, Any],
@@ -156,7 +158,7 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     files = _write_scores(out, table, scores, form)
     failed_file = _write_failed(out, table, failed)
     run.remove()
-    return Summary(done - data.skipped, time.perf_counter() - started, data.skipped, files, len(failed),
+    return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
                    "window" if segment else "file", out, failed_file, segments_file)  # fmt: skip
 
 
