@@ -25,7 +25,7 @@ _BASELINE: dict[str, Any] = {"epochs": 100, "patience": 50}
 # best dev EER comes after ~10-17 epochs: at most 20 epochs.
 _MINISPOOF = {"frontend": "spec", "f_max": 4000.0, "trim_silence": True, "frames": 64, "epochs": 20, "patience": 8}
 _RECIPE = {"default": _BASELINE, "minispoof": _MINISPOOF}
-SCORE_BATCH = 32  # lcnn score: measured in benchmarks/RESULTS-spoof.md
+SCORE_BATCH = 32  # lcnn score: ~300 MB of lcnn_lstm activations on 3-s files (benchmarks/RESULTS-spoof.md)
 PREDICT_FRAMES = 400  # the window of `lcnn predict` for variable-length models (4 s); fixed-size ones: their frames
 
 
