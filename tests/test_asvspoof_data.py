@@ -225,8 +225,9 @@ def test_feature_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert first.shape == (1 + 4800 // 160, 60) and first.dtype == torch.float32
     assert torch.equal(cache.get("a", audio), first) and len(calls) == 1  # second read: from disk
     entry = cache.entry("a", audio)
-    assert entry.parent.name == f"lfcc-{config_hash(config)}" and entry.exists()
-    assert sorted(p.name for p in entry.parent.iterdir()) == sorted(["config.json", entry.name])  # no temp files
+    assert entry.parent.parent.name == f"lfcc-{config_hash(config)}" and entry.exists()  # in a subfolder of 256
+    assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # no temp files
+    assert sorted(p.name for p in entry.parent.parent.iterdir()) == sorted(["config.json", entry.parent.name])
     # a changed file is a new key; so is another configuration
     _tone(audio, seconds=0.5)
     os.utime(audio, ns=(1, 1))

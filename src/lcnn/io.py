@@ -47,24 +47,34 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
 
-def read_text(path: str | os.PathLike, what: str = "file") -> str:
-    """The UTF-8 text of ``path``, its line ends made ``\n`` (as :func:`open` reads them).
+def iter_lines(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file, one at a time (without the line end), for files too long
+    to hold whole.
 
     Raises:
-        DataError: no such file, an unreadable one, or a byte that is not UTF-8 (with its line number); the
+        DataError: no such file, an unreadable one, or a line that is not UTF-8 (with its number); the
             message names the file as a ``what``.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")  # noqa: SIM115 - closed below, after the last line
     except FileNotFoundError:
         raise DataError(f"{path}: no such {what}") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read this {what} ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line}: byte {data[err.start]:#04x} is not UTF-8 text; a {what} is a text "
-                        "file") from None  # fmt: skip
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    with f:
+        number = 0
+        try:
+            for number, raw in enumerate(f, start=1):  # noqa: B007 - the number names a failing line below
+                try:
+                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as err:
+                    raise DataError(f"{path}, line {number}: byte {raw[err.start]:#04x} is not UTF-8 text; a {what} "
+                                    "is a text file") from None  # fmt: skip
+        except OSError as err:
+            raise DataError(f"{path}, line {number + 1}: cannot read this {what} ({err.strerror or err})") from None
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The UTF-8 text of ``path``, its lines ended by ``\n`` (see :func:`iter_lines` for the errors)."""
+    return "\n".join(line for _, line in iter_lines(path, what))

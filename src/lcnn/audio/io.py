@@ -30,7 +30,8 @@ class AudioError(DataError):
     """
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool = True) -> torch.Tensor:
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool = True, start: int = 0,
+               frames: int = -1) -> torch.Tensor:  # fmt: skip
     """Read a WAV/FLAC (anything libsndfile decodes) as a mono float32 waveform at ``sample_rate``.
 
     Args:
@@ -42,6 +43,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool
             Kaiser window, computed in float64); the result has ``ceil(n * up / down)`` samples.
             ``False`` raises an :class:`AudioError` instead, so that a protocol assuming one rate fails
             loudly rather than silently changing the data.
+        start, frames: read only ``frames`` samples (``-1``: to the end) from sample ``start`` on, both counted
+            at the file's own rate: a block of a long recording, the rest never decoded. A resampled block
+            is resampled on its own (its edges see zeros beyond it, over a few samples).
 
     Returns:
         A 1-D float32 tensor of shape ``(samples,)``. Integer PCM is scaled to [-1, 1); multi-channel
@@ -56,20 +60,24 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool
     path = Path(path)
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
+    if start < 0:
+        raise ValueError(f"start must be a sample number >= 0, got {start}")
     if not path.exists():
         raise FileNotFoundError(f"audio file not found: {path}")
 
     try:
         with sf.SoundFile(path) as f:
             file_rate = int(f.samplerate)
-            declared = int(f.frames)
-            data = f.read(dtype="float32", always_2d=True)
+            total = max(int(f.frames), _wav_header_frames(path) or 0)  # libsndfile trusts a WAV's size, not its header
+            declared = max(0, total - start) if frames < 0 else min(frames, max(0, total - start))
+            if start:
+                f.seek(start)
+            data = f.read(frames, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as err:
         # libsndfile reports both undecodable headers and mid-stream corruption (a cut FLAC "loses sync")
         # as runtime errors; turn them into one error type that names the file.
         raise AudioError(f"{path}: cannot decode audio (expected a readable WAV/FLAC file): {err}") from err
 
-    declared = max(declared, _wav_header_frames(path) or 0)  # libsndfile trusts a WAV's size, not its header
     if data.shape[0] < declared:
         raise AudioError(
             f"{path}: truncated audio, the header declares {declared} frames but only {data.shape[0]} decode"

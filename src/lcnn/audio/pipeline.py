@@ -88,9 +88,10 @@ class FeaturePipeline:
         self.frontend = build_frontend(self.config).eval()
         self.n_features: int = self.frontend.n_features
 
-    def waveform(self, audio: str | os.PathLike) -> Tensor:
-        """The ``(samples,)`` waveform the front-end sees."""
-        wave = load_audio(audio, self.config["sample_rate"])
+    def waveform(self, audio: str | os.PathLike, start: int = 0, frames: int = -1) -> Tensor:
+        """The ``(samples,)`` waveform the front-end sees: of the whole file, or of the block of ``frames``
+        samples from ``start`` (at the file's rate; see :func:`load_audio`), trimmed as a file would be."""
+        wave = load_audio(audio, self.config["sample_rate"], start=start, frames=frames)
         return trim_silence(wave) if self.config.get("trim_silence") else wave
 
     def features(self, wave: Tensor) -> Tensor:
@@ -98,5 +99,5 @@ class FeaturePipeline:
         with torch.no_grad():
             return self.frontend(wave).float()
 
-    def __call__(self, audio: str | os.PathLike) -> Tensor:
-        return self.features(self.waveform(audio))
+    def __call__(self, audio: str | os.PathLike, start: int = 0, frames: int = -1) -> Tensor:
+        return self.features(self.waveform(audio, start, frames))

@@ -1,5 +1,5 @@
-"""The ``lcnn`` command: train, evaluate, predict, verify, export, models, benchmark, check-scores, calibrate,
-fuse, degrade, serve.
+"""The ``lcnn`` command: train, evaluate, predict, score, verify, export, models, benchmark, cache, check-scores,
+calibrate, fuse, degrade, serve.
 
 Building the parser imports no torch or Lightning: each task's options come from its :class:`~lcnn.tasks.Task`
 (light classes), and the commands import what they run. ``evaluate`` and ``predict`` take the options of the
@@ -27,6 +27,7 @@ EPILOG = """examples:
   lcnn train --task spoof --data asvspoof2019-la --data-dir ~/ASVspoof2019
   lcnn evaluate runs/classify-digits-lcnn-20261128-120000
   lcnn predict runs/.../checkpoints/best.ckpt digit.png
+  lcnn score runs/.../checkpoints/best.ckpt eval.trl.txt --audio-dir flac --out scores.txt --workers 2
   lcnn export runs/.../checkpoints/best.ckpt --format onnx
   lcnn COMMAND --help                           a command's options (train/evaluate/predict: add --task TASK)
 """

@@ -1,4 +1,4 @@
-"""The commands on a trained checkpoint: ``evaluate``, ``predict``, ``verify``, ``export``."""
+"""The commands on a trained checkpoint: ``evaluate``, ``predict``, ``score``, ``verify``, ``export``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from lcnn.tasks.base import count
 
 
 def add(commands, task: str | None) -> None:
-    """``lcnn evaluate``, ``predict``, ``verify`` and ``export``."""
-    for add_one in (_add_evaluate, _add_predict, _add_verify, _add_export):
+    """``lcnn evaluate``, ``predict``, ``score``, ``verify`` and ``export``."""
+    for add_one in (_add_evaluate, _add_predict, _add_score, _add_verify, _add_export):
         add_one(commands, task)
 
 
@@ -64,6 +64,7 @@ def _load(args: argparse.Namespace) -> tuple[Path, Any, dict, Any]:
 def _run_evaluate(args: argparse.Namespace) -> int:
     given = [args.checkpoint, *args.more]
     outs: dict[str, Path] = {}
+    failed = False
     for name, checkpoint in zip(short_names(given), given):
         ckpt, module, cfg, task = _load(argparse.Namespace(**{**vars(args), "checkpoint": checkpoint}))
         args.task = task.name  # the options parsed are this task's: the others must be of it too
@@ -80,6 +81,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print_metrics(result)
         print(f"written to {out}")
         outs[name] = out
+        failed = failed or bool(result.get("failed"))  # spoof: files that could not be scored, listed beside
     if args.plot:
         from lcnn.tasks.spoof.report import write_det_overlay
 
@@ -88,7 +90,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"--plot: the {split} split of {data} has no labels; no DET curve to draw")
         files = {name: out / f"scores-{split}.txt" for name, out in outs.items()}
         print(f"DET plot: {write_det_overlay(files, args.plot, title=f'{data} {split}: DET')}")
-    return 0
+    return int(failed)
 
 
 def _add_predict(commands, task: str | None) -> None:
@@ -112,6 +114,28 @@ def _run_predict(args: argparse.Namespace) -> int:
     for line in task.predict(module, cfg, [Path(f) for f in args.files], **options):
         print(line)
     return 0
+
+
+def _add_score(commands, task: str | None) -> None:
+    from lcnn.tasks import TASKS
+
+    p = command(commands, "score", task, help="spoof: score a protocol, CSV, list or folder of audio into a file",
+                description="Score every trial of INPUT (an ASVspoof protocol or trial list, a CSV path,label[,speaker"
+                ",attack], a list of paths, a folder of .flac/.wav, or one file), one line per trial in INPUT's "
+                "order; higher = bona fide. The same command resumes a killed run. Exit 1 when some files failed.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("input", metavar="INPUT")
+    for opt in TASKS["spoof"].score_options:
+        p.add_argument(*opt.flags, **opt.kwargs)
+    p.set_defaults(run=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    _, module, cfg, task = _load(args)
+    summary = task.score(module, cfg, args.input, **_task_call_options(args, "score", task, ()))
+    if summary is not None:  # process 0 of several
+        print(summary)
+    return int(bool(summary and summary.failed))
 
 
 def _add_verify(commands, task: str | None) -> None:

@@ -29,16 +29,15 @@ that only spoofs carry describes the attack; one that bona fide trials carry too
 from __future__ import annotations
 
 import csv
-import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcnn.errors import DataError
-from lcnn.io import read_text
+from lcnn.io import iter_lines
 
-__all__ = ["KEYS", "Trial", "read_protocol"]
+__all__ = ["KEYS", "Trial", "iter_protocol", "read_protocol"]
 
 KEYS = ("bonafide", "spoof")
 IN_THE_WILD_HEADER = ["file", "speaker", "label"]
@@ -85,27 +84,33 @@ def read_protocol(path: str | os.PathLike) -> list[Trial]:
             bonafide/spoof (with the 1-based line number), or duplicate file ids (count and the first few).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such protocol file")
-    if path.suffix.lower() == ".csv":
-        trials = _read_csv(path)
-    else:
-        trials = []
-        asvspoof5 = None  # a file whose first line is ASVspoof 5's holds to its 10 fields
-        for number, line in enumerate(read_text(path, "protocol file").split("\n"), start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            asvspoof5 = len(fields) == 10 if asvspoof5 is None else asvspoof5
-            if asvspoof5 and len(fields) != 10:
-                raise DataError(f"{path}, line {number}: {len(fields)} fields, expected the 10 of ASVspoof 5 "
-                                f"(SPEAKER FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP, "
-                                f"'-' where empty): {line.strip()!r}")  # fmt: skip
-            trials.append(_parse_line(fields, f"{path}, line {number}"))
+    trials = list(iter_protocol(path))
     if not trials:
         raise DataError(f"{path}: no trials in this protocol file")
     _refuse_duplicates(trials, str(path))
     return trials
+
+
+def iter_protocol(path: str | os.PathLike) -> Iterator[Trial]:
+    """The trials of :func:`read_protocol` one at a time, for lists too long to hold as :class:`Trial` s; the
+    caller checks emptiness and duplicates. Raises DataError on a bad line (file and line number)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such protocol file")
+    if path.suffix.lower() == ".csv":
+        yield from _read_csv(path)
+        return
+    asvspoof5 = None  # a file whose first line is ASVspoof 5's holds to its 10 fields
+    for number, line in iter_lines(path, "protocol file"):
+        fields = line.split()
+        if not fields:
+            continue
+        asvspoof5 = len(fields) == 10 if asvspoof5 is None else asvspoof5
+        if asvspoof5 and len(fields) != 10:
+            raise DataError(f"{path}, line {number}: {len(fields)} fields, expected the 10 of ASVspoof 5 "
+                            f"(SPEAKER FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY TMP, "
+                            f"'-' where empty): {line.strip()!r}")  # fmt: skip
+        yield _parse_line(fields, f"{path}, line {number}")
 
 
 def _parse_line(f: list[str], where: str) -> Trial:
@@ -141,28 +146,33 @@ def _asvspoof5(f: list[str], where: str) -> Trial:
     return Trial(utt, key, attack=attack if key == "spoof" else "-", speaker=speaker, conditions=conditions)
 
 
-def _read_csv(path: Path) -> list[Trial]:
-    trials = []
+def _read_csv(path: Path) -> Iterator[Trial]:
     in_the_wild = False
-    with io.StringIO(read_text(path, "protocol file"), newline="") as f:
-        for number, row in enumerate(csv.reader(f), start=1):
-            row = [c.strip() for c in row]
-            if number == 1 and [c.lower() for c in row] == IN_THE_WILD_HEADER:
-                in_the_wild = True
-                continue
-            if not any(row) or (number == 1 and row[0].lower() == "path"):
-                continue
-            where = f"{path}, line {number}"
-            if in_the_wild:
-                trials.append(_in_the_wild(row, where))
-                continue
-            if not 2 <= len(row) <= 4:
-                raise DataError(f"{where}: {len(row)} columns, expected path,label[,speaker,attack]")
-            key = _check_key(row[1], where)
-            speaker = row[2] if len(row) > 2 and row[2] else "-"
-            attack = row[3] if len(row) > 3 and row[3] else "-"
-            trials.append(Trial(row[0], key, attack=attack, speaker=speaker))
-    return trials
+    reader = csv.reader(line for _, line in iter_lines(path, "protocol file"))
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as err:  # a stray carriage return, an unterminated quote
+            raise DataError(f"{path}, line {reader.line_num}: not a CSV row ({err})") from None
+        if row is None:
+            return
+        number = reader.line_num
+        row = [c.strip() for c in row]
+        if number == 1 and [c.lower() for c in row] == IN_THE_WILD_HEADER:
+            in_the_wild = True
+            continue
+        if not any(row) or (number == 1 and row[0].lower() == "path"):
+            continue
+        where = f"{path}, line {number}"
+        if in_the_wild:
+            yield _in_the_wild(row, where)
+            continue
+        if not 2 <= len(row) <= 4:
+            raise DataError(f"{where}: {len(row)} columns, expected path,label[,speaker,attack]")
+        key = _check_key(row[1], where)
+        speaker = row[2] if len(row) > 2 and row[2] else "-"
+        attack = row[3] if len(row) > 3 and row[3] else "-"
+        yield Trial(row[0], key, attack=attack, speaker=speaker)
 
 
 def _in_the_wild(row: list[str], where: str) -> Trial:

@@ -95,7 +95,7 @@ class Task:
             channels), not from the config; :meth:`data_settings` computes them.
         path_settings: the settings that name files or folders (made absolute in a run's config, so that the
             run folder can be moved and still finds its data).
-        train_options, evaluate_options, predict_options: the task's own options of each command.
+        train_options, evaluate_options, predict_options, score_options: the task's own options of each command.
     """
 
     name: ClassVar[str]
@@ -112,6 +112,7 @@ class Task:
     train_options: ClassVar[tuple[Option, ...]] = ()
     evaluate_options: ClassVar[tuple[Option, ...]] = ()
     predict_options: ClassVar[tuple[Option, ...]] = ()
+    score_options: ClassVar[tuple[Option, ...]] = ()
 
     # -- configuration ------------------------------------------------------------------------------------------
 
@@ -213,6 +214,10 @@ class Task:
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], **options: Any) -> list[str]:
         """``lcnn predict``: one line per input file."""
         raise NotImplementedError
+
+    def score(self, module: Any, cfg: dict[str, Any], input: str, **options: Any) -> Any:
+        """``lcnn score``: a list of files scored into a file; only spoof models score audio."""
+        raise UserError(f"score scores audio with spoof checkpoints; this is a {self.name} model")
 
     def verify(self, module: Any, cfg: dict[str, Any], image1: Path, image2: Path,
                threshold: float | None = None) -> str:  # fmt: skip

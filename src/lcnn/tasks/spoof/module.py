@@ -162,8 +162,11 @@ class SpoofModule(L.LightningModule):
         self._test.clear()
 
     def predict_step(self, batch, batch_idx: int) -> tuple[Tensor, Tensor]:
-        """``(scores (B,), dataset index (B,))``."""
-        x, lengths, _, index = batch
+        """``(scores (B,), dataset index (B,))`` of a batch ``(x, lengths, labels, index, ...)`` (the scoring
+        engine's batches carry their unreadable items last); an empty batch gives no scores."""
+        x, lengths, _, index = batch[:4]
+        if not len(index):
+            return torch.empty(0), index
         return self.score(self(x, lengths)).float(), index
 
     def configure_optimizers(self):

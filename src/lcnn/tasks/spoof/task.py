@@ -25,6 +25,8 @@ _BASELINE: dict[str, Any] = {"epochs": 100, "patience": 50}
 # best dev EER comes after ~10-17 epochs: at most 20 epochs.
 _MINISPOOF = {"frontend": "spec", "f_max": 4000.0, "trim_silence": True, "frames": 64, "epochs": 20, "patience": 8}
 _RECIPE = {"default": _BASELINE, "minispoof": _MINISPOOF}
+SCORE_BATCH = 32  # lcnn score: ~300 MB of lcnn_lstm activations on 3-s files (benchmarks/RESULTS-spoof.md)
+PREDICT_SECONDS = 4.0  # the window of `lcnn predict` for variable-length models; fixed-size ones: their frames
 
 
 class SpoofTask(Task):
@@ -81,6 +83,36 @@ class SpoofTask(Task):
                "spoof for the posterior (default: the calibration's, 0.05); lines then read FILE score llr decision "
                "P(bonafide)"),
     )  # fmt: skip
+    score_options = (
+        option("--out", metavar="FILE", help="the score file (default scores.txt); beside it, while running, "
+               "FILE.partial/, and at the end STEM.failed.tsv (files that could not be scored) and, with --segment, "
+               "STEM.segments.tsv"),
+        option("--audio-dir", metavar="DIR", help="the folder that the paths of a protocol, CSV or list are "
+               "relative to (default: the INPUT's folder)"),
+        option("--format", dest="form", choices=["2021", "2019"],
+               help="2021: ID SCORE (default; the ASVspoof 2021 and 5 form), 2019: ID ATTACK KEY SCORE"),
+        option("--batch-size", type=int, metavar="B", help=f"items per batch (default {SCORE_BATCH})"),
+        option("--workers", type=int, metavar="N",
+               help="DataLoader processes decoding and computing features (default: the CPU cores but one, at most "
+               "4 when the model runs on the CPU, 16 on a GPU)"),
+        option("--segment", type=float, metavar="SECONDS",
+               help="score windows of SECONDS (long recordings), each file's score their --aggregate"),
+        option("--hop", type=float, metavar="SECONDS", help="step between windows (default: --segment)"),
+        option("--aggregate", metavar="HOW", help="a file's score from its windows: mean (default), min (the most "
+               "spoof-like window: scores are higher for bona fide) or quantile:Q"),
+        _cache,
+        option("--no-cache", action="store_true", default=None, help="compute every file's features, store none"),
+        option("--strict", action="store_true", default=None,
+               help="stop at the first file that cannot be scored (default: list it in STEM.failed.tsv, exit 1)"),
+        option("--restart", action="store_true", default=None,
+               help="discard the partial scores of an earlier run into the same --out instead of resuming it"),
+        option("--accelerator", help="cpu, gpu, mps or auto (default)"),
+        option("--devices", help="devices (processes) per node (default 1); more: DDP"),
+        option("--num-nodes", type=int, metavar="M", help="nodes (default 1), launched by torchrun or the cluster"),
+        option("--strategy", help="Lightning strategy (default auto; ddp with several devices)"),
+        option("--precision", help="32-true (default: the scores of evaluate), bf16-mixed (2x faster on CPUs with "
+               "AVX512_BF16 or AMX and on bf16 GPUs; scores move by ~1e-2 of their spread), 16-mixed (GPUs)"),
+    )  # fmt: skip
 
     def data_settings(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """Whole utterances (no fixed frame count) for variable-length models."""
@@ -121,12 +153,11 @@ class SpoofTask(Task):
         """
         import numpy as np
 
-        from lcnn.data.asvspoof import SPLITS, check_audio, load_split, resolve_sources
-        from lcnn.data.speech import SpoofDataset
-        from lcnn.errors import UserError
+        from lcnn.data.asvspoof import SPLITS, load_split, resolve_sources
+        from lcnn.errors import DataError, UserError
         from lcnn.io import write_json
-        from lcnn.tasks.common import inference_trainer
-        from lcnn.tasks.spoof.data import feature_cache, parse_protocols, scoring_loader
+        from lcnn.score import TrialTable, read_scores, score_trials
+        from lcnn.tasks.spoof.data import parse_protocols
         from lcnn.tasks.spoof.report import write_report
 
         data = data or cfg.get("data", self.default_data)
@@ -141,57 +172,121 @@ class SpoofTask(Task):
         if split not in sources:
             raise UserError(f"{data}: no {split} split (give --protocol {split}=FILE)")
         trials = load_split(sources[split])
-        sizes = check_audio(trials, split)
-        hp = module.hparams
-        ds = SpoofDataset(trials, feature_cache(hp.frontend, cache_dir or cfg.get("cache_dir")), hp.frames, sizes=sizes)
-        loader = scoring_loader(ds, batch_size or cfg.get("batch_size", 64), num_workers or 0)
-        scores = np.empty(len(ds), dtype=np.float64)
-        for batch_scores, index in inference_trainer(progress=True).predict(module, loader):
-            scores[index.numpy()] = batch_scores.double().numpy()
+        table = TrialTable.from_trials(trials, f"{data} {split}")
+        missing = table.missing
+        if len(missing):
+            raise DataError(f"{split}: {len(missing)} of {len(trials)} trials have no audio file, e.g. "
+                            + ", ".join(table.path(i) for i in missing[:3]))  # fmt: skip
+        hp, out_dir = module.hparams, Path(out_dir)
+        cache = _cache_root(hp.frontend, cache_dir or cfg.get("cache_dir"))
+        summary = score_trials(module, table, out_dir / f"scores-{split}-2021.txt", frontend=hp.frontend,
+                               frames=hp.frames, batch_size=batch_size or cfg.get("batch_size", 64),
+                               workers=num_workers or 0, cache_dir=cache)
+        scores = read_scores(summary.out, table)
+        kept = ~np.isnan(scores)
         threshold = float(module.threshold)
         asv = asv_scores or (cfg.get("asv_scores") if same else None)
-        out_dir = Path(out_dir)
-        metrics = write_report(out_dir, {split: (trials, scores)}, threshold, asv, data, main=split,
+        results = {split: ([t for t, k in zip(trials, kept) if k], scores[kept])}
+        metrics = write_report(out_dir, results, threshold, asv, data, main=split,
                                calibration=getattr(module, "calibration", None))
-        metrics.update(data=data, split=split, threshold=threshold)
+        metrics.update(data=data, split=split, threshold=threshold, failed=summary.failed)
+        if summary.failed_file:
+            metrics["failed_file"] = str(summary.failed_file)
         write_json(out_dir / "metrics.json", metrics)
         return metrics
 
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], threshold: float | None = None,
                 batch_size: int | None = None, prior: float | None = None) -> list[str]:  # fmt: skip
         """``FILE<TAB>score<TAB>bonafide|spoof`` per file, deciding at the dev threshold stored in the checkpoint
-        (``threshold`` overrides it; ``-`` when there is none). A calibrated checkpoint gives
-        ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`)."""
+        (``threshold`` overrides it; ``-`` when there is none).
+
+        A file longer than the model's input (its ``frames``; 4 s for variable-length models) is scored in
+        windows of that length (:mod:`lcnn.score.segments`), its score their mean, with a fourth field: the
+        lowest-scoring (most spoof-like) window, ``lowest START-END s: SCORE``. A calibrated checkpoint (or
+        ``prior``) gives ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` instead
+        (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`).
+        """
+        import csv
         import math
+        import tempfile
 
-        import numpy as np
-
-        from lcnn.data.features import FeatureCache
-        from lcnn.data.protocols import Trial
-        from lcnn.data.speech import SpoofDataset
         from lcnn.errors import DataError
-        from lcnn.tasks.common import inference_trainer
-        from lcnn.tasks.spoof.data import scoring_loader
+        from lcnn.score import TrialTable, read_scores, score_trials
 
+        table = TrialTable("", "the files given")
         for file in files:
             if not Path(file).is_file():
                 raise DataError(f"{file}: no such audio file")
-        trials = [Trial(str(file), path=Path(file)) for file in files]
-        ds = SpoofDataset(trials, FeatureCache(module.hparams.frontend), module.hparams.frames,
-                          sizes=[os.stat(f).st_size for f in files])  # fmt: skip
-        scores = np.empty(len(ds), dtype=np.float64)
-        for batch_scores, index in inference_trainer().predict(module, scoring_loader(ds, batch_size or 64)):
-            scores[index.numpy()] = batch_scores.double().numpy()
-        if getattr(module, "calibration", None) is not None or prior is not None:
+            table.add(str(file), str(file))
+        hp = module.hparams
+        segment = hp.frames * hp.frontend["hop_length"] / hp.frontend["sample_rate"] if hp.frames else PREDICT_SECONDS
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
+                                   frames=hp.frames, batch_size=batch_size or 64, segment=segment, strict=True,
+                                   progress=False)  # fmt: skip
+            scores = read_scores(summary.out, table)
+            with open(summary.segments_file, newline="", encoding="utf-8") as f:
+                windows: dict[str, list[tuple[float, str, str]]] = {}
+                for row in csv.DictReader(f, delimiter="\t"):
+                    windows.setdefault(row["file"], []).append((float(row["score"]), row["start"], row["end"]))
+        calibration = getattr(module, "calibration", None)
+        if calibration is not None or prior is not None:
             from lcnn.tasks.spoof.calibrate import calibrated_lines
 
-            return calibrated_lines(files, scores, getattr(module, "calibration", None), prior, threshold)
+            return calibrated_lines(files, scores, calibration, prior, threshold)
         threshold = float(module.threshold) if threshold is None else float(threshold)
         decide = (lambda s: "-") if math.isnan(threshold) else (lambda s: "bonafide" if s >= threshold else "spoof")
-        return [f"{file}\t{score:.6f}\t{decide(score)}" for file, score in zip(files, scores)]
+        lines = []
+        for file, score in zip(files, scores):
+            line = f"{file}\t{score:.6f}\t{decide(score)}"
+            if len(windows[str(file)]) > 1:
+                low, start, end = min(windows[str(file)])
+                line += f"\tlowest {float(start):.2f}-{float(end):.2f} s: {low:.6f}"
+            lines.append(line)
+        return lines
+
+    def score(self, module: Any, cfg: dict[str, Any], input: str, out: str | None = None, audio_dir: str | None = None,
+              form: str | None = None, batch_size: int | None = None, workers: int | None = None,
+              segment: float | None = None, hop: float | None = None, aggregate: str | None = None,
+              cache_dir: str | None = None, no_cache: bool | None = None, strict: bool | None = None,
+              restart: bool | None = None, accelerator: str | None = None, devices: int | str | None = None,
+              num_nodes: int | None = None, strategy: str | None = None, precision: str | None = None) -> Any:
+        """``lcnn score``: every trial of ``input`` (a protocol, CSV, list of paths or folder:
+        :func:`lcnn.score.read_input`) scored into ``out`` by :func:`lcnn.score.score_trials` (the options of
+        :attr:`score_options`). Returns its Summary on process 0, ``None`` on the others."""
+        from lcnn.score import read_input, score_trials
+
+        if isinstance(devices, str) and devices.isdigit():
+            devices = int(devices)
+        if workers is None:  # the features cost ~1/25 of lcnn_lstm on a CPU core, ~all of it beside a GPU
+            workers = min(16 if _on_gpu(accelerator) else 4, max(0, (os.cpu_count() or 1) - 1))
+        hp = module.hparams
+        return score_trials(module, read_input(input, audio_dir), out or "scores.txt", frontend=hp.frontend,
+                            frames=hp.frames, batch_size=batch_size or SCORE_BATCH, workers=workers,
+                            cache_dir=None if no_cache else _cache_root(hp.frontend, cache_dir or cfg.get("cache_dir")),
+                            segment=segment, hop=hop, aggregate=aggregate or "mean", form=form or "2021",
+                            strict=bool(strict), restart=bool(restart), accelerator=accelerator or "auto",
+                            devices=devices or 1, num_nodes=num_nodes or 1, strategy=strategy or "auto",
+                            precision=precision or "32-true")  # fmt: skip
 
     def example_input(self, module: Any) -> Any:
         """A batch for export: ``(1, 1, frames, n_features)``, 400 frames (4 s) for variable-length models."""
         import torch
 
         return torch.zeros(1, 1, module.hparams.frames or 400, module.hparams.n_features)
+
+
+def _cache_root(frontend: dict[str, Any], root: str | os.PathLike | None) -> Path | None:
+    """The feature cache folder: ``root``, else ``$LCNN_CACHE/features`` or ``~/.cache/lcnn/features``; ``None``
+    (no cache) for an ``ssl`` front-end, whose "features" are the waveform itself."""
+    from lcnn.data.download import cache_dir
+
+    if frontend["name"] == "ssl":
+        return None
+    return Path(root) if root else cache_dir() / "features"
+
+
+def _on_gpu(accelerator: str | None) -> bool:
+    import torch
+
+    return accelerator in ("gpu", "cuda") or (accelerator in (None, "auto") and torch.cuda.is_available())

@@ -1,0 +1,99 @@
+"""Long recordings: sliding windows over each file, read as blocks, and their scores aggregated into one.
+
+Windows are ``segment`` seconds long every ``hop`` seconds, counted in each file's own samples. The last
+window ends at the file's end, so that every window of a file longer than ``segment`` is whole; a file
+shorter than ``segment`` is one window, the whole file. Each window is read on its own (a seek and a block:
+the file is never in memory, see :func:`lcnn.audio.load_audio`), resampled on its own where the file's rate
+is not the model's, and goes through the front-end as a file would (trimmed of digital silence where the
+front-end's configuration says so): a window is an utterance to the model.
+
+Aggregates (``--aggregate``); scores are higher for bona fide, so the low end means spoof:
+
+- ``mean`` (the default): the mean over the windows;
+- ``min``: the most spoof-like window; a spoofed stretch spliced into bona fide speech drags it down;
+- ``quantile:Q``: the Q-quantile of the windows (``quantile:0.1`` is near the min, and less noisy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from lcnn.errors import UserError
+from lcnn.score.trials import TrialTable
+
+__all__ = ["Windows", "parse_aggregate"]
+
+
+def parse_aggregate(text: str) -> Callable[[np.ndarray], float]:
+    """``mean``, ``min`` or ``quantile:Q`` -> the function of a file's window scores (module docstring)."""
+    name, _, value = text.partition(":")
+    if text in ("mean", "min"):
+        return lambda scores: float(getattr(np, text)(scores))
+    try:
+        q = float(value) if name == "quantile" else -1.0
+    except ValueError:
+        q = -1.0
+    if not 0 <= q <= 1:
+        raise UserError(f"--aggregate {text!r}: expected mean, min or quantile:Q with 0 <= Q <= 1")
+    return lambda scores: float(np.quantile(scores, q))
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The windows of every file of a table. Window ``w`` belongs to file ``f`` when ``first[f] <= w <
+    first[f + 1]``; ``samples`` and ``rates`` are each file's length and rate as its header says; ``failed``
+    the files without windows and why (no such file, unreadable header, no samples)."""
+
+    first: np.ndarray
+    samples: np.ndarray
+    rates: np.ndarray
+    segment: float
+    hop: float
+    failed: dict[int, str]
+
+    @classmethod
+    def of(cls, table: TrialTable, segment: float, hop: float) -> Windows:
+        if segment <= 0 or hop <= 0:
+            raise UserError(f"--segment and --hop must be positive seconds, got {segment} and {hop}")
+        samples, rates = np.zeros(len(table), np.int64), np.ones(len(table), np.int64)
+        failed = {}
+        for i in range(len(table)):
+            if table.sizes[i] < 0:
+                failed[i] = "no such file"
+                continue
+            try:
+                info = sf.info(table.path(i))
+            except (sf.SoundFileError, RuntimeError, OSError) as err:
+                failed[i] = f"cannot read the audio header: {' '.join(str(err).split())}"
+                continue
+            samples[i], rates[i] = info.frames, info.samplerate
+            if info.frames <= 0:
+                failed[i] = "empty audio, expected at least one sample"
+        seg, hop_n = np.round(segment * rates).astype(np.int64), np.maximum(1, np.round(hop * rates)).astype(np.int64)
+        counts = np.where(samples > 0, 1 + -(-np.maximum(0, samples - seg) // hop_n), 0)
+        first = np.concatenate([[0], np.cumsum(counts)])
+        return cls(first, samples, rates, float(segment), float(hop), failed)
+
+    def __len__(self) -> int:
+        return int(self.first[-1])
+
+    def locate(self, w: int) -> tuple[int, int, int]:
+        """``(file, first sample, samples)`` of window ``w``, in the file's own samples."""
+        f = int(np.searchsorted(self.first, w, side="right")) - 1
+        n, rate = int(self.samples[f]), int(self.rates[f])
+        seg, hop = round(self.segment * rate), max(1, round(self.hop * rate))
+        return f, min((w - int(self.first[f])) * hop, max(0, n - seg)), min(seg, n)
+
+    def span(self, w: int) -> tuple[float, float]:
+        """Start and end of window ``w`` in seconds."""
+        f, start, count = self.locate(w)
+        return start / self.rates[f], (start + count) / self.rates[f]
+
+    def lengths(self) -> np.ndarray:
+        """Each window's duration in seconds, to batch windows of similar length."""
+        seconds = np.minimum(np.round(self.segment * self.rates), self.samples) / self.rates
+        return np.repeat(seconds, np.diff(self.first))

@@ -1,0 +1,361 @@
+"""The scoring engine (`lcnn score`): every kind of INPUT, the score file and its forms, resuming after an
+interruption, faulty files, windows of long recordings, the sharded feature cache, and two processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from lcnn.audio import frontend_config
+from lcnn.cli import main
+from lcnn.data.asvspoof import audio_path
+from lcnn.data.features import FeatureCache
+from lcnn.errors import DataError, UserError
+from lcnn.score import read_input, score_trials
+from lcnn.score.trials import locate
+from lcnn.score.writer import ScoreWriter
+from lcnn.tasks import load_task
+from lcnn.tasks.spoof.module import SpoofModule
+
+RATE = 16000
+
+
+def _write(path: Path, seconds: float, seed: int, rate: int = RATE, amplitude: float = 0.1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = amplitude * np.random.default_rng(seed).standard_normal(int(seconds * rate))
+    sf.write(path, x, rate, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """13 trials of 0.2-0.5 s in the 2019 LA layout: ``flac/`` and ``protocol.txt``."""
+    root = tmp_path_factory.mktemp("corpus")
+    lines = []
+    for i in range(13):
+        utt = f"LA_E_{1000000 + i}"
+        _write(root / "flac" / f"{utt}.flac", 0.2 + 0.025 * (i % 7), seed=i)
+        lines.append(f"LA_000{i % 3} {utt} - {'-' if i % 2 else 'A01'} {'bonafide' if i % 2 else 'spoof'}\n")
+    (root / "protocol.txt").write_text("".join(lines))
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An lcnn_lstm spoof checkpoint on LFCC (untrained: the scores are fixed, not meaningful)."""
+    torch.manual_seed(0)
+    module = SpoofModule(n_features=60, frontend=frontend_config("lfcc"))
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    torch.save({"lcnn_task": "spoof", "hyper_parameters": dict(module.hparams), "lcnn_config": {"task": "spoof"},
+                "state_dict": module.state_dict()}, path)  # fmt: skip
+    return path
+
+
+def _score(checkpoint: Path, corpus: Path, out: Path, *extra: str) -> int:
+    return main(["score", str(checkpoint), str(corpus / "protocol.txt"), "--audio-dir", str(corpus / "flac"),
+                 "--out", str(out), "--no-cache", "--workers", "0", "--batch-size", "3", *extra])  # fmt: skip
+
+
+def test_every_kind_of_input(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for name in ("a.flac", "b.wav", "sub/c.flac"):
+        _write(data / name, 0.1, seed=0)
+    ids, paths = ["a", "b", "sub/c"], ["a.flac", "b.wav", os.path.join("sub", "c.flac")]
+
+    def rows(table):
+        return [table.ids[i] for i in range(len(table))], [table.paths[i] for i in range(len(table))]
+
+    (data / "protocol.txt").write_text("LA_1 a - - bonafide\nLA_1 b - A01 spoof\nLA_2 sub/c - A02 spoof\n")
+    protocol = read_input(data / "protocol.txt")  # ids without suffix: .flac, else the .wav that exists
+    assert rows(protocol) == (ids, paths) and protocol.labelled and protocol.meta(1) == "A01 spoof"
+    assert protocol.path(2) == str(data / "sub" / "c.flac") and list(protocol.sizes) == [os.path.getsize(data / p)
+                                                                                         for p in paths]
+    for header in ("path,label,speaker,attack\n", ""):  # a CSV with or without its header line
+        (data / "list.csv").write_text(header + "a.flac,bonafide,LA_1,-\nsub/c.flac,spoof,LA_2,A02\n")
+        table = read_input(data / "list.csv")
+        assert rows(table) == (["a.flac", "sub/c.flac"], [paths[0], paths[2]]) and table.meta(1) == "A02 spoof"
+    (data / "paths.txt").write_text("a.flac\nsub/c.flac\nb\n")  # a list of paths: ids as written
+    assert rows(read_input(data / "paths.txt")) == (["a.flac", "sub/c.flac", "b"], [paths[0], paths[2], paths[1]])
+    folder = read_input(data)  # every audio file under it, ids without suffix
+    assert rows(folder) == (ids, paths) and not folder.labelled
+    assert rows(read_input(data / "sub" / "c.flac")) == (["c"], ["c.flac"])  # one file
+    (tmp_path / "elsewhere.txt").write_text("a\nnothing\n")  # relative to --audio-dir; a missing file is counted
+    table = read_input(tmp_path / "elsewhere.txt", audio_dir=data)
+    assert table.path(0) == str(data / "a.flac") and list(table.missing) == [1] and table.sizes[1] == -1
+    for utt in ("a", "b", "sub/c", "sub/../a", "x.wav", "x.WAV", "nothing"):  # audio_path's rule, on strings
+        assert data / locate(str(data), utt) == audio_path(data, utt), utt
+
+    for text, error in (("a\na\nb\n", "1 duplicate trial ids, e.g. a"), ("../x\n/abs/y\na\n", "2 trials leave the "
+                        "data folder"), ("\n", "no trials")):  # fmt: skip
+        (data / "bad.txt").write_text(text)
+        with pytest.raises(DataError, match=error):
+            read_input(data / "bad.txt")
+    with pytest.raises(DataError, match="no such protocol, list or folder"):
+        read_input(data / "absent.txt")
+
+
+def test_score_file_forms_and_order(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "scores.txt"
+    assert _score(checkpoint, corpus, out) == 0
+    lines = [line.split() for line in out.read_text().splitlines()]
+    protocol = [line.split() for line in (corpus / "protocol.txt").read_text().splitlines()]
+    assert [u for u, _ in lines] == [p[1] for p in protocol]  # the input's order, not the length order of batches
+    assert "13 files: 13 scored, 0 failed; read 13 in" in capsys.readouterr().out
+    assert not out.with_name("scores.txt.partial").exists()
+    assert _score(checkpoint, corpus, tmp_path / "s2019.txt", "--format", "2019") == 0
+    rows = [line.split() for line in (tmp_path / "s2019.txt").read_text().splitlines()]
+    assert [r[:3] for r in rows] == [[p[1], p[3], p[4]] for p in protocol] and [r[3] for r in rows] == [s for _, s in
+                                                                                                           lines]
+    module, cfg, task = load_task(checkpoint)  # the same scores as one utterance at a time (the masked lcnn_lstm)
+    for utt, score in lines[:2]:
+        alone = task.predict(module, cfg, [corpus / "flac" / f"{utt}.flac"])[0].split("\t")[1]
+        assert float(alone) == pytest.approx(float(score), abs=2e-6)
+    capsys.readouterr()
+    assert main(["score", str(checkpoint), str(corpus / "flac"), "--out", str(tmp_path / "x.txt"), "--format",
+                 "2019"]) == 2  # fmt: skip
+    assert "--format 2019 needs a key and attack for every trial" in capsys.readouterr().err
+
+
+def test_resume_after_an_interruption_is_byte_identical(checkpoint: Path, corpus: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # fmt: skip
+    whole, resumed = tmp_path / "whole.txt", tmp_path / "resumed.txt"
+    assert _score(checkpoint, corpus, whole) == 0
+    write = ScoreWriter.write_on_batch_end
+
+    def killed_after_two_batches(self, trainer, *args, **kwargs):
+        if trainer.predict_loop.batch_progress.current.completed == 2:
+            self.files[0].write("12 0.5")  # half a line, as a kill in the middle of a write leaves
+            self.files[0].flush()
+            raise RuntimeError("killed")
+        write(self, trainer, *args, **kwargs)
+
+    monkeypatch.setattr(ScoreWriter, "write_on_batch_end", killed_after_two_batches)
+    with pytest.raises(RuntimeError, match="killed"):
+        _score(checkpoint, corpus, resumed)
+    shard = tmp_path / "resumed.txt.partial" / "scores-rank0.txt"
+    assert len(shard.read_text().splitlines()) == 7 and not resumed.exists()  # 2 batches of 3 and the torn line
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert _score(checkpoint, corpus, resumed, "--batch-size", "4") == 2  # other settings: refused
+    assert "partial scores of a run with other settings (batch_size differ); remove it, or pass --restart" in \
+        capsys.readouterr().err
+    assert _score(checkpoint, corpus, resumed) == 0
+    summary = capsys.readouterr().out
+    assert "13 files: 13 scored, 0 failed; read 7 in" in summary and "skipped 6 (done before)" in summary
+    assert resumed.read_bytes() == whole.read_bytes() and not shard.parent.exists()
+    monkeypatch.setattr(ScoreWriter, "write_on_batch_end", killed_after_two_batches)
+    with pytest.raises(RuntimeError, match="killed"):
+        _score(checkpoint, corpus, resumed)
+    monkeypatch.undo()
+    assert _score(checkpoint, corpus, resumed, "--batch-size", "4", "--restart") == 0  # starts over
+    assert not shard.parent.exists() and len(resumed.read_text().splitlines()) == 13
+
+
+def test_unreadable_files_are_listed_and_strict_stops(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
+    flac = tmp_path / "flac"
+    flac.mkdir()
+    for f in (corpus / "flac").iterdir():
+        os.link(f, flac / f.name)
+    (flac / "LA_E_1000003.flac").unlink()
+    (flac / "LA_E_1000003.flac").write_bytes(b"not audio at all" * 100)  # corrupt
+    (flac / "LA_E_1000005.flac").unlink()  # missing
+    (tmp_path / "protocol.txt").write_text((corpus / "protocol.txt").read_text())
+    out = tmp_path / "scores.txt"
+    assert _score(checkpoint, tmp_path, out) == 1
+    summary = capsys.readouterr().out
+    assert f"13 files: 11 scored, 2 failed (see {tmp_path / 'scores.failed.tsv'}); read 12 in" in summary
+    with open(tmp_path / "scores.failed.tsv", newline="") as f:
+        failed = list(csv.DictReader(f, delimiter="\t"))
+    assert [(r["id"], r["path"]) for r in failed] == [(u, str(flac / f"{u}.flac")) for u in ("LA_E_1000003",
+                                                                                             "LA_E_1000005")]
+    assert "cannot decode audio" in failed[0]["reason"] and failed[1]["reason"] == "no such file"
+    ids = [line.split()[0] for line in out.read_text().splitlines()]
+    assert len(ids) == 11 and "LA_E_1000003" not in ids and "LA_E_1000005" not in ids
+    whole = tmp_path / "whole.txt"
+    assert _score(checkpoint, corpus, whole) == 0 and not (tmp_path / "whole.failed.tsv").exists()
+    scored = dict(line.split() for line in whole.read_text().splitlines())
+    assert all(scored[u] == s for u, s in (line.split() for line in out.read_text().splitlines()))
+
+    (flac / "LA_E_1000005.flac").write_bytes((flac / "LA_E_1000004.flac").read_bytes())  # only the corrupt one left
+    capsys.readouterr()
+    assert _score(checkpoint, tmp_path, tmp_path / "strict.txt", "--strict") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert err.startswith(f"lcnn: error: {flac / 'LA_E_1000003.flac'}: cannot decode audio") and "\n" not in err
+    assert not (tmp_path / "strict.txt").exists()
+
+
+class EnergyScore(L.LightningModule):
+    """A model of known output: the mean over valid frames of the first feature (the LFCC log energy)."""
+
+    def predict_step(self, batch, batch_idx):
+        x, lengths, _, index = batch[:4]
+        if not len(index):
+            return torch.empty(0), index
+        valid = torch.arange(x.shape[2])[None, :] < lengths[:, None]
+        return (x[:, 0, :, 0] * valid).sum(1) / lengths, index
+
+
+def test_windows_locate_a_spliced_stretch(tmp_path: Path) -> None:
+    """20.5 s of loud noise with 8-12 s replaced by a quiet tone; an 8 kHz file (resampled per window); a file
+    shorter than a window; a file cut short after its header."""
+    rng = np.random.default_rng(0)
+    x = 0.1 * rng.standard_normal(int(20.5 * RATE))
+    x[8 * RATE : 12 * RATE] = 0.003 * np.sin(2 * np.pi * 440 * np.arange(4 * RATE) / RATE)
+    sf.write(tmp_path / "long.flac", x, RATE, subtype="PCM_16")
+    _write(tmp_path / "narrow.wav", 5.0, seed=1, rate=8000)
+    _write(tmp_path / "short.flac", 1.0, seed=2)
+    cut = _write(tmp_path / "cut.flac", 6.0, seed=3)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # its header says 6 s
+    (tmp_path / "list.txt").write_text("long\nnarrow\nshort\ncut\n")
+    table = read_input(tmp_path / "list.txt")
+    spans = {}
+    for how in ("min", "mean", "quantile:0.5"):
+        out = tmp_path / f"{how.replace(':', '')}.txt"
+        summary = score_trials(EnergyScore(), table, out, frontend=frontend_config("lfcc"), batch_size=4, segment=2,
+                               hop=1, aggregate=how, progress=False)  # fmt: skip
+        assert summary.unit == "window" and summary.files == 3 and summary.failed == 1
+        with open(summary.segments_file, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        spans = {}
+        for r in rows:
+            spans.setdefault(r["file"], []).append((float(r["start"]), float(r["end"]), float(r["score"])))
+        scores = dict(line.split() for line in out.read_text().splitlines())
+        for utt, windows in spans.items():
+            s = np.array([w[2] for w in windows])
+            expected = {"min": s.min(), "mean": s.mean(), "quantile:0.5": np.median(s)}[how]
+            assert float(scores[utt]) == pytest.approx(expected, abs=2e-6), (how, utt)
+    failed = summary.failed_file.read_text().splitlines()[1].split("\t")
+    assert "cut" not in spans and failed[0] == "cut" and failed[2].startswith("at ") and "cannot decode" in failed[2]
+    starts = [w[0] for w in spans["long"]]
+    assert starts == [*range(19), 18.5] and all(end - start == 2 for start, end, _ in spans["long"])
+    assert [(w[0], w[1]) for w in spans["narrow"]] == [(0, 2), (1, 3), (2, 4), (3, 5)]
+    assert [(w[0], w[1]) for w in spans["short"]] == [(0, 1)]
+    low = min(spans["long"], key=lambda w: w[2])
+    assert 8 <= low[0] and low[1] <= 12  # the lowest-scoring window lies in the spliced stretch
+    inside = [w[2] for w in spans["long"] if 8 <= w[0] and w[1] <= 12]
+    outside = [w[2] for w in spans["long"] if w[1] <= 8 or w[0] >= 12]
+    assert max(inside) < min(outside) - 3  # log10 energy: 30 dB quieter
+
+
+def test_predict_scores_long_files_in_windows(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
+    long = _write(tmp_path / "long.flac", 9.0, seed=5)
+    short = corpus / "flac" / "LA_E_1000000.flac"
+    module, cfg, task = load_task(checkpoint)
+    short_line, long_line = task.predict(module, cfg, [short, long])
+    assert len(short_line.split("\t")) == 3 and short_line.endswith("\t-")  # no threshold in this checkpoint
+    name, score, decision, lowest = long_line.split("\t")
+    assert name == str(long) and lowest.startswith("lowest ") and lowest.split()[1] in ("0.00-4.00", "4.00-8.00",
+                                                                                        "5.00-9.00")
+    (tmp_path / "one.txt").write_text("long.flac\n")
+    assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--segment", "4", "--out",
+                 str(tmp_path / "s.txt"), "--workers", "0"]) == 0  # fmt: skip
+    windows = [float(r.split("\t")[3]) for r in (tmp_path / "s.segments.tsv").read_text().splitlines()[1:]]
+    assert len(windows) == 3 and float(score) == pytest.approx(np.mean(windows), abs=2e-6)
+
+
+def test_sharded_cache_old_entries_and_the_cache_command(corpus: Path, tmp_path: Path, capsys) -> None:
+    root, audio = tmp_path / "cache", corpus / "flac" / "LA_E_1000000.flac"
+    cache = FeatureCache(frontend_config("lfcc"), root)
+    feats = cache.get("LA_E_1000000", audio)
+    entry = cache.entry("LA_E_1000000", audio)
+    assert entry.is_file() and entry.parent.parent == cache.dir and len(entry.parent.name) == 2
+    assert len({cache.entry(f"LA_E_{i}", audio).parent.name for i in range(3000)}) == 256
+    torch.testing.assert_close(cache.get("LA_E_1000000", audio), feats)
+    entry.unlink()  # the flat layout of earlier versions: read where it is, and moved into its subfolder
+    np.save(cache.dir / entry.name, np.full((3, 60), 7, np.float32))
+    assert (cache.get("LA_E_1000000", audio) == 7).all() and entry.is_file() and not (cache.dir / entry.name).exists()
+    spec = FeatureCache(frontend_config("spec"), root)
+    spec.get("LA_E_1000000", audio)
+
+    capsys.readouterr()
+    assert main(["cache", "info", "--cache-dir", str(root)]) == 0
+    info = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in info[1:]] == [[cache.dir.name, "1"], [spec.dir.name, "1"], ["total", "2"]]
+    assert main(["cache", "clear", "--cache-dir", str(root), "--frontend", "lfcc"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == [cache.dir.name, "1"] and not cache.dir.exists()
+    assert main(["cache", "clear", "--cache-dir", str(root)]) == 0 and "spec-" in capsys.readouterr().out
+    assert main(["cache", "info", "--cache-dir", str(root)]) == 0
+    assert capsys.readouterr().out.strip() == f"{root}: no cached features"
+
+
+def test_two_processes_write_the_file_of_one(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
+    """Lightning's DDP over two CPU processes (gloo): 5 batches split 3 / 2, a missing file, one merged file."""
+    (tmp_path / "protocol.txt").write_text((corpus / "protocol.txt").read_text() + "LA_0001 LA_E_9 - A01 spoof\n")
+    base = [sys.executable, "-m", "lcnn", "score", str(checkpoint), str(tmp_path / "protocol.txt"), "--audio-dir",
+            str(corpus / "flac"), "--batch-size", "3", "--no-cache", "--workers", "0", "--accelerator", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([*base, "--out", str(tmp_path / "one.txt")], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    two = subprocess.run([*base, "--out", str(tmp_path / "two.txt"), "--devices", "2", "--strategy", "ddp"], env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (one.returncode, two.returncode) == (1, 1), two.stderr[-2000:]  # the missing file
+    assert (tmp_path / "two.txt").read_bytes() == (tmp_path / "one.txt").read_bytes()
+    assert len((tmp_path / "two.txt").read_text().splitlines()) == 13
+    assert (tmp_path / "two.failed.tsv").read_text().splitlines()[1].startswith("LA_E_9\t")
+    assert two.stdout.count("14 files: 13 scored, 1 failed") == 1  # the summary of process 0 only
+
+
+def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
+    table = read_input(corpus / "protocol.txt", corpus / "flac")
+    module = EnergyScore()
+    for kwargs, error in (({"aggregate": "median", "segment": 1}, "--aggregate 'median'"),
+                          ({"hop": 1}, "--hop needs --segment"), ({"segment": -1}, "must be positive"),
+                          ({"form": "2020"}, "--format '2020'"), ({"batch_size": 0}, "--batch-size")):  # fmt: skip
+        with pytest.raises(UserError, match=error):
+            score_trials(module, table, tmp_path / "s.txt", frontend=frontend_config("lfcc"), **kwargs)
+    assert main(["score", str(checkpoint), str(tmp_path / "nothing.txt")]) == 2
+
+
+def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
+    flac = tmp_path / "flac"
+    flac.mkdir()
+    for f in (corpus / "flac").iterdir():
+        os.link(f, flac / f.name)
+    (flac / "LA_E_1000002.flac").unlink()
+    (flac / "LA_E_1000002.flac").write_bytes(b"RIFF" + bytes(100))
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(checkpoint), "--data", "custom", "--data-dir", str(flac), "--protocol",
+                 f"eval={corpus / 'protocol.txt'}", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["failed"], metrics["eval_count"]) == (1, 12)  # the metrics of the 12 that were scored
+    assert Path(metrics["failed_file"]).read_text().splitlines()[1].startswith("LA_E_1000002\t")
+    assert len((out / "scores-eval.txt").read_text().splitlines()) == 12
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_is_byte_identical(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
+    """A real SIGKILL of the command and its DataLoader worker in the middle of a run of 400 trials."""
+    flac = tmp_path / "flac"
+    flac.mkdir()
+    sources = sorted((corpus / "flac").iterdir())
+    for i in range(400):
+        os.link(sources[i % len(sources)], flac / f"T{i:04d}.flac")
+    (tmp_path / "list.txt").write_text("".join(f"flac/T{i:04d}\n" for i in range(400)))
+    base = [sys.executable, "-m", "lcnn", "score", str(checkpoint), str(tmp_path / "list.txt"), "--batch-size", "2",
+            "--no-cache", "--workers", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*base, "--out", str(tmp_path / "whole.txt")], env=env, check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen([*base, "--out", str(tmp_path / "killed.txt")], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    shard = tmp_path / "killed.txt.partial" / "scores-rank0.txt"
+    while proc.poll() is None and not (shard.exists() and shard.read_bytes().count(b"\n") >= 100):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL and not (tmp_path / "killed.txt").exists()
+    done = shard.read_bytes().count(b"\n")
+    resumed = subprocess.run([*base, "--out", str(tmp_path / "killed.txt")], env=env, check=True, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert f"skipped {done} (done before)" in resumed.stdout  # every complete line
+    assert (tmp_path / "killed.txt").read_bytes() == (tmp_path / "whole.txt").read_bytes()
