@@ -7,9 +7,9 @@ fatal, and optionally in sliding windows aggregated per file (:mod:`lcnn.score.s
 ``lcnn evaluate`` and ``lcnn predict`` of spoof checkpoints run through it.
 """
 
-from lcnn.score.engine import FORMATS, Summary, module_digest, read_scores, score_trials
+from lcnn.score.engine import FORMATS, Summary, module_digest, read_scores_in_order, score_trials
 from lcnn.score.segments import Windows, parse_aggregate
 from lcnn.score.trials import TrialTable, read_input
 
 __all__ = ["FORMATS", "Summary", "TrialTable", "Windows", "module_digest", "parse_aggregate", "read_input",
-           "read_scores", "score_trials"]
+           "read_scores_in_order", "score_trials"]

@@ -43,7 +43,7 @@ from lcnn.score.segments import Windows, parse_aggregate
 from lcnn.score.trials import TrialTable
 from lcnn.score.writer import PartialRun, ScoreWriter
 
-__all__ = ["FORMATS", "Summary", "module_digest", "read_scores", "score_trials"]
+__all__ = ["FORMATS", "Summary", "module_digest", "read_scores_in_order", "score_trials"]
 
 FORMATS = ("2021", "2019")
 
@@ -230,7 +230,7 @@ def _write_failed(out: Path, table: TrialTable, failed: dict[int, str]) -> Path 
     return path
 
 
-def read_scores(path: str | os.PathLike, table: TrialTable) -> np.ndarray:
+def read_scores_in_order(path: str | os.PathLike, table: TrialTable) -> np.ndarray:
     """The scores of a score file of :func:`score_trials` (2021 form: the table's order, failed trials left
     out) in the table's order, NaN where a trial has no line."""
     scores, i = np.full(len(table), np.nan), 0

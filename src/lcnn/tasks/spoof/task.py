@@ -156,7 +156,7 @@ class SpoofTask(Task):
         from lcnn.data.asvspoof import SPLITS, load_split, resolve_sources
         from lcnn.errors import DataError, UserError
         from lcnn.io import write_json
-        from lcnn.score import TrialTable, read_scores, score_trials
+        from lcnn.score import TrialTable, read_scores_in_order, score_trials
         from lcnn.tasks.spoof.data import parse_protocols
         from lcnn.tasks.spoof.report import write_report
 
@@ -182,7 +182,7 @@ class SpoofTask(Task):
         summary = score_trials(module, table, out_dir / f"scores-{split}-2021.txt", frontend=hp.frontend,
                                frames=hp.frames, batch_size=batch_size or cfg.get("batch_size", 64),
                                workers=num_workers or 0, cache_dir=cache)
-        scores = read_scores(summary.out, table)
+        scores = read_scores_in_order(summary.out, table)
         kept = ~np.isnan(scores)
         threshold = float(module.threshold)
         asv = asv_scores or (cfg.get("asv_scores") if same else None)
@@ -211,7 +211,7 @@ class SpoofTask(Task):
         import tempfile
 
         from lcnn.errors import DataError
-        from lcnn.score import TrialTable, read_scores, score_trials
+        from lcnn.score import TrialTable, read_scores_in_order, score_trials
 
         table = TrialTable("", "the files given")
         for file in files:
@@ -224,7 +224,7 @@ class SpoofTask(Task):
             summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
                                    frames=hp.frames, batch_size=batch_size or 64, segment=segment, strict=True,
                                    progress=False)  # fmt: skip
-            scores = read_scores(summary.out, table)
+            scores = read_scores_in_order(summary.out, table)
             with open(summary.segments_file, newline="", encoding="utf-8") as f:
                 windows: dict[str, list[tuple[float, str, str]]] = {}
                 for row in csv.DictReader(f, delimiter="\t"):
