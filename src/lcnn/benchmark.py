@@ -1,13 +1,18 @@
-"""Model inventory (parameters, MACs) and throughput measurements for ``lcnn models`` / ``lcnn benchmark``."""
+"""Model inventory (parameters, MACs) and throughput measurements for ``lcnn models`` / ``lcnn benchmark``, and
+what says where figures were measured (:func:`machine_report`, :func:`probe_text`)."""
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from lcnn.models import count_macs, create_model, list_models
+from lcnn.models import count_macs, create_model, list_models, model_info
+from lcnn.probe import MARGIN, ORDER, choose, interleaved, machine_key, probe
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, ...]:
@@ -84,4 +89,70 @@ def throughput_table(name: str, input_shape: list[int] | None, batch_size: int, 
         lines.append(f"{label:<22}{results[label]['train']:>12.1f}{results[label]['infer']:>12.1f}")
     base, fast = results["eager fp32 NCHW"], results["fast defaults"]
     lines.append(f"{'speed-up':<22}{fast['train'] / base['train']:>11.2f}x{fast['infer'] / base['infer']:>11.2f}x")
+    return "\n".join(lines)
+
+
+def matmul_peaks(threads: int | None = None, size: int = 2048) -> dict[str, float]:
+    """GMAC/s of a large square matmul in fp32, bf16 and int8 (``torch._int_mm``, the rate int8 convolutions
+    draw on) on ``threads`` (default: torch's): what this CPU computes at best; the fastest of 3 calls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    operands = {"fp32": [torch.rand(size, size) for _ in range(2)],
+                "bf16": [torch.rand(size, size, dtype=torch.bfloat16) for _ in range(2)],
+                "int8": [torch.randint(-128, 128, (size, size), dtype=torch.int8) for _ in range(2)]}  # fmt: skip
+    calls = {k: functools.partial(torch._int_mm if k == "int8" else torch.mm, *ab) for k, ab in operands.items()}
+    try:
+        for call in calls.values():
+            call()  # warm-up
+        return {k: size**3 / s / 1e9 for k, s in interleaved(calls, 0.0, time.perf_counter).items()}
+    finally:
+        torch.set_num_threads(before)
+
+
+def probe_text(result: dict[str, Any], tasks: Sequence[str] = ()) -> str:
+    """The probe's table (examples/s and the ratio to fp32 of each candidate), its choice before the accuracy
+    guard, and :func:`choose`'s for each of ``tasks``."""
+    shape = "x".join(map(str, result["input_shape"]))
+    lines = [f"{result['model']} {shape}, batch {result['batch']}, measured {result['measured']}",
+             f"{'':<7}{'candidate':<12}{'ex/s':>10}{'vs fp32':>9}"]  # fmt: skip
+    for part in ORDER:
+        speeds = result["table"][part]
+        for candidate in ORDER[part]:
+            if candidate in speeds:
+                ratio = speeds[candidate] / speeds[ORDER[part][0]]
+                lines.append(f"{part:<7}{candidate:<12}{speeds[candidate]:>10,.0f}{ratio:>8.2f}x")
+            else:
+                lines.append(f"{part:<7}{candidate:<12}{'-':>10}  left out: {result['skipped'].get(candidate, '?')}")
+    lines.append(f"fastest (margin {MARGIN:.2f}x): train {result['train']}, infer {result['infer']}")
+    for task in tasks:
+        choice = choose(task, result["model"], result["input_shape"])
+        lines.append(f"chosen for {task}: train {choice['train']}, infer {choice['infer']} ({choice['note']})")
+    return "\n".join(lines)
+
+
+def machine_report(threads: int | None = None, peaks: dict[str, float] | None = None,
+                   model: tuple[str, Sequence[int | None] | None] | None = ("lcnn", (1, 28, 28))) -> str:  # fmt: skip
+    """A Markdown block saying where a benchmark ran, to print above its tables: CPU model, logical CPUs and
+    torch threads, the flags that decide bf16 / int8 speed, torch, the matmul peaks on these threads
+    (``peaks`` where already measured, else :func:`matmul_peaks`) and the probe's choice for ``model``
+    (``(name, input shape)``; None: left out)."""
+    key = machine_key()
+    threads = threads or key["torch_threads"]
+    peaks = peaks or matmul_peaks(threads)
+    flags = ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in key["flags"].items())
+    lines = [
+        f"**Machine:** {key['cpu']}, {key['logical_cpus']} logical CPUs, torch {key['torch']} on {threads} threads "
+        f"(oneDNN {key['capability']}); flags: {flags}",
+        f"- matmul peak on {threads} threads: {peaks['fp32']:.0f} GMAC/s fp32, {peaks['bf16']:.0f} bf16, "
+        f"{peaks['int8']:.0f} int8",
+    ]  # fmt: skip
+    if model is not None:
+        name, shape = model
+        result = probe(name, shape)
+        speeds = {part: ", ".join(f"{c} {v:,.0f}" for c, v in result["table"][part].items()) for part in ORDER}
+        lines.append(f"- precision probe ({name} {'x'.join(map(str, result['input_shape']))}, batch "
+                     f"{result['batch']}, ex/s): train {speeds['train']}; infer {speeds['infer']}")  # fmt: skip
+        for task in model_info(name).tasks:
+            choice = choose(task, name, shape)
+            lines.append(f"- chosen for {task}: train {choice['train']}, infer {choice['infer']} ({choice['note']})")
     return "\n".join(lines)

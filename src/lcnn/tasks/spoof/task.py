@@ -163,7 +163,7 @@ class SpoofTask(Task):
         from lcnn.data.protocols import Trial
         from lcnn.data.speech import SpoofDataset
         from lcnn.errors import DataError
-        from lcnn.tasks.common import inference_trainer
+        from lcnn.tasks.common import inference_choice, inference_trainer
         from lcnn.tasks.spoof.data import scoring_loader
 
         for file in files:
@@ -173,7 +173,8 @@ class SpoofTask(Task):
         ds = SpoofDataset(trials, FeatureCache(module.hparams.frontend), module.hparams.frames,
                           sizes=[os.stat(f).st_size for f in files])  # fmt: skip
         scores = np.empty(len(ds), dtype=np.float64)
-        for batch_scores, index in inference_trainer().predict(module, scoring_loader(ds, batch_size or 64)):
+        trainer = inference_trainer(precision=inference_choice(self.name, module))
+        for batch_scores, index in trainer.predict(module, scoring_loader(ds, batch_size or 64)):
             scores[index.numpy()] = batch_scores.double().numpy()
         if getattr(module, "calibration", None) is not None or prior is not None:
             from lcnn.tasks.spoof.calibrate import calibrated_lines
