@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import time
 
 import pytest
 import torch
@@ -41,7 +42,8 @@ def timings(monkeypatch):
 
     def fake(name, shape, batch, budget_s=0.3, clock=None):
         Timings.calls += 1
-        return json.loads(json.dumps(Timings.table)), {}
+        table = json.loads(json.dumps(Timings.table))
+        return table, {}, {candidate: 1.1 for part in table.values() for candidate in part}
 
     monkeypatch.setattr(probe_module, "measure", fake)
     return Timings
@@ -81,6 +83,19 @@ def test_the_table_is_measured_once_then_read_from_the_cache(timings, tmp_path):
     assert timings.calls == 4  # an unreadable file is measured again, not an error
 
 
+def test_a_disturbed_measurement_decides_its_run_but_is_not_cached(monkeypatch, timings, tmp_path):
+    def disturbed(name, shape, batch, budget_s=0.3, clock=None):
+        timings.calls += 1
+        return json.loads(json.dumps(EPYC)), {}, {"32-true": 1.2, "bf16-mixed": 2.5, "fp32": 1.0}
+
+    monkeypatch.setattr(probe_module, "measure", disturbed)
+    result = probe("lcnn")
+    assert result["cache"] is None and result["train"] == "bf16-mixed" and result["spread"]["bf16-mixed"] == 2.5
+    assert not list((tmp_path / "cache").rglob("*.json"))
+    probe("lcnn")
+    assert timings.calls == 2  # measured again
+
+
 def test_decide_takes_a_less_exact_candidate_only_above_the_margin():
     train = ORDER["train"]
     assert decide({"32-true": 100, "bf16-mixed": 109}, train) == "32-true"
@@ -115,8 +130,9 @@ def test_interleaved_keeps_each_steps_least_disturbed_run():
 
         return run
 
-    best = interleaved({"a": step("a", 0.010), "b": step("b", 0.012)}, 0.0, lambda: now[0])
-    assert best == pytest.approx({"a": 0.010, "b": 0.012}) and calls == {"a": 3, "b": 3}
+    times = interleaved({"a": step("a", 0.010), "b": step("b", 0.012)}, 0.0, lambda: now[0])
+    assert times["a"] == pytest.approx([0.010, 0.060, 0.060]) and times["b"] == pytest.approx([0.012, 0.012, 0.062])
+    assert calls == {"a": 3, "b": 3}  # the fastest first: each step's undisturbed time
     calls.update(a=0, b=0)
     interleaved({"a": step("a", 0.010), "b": step("b", 0.012)}, 0.2, lambda: now[0])
     assert calls == {"a": 10, "b": 10}  # a had its 0.2 s after 10 rounds: 0.1 of disturbance + 10 x 0.01
@@ -175,10 +191,11 @@ def test_a_failing_probe_gives_fp32_and_one_warning_line(monkeypatch, caplog):
 
 
 def test_measure_times_every_candidate_and_says_why_one_is_left_out(monkeypatch):
-    table, skipped = probe_module.measure("lcnn", (1, 16, 16), batch=4, budget_s=0.0)
+    table, skipped, spread = probe_module.measure("lcnn", (1, 16, 16), batch=4, budget_s=0.0)
     assert set(table["train"]) == {"32-true", "bf16-mixed"} and set(table["infer"]) == {"fp32", "bf16", "int8"}
     assert all(v > 0 and math.isfinite(v) for part in table.values() for v in part.values()) and not skipped
-    table, skipped = probe_module.measure("lcnn_lstm", (1, 32, 16), batch=2, budget_s=0.0)
+    assert set(spread) == {"32-true", "bf16-mixed", "fp32", "bf16", "int8"} and min(spread.values()) >= 1
+    table, skipped, _ = probe_module.measure("lcnn_lstm", (1, 32, 16), batch=2, budget_s=0.0)
     assert set(table["infer"]) == {"fp32", "bf16"}  # int8 does not run the LSTM: left out, and said so
     assert skipped["int8"].startswith("NotImplementedError: ") and "\n" not in skipped["int8"]
 
@@ -272,3 +289,14 @@ def test_checked_int8_compares_embeddings_by_cosine():
     with torch.inference_mode():
         assert min_cosine(model.embed(x), int8.embed(x)) >= probe_module.INT8_AGREEMENT
     assert checked_int8(model, x, x, lambda a, b: 0.5) == (model, "fp32")
+
+
+def test_the_default_clock_is_cpu_time_on_one_thread_and_wall_time_on_more():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert probe_module.default_clock() is time.process_time
+        torch.set_num_threads(2)
+        assert probe_module.default_clock() is time.perf_counter
+    finally:
+        torch.set_num_threads(threads)

@@ -4,6 +4,7 @@ what says where figures were measured (:func:`machine_report`, :func:`probe_text
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -104,23 +105,24 @@ def matmul_peaks(threads: int | None = None, size: int = 2048) -> dict[str, floa
     try:
         for call in calls.values():
             call()  # warm-up
-        return {k: size**3 / s / 1e9 for k, s in interleaved(calls, 0.0, time.perf_counter).items()}
+        return {k: size**3 / s[0] / 1e9 for k, s in interleaved(calls, 0.0, time.perf_counter).items()}
     finally:
         torch.set_num_threads(before)
 
 
 def probe_text(result: dict[str, Any], tasks: Sequence[str] = ()) -> str:
-    """The probe's table (examples/s and the ratio to fp32 of each candidate), its choice before the accuracy
-    guard, and :func:`choose`'s for each of ``tasks``."""
+    """The probe's table (examples/s, the ratio to fp32, and each candidate's median step over its fastest),
+    its choice before the accuracy guard, and :func:`lcnn.probe.choose`'s for each of ``tasks``."""
     shape = "x".join(map(str, result["input_shape"]))
     lines = [f"{result['model']} {shape}, batch {result['batch']}, measured {result['measured']}",
-             f"{'':<7}{'candidate':<12}{'ex/s':>10}{'vs fp32':>9}"]  # fmt: skip
+             f"{'':<7}{'candidate':<12}{'ex/s':>10}{'vs fp32':>9}{'spread':>8}"]  # fmt: skip
     for part in ORDER:
         speeds = result["table"][part]
         for candidate in ORDER[part]:
             if candidate in speeds:
                 ratio = speeds[candidate] / speeds[ORDER[part][0]]
-                lines.append(f"{part:<7}{candidate:<12}{speeds[candidate]:>10,.0f}{ratio:>8.2f}x")
+                spread = result.get("spread", {}).get(candidate, math.nan)
+                lines.append(f"{part:<7}{candidate:<12}{speeds[candidate]:>10,.0f}{ratio:>8.2f}x{spread:>7.2f}x")
             else:
                 lines.append(f"{part:<7}{candidate:<12}{'-':>10}  left out: {result['skipped'].get(candidate, '?')}")
     lines.append(f"fastest (margin {MARGIN:.2f}x): train {result['train']}, infer {result['infer']}")
@@ -130,12 +132,15 @@ def probe_text(result: dict[str, Any], tasks: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+Shape = Sequence[int | None] | None
+
+
 def machine_report(threads: int | None = None, peaks: dict[str, float] | None = None,
-                   model: tuple[str, Sequence[int | None] | None] | None = ("lcnn", (1, 28, 28))) -> str:  # fmt: skip
+                   models: Sequence[tuple[str, Shape]] = (("lcnn", (1, 28, 28)),)) -> str:  # fmt: skip
     """A Markdown block saying where a benchmark ran, to print above its tables: CPU model, logical CPUs and
     torch threads, the flags that decide bf16 / int8 speed, torch, the matmul peaks on these threads
-    (``peaks`` where already measured, else :func:`matmul_peaks`) and the probe's choice for ``model``
-    (``(name, input shape)``; None: left out)."""
+    (``peaks`` where already measured, else :func:`matmul_peaks`) and, for each ``(model, input shape)`` of
+    ``models``, the precision probe's table and choice (measured now where not cached)."""
     key = machine_key()
     threads = threads or key["torch_threads"]
     peaks = peaks or matmul_peaks(threads)
@@ -146,13 +151,19 @@ def machine_report(threads: int | None = None, peaks: dict[str, float] | None = 
         f"- matmul peak on {threads} threads: {peaks['fp32']:.0f} GMAC/s fp32, {peaks['bf16']:.0f} bf16, "
         f"{peaks['int8']:.0f} int8",
     ]  # fmt: skip
-    if model is not None:
-        name, shape = model
-        result = probe(name, shape)
-        speeds = {part: ", ".join(f"{c} {v:,.0f}" for c, v in result["table"][part].items()) for part in ORDER}
-        lines.append(f"- precision probe ({name} {'x'.join(map(str, result['input_shape']))}, batch "
-                     f"{result['batch']}, ex/s): train {speeds['train']}; infer {speeds['infer']}")  # fmt: skip
-        for task in model_info(name).tasks:
-            choice = choose(task, name, shape)
-            lines.append(f"- chosen for {task}: train {choice['train']}, infer {choice['infer']} ({choice['note']})")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, shape in models:
+            result = probe(name, shape)
+            speeds = {part: ", ".join(f"{c} {v:,.0f}" for c, v in result["table"][part].items()) for part in ORDER}
+            size = "x".join(map(str, result["input_shape"]))
+            lines.append(f"- precision probe, {name} {size} (batch {result['batch']}, examples/s): "
+                         f"train {speeds['train']}; infer {speeds['infer']}")  # fmt: skip
+            for task in model_info(name).tasks:
+                choice = choose(task, name, shape)
+                lines.append(f"  - chosen for {task}: train {choice['train']}, infer {choice['infer']} "
+                             f"({choice['note']})")  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
     return "\n".join(lines)

@@ -56,5 +56,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
     result = probe(args.model, args.input_shape, budget_s=args.budget, refresh=args.refresh)
     print(probe_text(result, model_info(args.model).tasks))
-    print(f"cached in {result['cache']} (--refresh to measure again; LCNN_PRECISION or --precision override auto)")
+    if result["cache"]:
+        print(f"cached in {result['cache']} (--refresh measures again; LCNN_PRECISION or --precision override auto)")
+    else:
+        print("not cached: other processes disturbed the measurement (spread above 1.5x); the next use measures again")
     return 0
