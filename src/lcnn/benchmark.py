@@ -127,7 +127,7 @@ def probe_text(result: dict[str, Any], tasks: Sequence[str] = ()) -> str:
                 lines.append(f"{part:<7}{candidate:<12}{'-':>10}  left out: {result['skipped'].get(candidate, '?')}")
     lines.append(f"fastest (margin {MARGIN:.2f}x): train {result['train']}, infer {result['infer']}")
     for task in tasks:
-        choice = choose(task, result["model"], result["input_shape"])
+        choice = choose(task, result["model"], result["input_shape"], result=result)
         lines.append(f"chosen for {task}: train {choice['train']}, infer {choice['infer']} ({choice['note']})")
     return "\n".join(lines)
 
@@ -161,7 +161,7 @@ def machine_report(threads: int | None = None, peaks: dict[str, float] | None = 
             lines.append(f"- precision probe, {name} {size} (batch {result['batch']}, examples/s): "
                          f"train {speeds['train']}; infer {speeds['infer']}")  # fmt: skip
             for task in model_info(name).tasks:
-                choice = choose(task, name, shape)
+                choice = choose(task, name, shape, result=result)
                 lines.append(f"  - chosen for {task}: train {choice['train']}, infer {choice['infer']} "
                              f"({choice['note']})")  # fmt: skip
     finally:

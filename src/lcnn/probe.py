@@ -262,6 +262,11 @@ def _cache_file(key: dict[str, Any], name: str, shape: tuple[int, ...], batch: i
     return cache_dir() / "probe" / _machine_id(key) / f"{name}-{size}.json"
 
 
+#: Tables this process has measured, by cache file: a disturbed table is not written, but it still answers
+#: every later question of this process, so that the seeds of one run train alike.
+_MEASURED: dict[Path, dict[str, Any]] = {}
+
+
 def probe(name: str, input_shape: Sequence[int | None] | None = None, batch: int | None = None,
           budget_s: float = BUDGET_S, refresh: bool = False) -> dict[str, Any]:  # fmt: skip
     """The probe's table for model ``name`` on this machine, measured once (or again with ``refresh``) and
@@ -271,6 +276,8 @@ def probe(name: str, input_shape: Sequence[int | None] | None = None, batch: int
     shape = probe_shape(name, input_shape)
     key = machine_key()
     path = _cache_file(key, name, shape, batch)
+    if not refresh and path in _MEASURED:
+        return _MEASURED[path]
     if not refresh:
         try:
             cached = json.loads(path.read_text())
@@ -292,12 +299,14 @@ def probe(name: str, input_shape: Sequence[int | None] | None = None, batch: int
     }  # fmt: skip
     if max(spread.values(), default=1.0) > STEADY:
         log.info("lcnn: the precision probe was disturbed by other processes (median %.2fx the fastest step): "
-                 "this run uses it, the next one measures again", max(spread.values()))  # fmt: skip
-        return {**result, "cache": None}
-    try:
-        write_json(path, result)
-    except OSError as err:
-        log.warning("lcnn: warning: cannot cache the precision probe in %s (%s)", path.parent, err)
+                 "this process uses it, the next one measures again", max(spread.values()))  # fmt: skip
+        result["cache"] = None
+    else:
+        try:
+            write_json(path, result)
+        except OSError as err:
+            log.warning("lcnn: warning: cannot cache the precision probe in %s (%s)", path.parent, err)
+    _MEASURED[path] = result
     return result
 
 
@@ -311,15 +320,15 @@ def pinned_precision() -> str | None:
     return value
 
 
-def choose(task: str, name: str, input_shape: Sequence[int | None] | None = None,
-           parts: Sequence[str] = ("train", "infer")) -> dict[str, Any]:  # fmt: skip
+def choose(task: str, name: str, input_shape: Sequence[int | None] | None = None, parts: Sequence[str] = ORDER,
+           result: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """What model ``name`` of ``task`` should train and infer in on this CPU: ``{"train": "32-true" |
     "bf16-mixed", "infer": "fp32" | "bf16" | "int8", "note": why, "probe": the table or None}``.
 
     Only candidates :data:`KEEPS_RESULT` lists for ``(task, name)`` compete with fp32, each where it is
     :data:`MARGIN` times as fast (:func:`decide`); nothing is measured for ``parts`` without such a
-    candidate. ``$LCNN_PRECISION`` pins training to it and inference to fp32. Never raises for a failing
-    probe: fp32, with a one-line warning."""
+    candidate; ``result``: a :func:`probe` result to decide from. ``$LCNN_PRECISION`` pins training to it
+    and inference to fp32. Never raises for a failing probe: fp32, with a one-line warning."""
     pinned = pinned_precision()
     if pinned:
         return {"train": pinned, "infer": "fp32", "note": f"LCNN_PRECISION={pinned}", "probe": None}
@@ -328,7 +337,7 @@ def choose(task: str, name: str, input_shape: Sequence[int | None] | None = None
     if not any(known & set(ORDER[part][1:]) for part in parts):
         return {**fp32, "note": f"only fp32 is known to keep the result of {task} / {name}"}
     try:
-        result = probe(name, input_shape)
+        result = result or probe(name, input_shape)
     except Exception as err:  # noqa: BLE001 - the probe must never break a run
         note = f"the precision probe failed ({type(err).__name__}: {err}); running fp32"
         log.warning("lcnn: warning: %s", note)

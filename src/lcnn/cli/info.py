@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lcnn.cli.parsing import command
+from lcnn.errors import UserError
 from lcnn.tasks.base import count, positive
 
 
@@ -54,7 +55,10 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     from lcnn.models import model_info
     from lcnn.probe import probe
 
-    result = probe(args.model, args.input_shape, budget_s=args.budget, refresh=args.refresh)
+    try:
+        result = probe(args.model, args.input_shape, budget_s=args.budget, refresh=args.refresh)
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:  # a model or shape torch refuses
+        raise UserError(f"the precision probe of {args.model} failed ({type(err).__name__}: {err})") from None
     print(probe_text(result, model_info(args.model).tasks))
     if result["cache"]:
         print(f"cached in {result['cache']} (--refresh measures again; LCNN_PRECISION or --precision override auto)")
