@@ -270,9 +270,10 @@ _MEASURED: dict[Path, dict[str, Any]] = {}
 def probe(name: str, input_shape: Sequence[int | None] | None = None, batch: int | None = None,
           budget_s: float = BUDGET_S, refresh: bool = False) -> dict[str, Any]:  # fmt: skip
     """The probe's table for model ``name`` on this machine, measured once (or again with ``refresh``) and
-    cached: ``{"table": {"train": {...}, "infer": {...}}, "skipped", "train", "infer" (the fastest by
-    :data:`MARGIN`, before the accuracy guard), "machine", "model", "input_shape", "batch", "measured",
-    "cache"}``. ``batch``: default about :data:`BATCH_MACS` multiply-accumulates."""
+    cached: ``{"table": {"train": {...}, "infer": {...}}, "skipped", "spread", "train", "infer" (the fastest
+    by :data:`MARGIN`, before the accuracy guard), "machine", "model", "input_shape", "batch", "measured",
+    "cache" (None: too disturbed to cache, see :data:`STEADY`)}``. ``batch``: default about
+    :data:`BATCH_MACS` multiply-accumulates."""
     shape = probe_shape(name, input_shape)
     key = machine_key()
     path = _cache_file(key, name, shape, batch)
