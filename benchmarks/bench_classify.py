@@ -5,13 +5,19 @@ Rows are PyTorch configurations (the plain fp32 NCHW eager baseline, channels-la
 ``torch.compile``) and the article's Keras model (``benchmarks/keras_lcnn.py``, run with the separate
 TensorFlow environment that ``benchmarks/keras_env.sh`` creates). Columns: training images/s (forward,
 backward and an Adam step on a batch), inference images/s (one batch), the peak resident memory of the
-process that measured the row, and the ratio to Keras. Every row runs in its own subprocess, so its peak
-memory is its own; ``--rounds N`` runs the whole set N times, interleaved, and keeps each row's best (the
-least disturbed by other processes on a shared machine). ``*`` marks the library's default on this
-machine (channels-last, ``default_precision``, the lean MFM backward of ``lcnn.layers``, the tuned allocator);
-rows without ``fastMFM`` run the MFM through plain ``torch.maximum``, as a direct port would. A last line
-puts the goals in arithmetic terms: the multiply-accumulates per second they need against the MAC rate of
-a large matmul on the same threads.
+process that measured the row, the ratio to Keras, and the training's share of the bf16 matmul peak (its
+multiply-accumulates per second, 3x the forward's per image, over a large bf16 matmul's on the same
+threads). Every row runs in its own subprocess, so its peak memory is its own; ``--rounds N`` runs the
+whole set N times, interleaved, and keeps each row's best (the least disturbed by other processes on a
+shared machine). Rows without ``fastMFM`` run the MFM through plain ``torch.maximum``, as a direct port
+would. ``lcnn_lstm`` rows time the ASVspoof baseline on 3-second LFCC inputs (300 frames x 60).
+
+The report starts with where it ran (``lcnn.benchmark.machine_report``: CPU, flags, matmul peaks, the
+precision probe's tables). ``*`` marks the library's default training configuration on this machine and
+``†`` its default inference (``lcnn.probe.choose`` for classify / spoof: channels-last, the lean MFM
+backward, the tuned allocator and the precision the probe chose); the lines under the table give each
+default against the best row of its model, measured in the same run. A last line puts the goals in
+arithmetic terms: the multiply-accumulates per second they need against the matmul peaks.
 
     .venv/bin/python benchmarks/bench_classify.py                       # 2 threads, batch 256, 2 rounds
     .venv/bin/python benchmarks/bench_classify.py --rounds 3 --compile --json runs/bench_classify.json
@@ -48,6 +54,16 @@ CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
     # training as the row above; inference through optimize_for_inference(precision="int8"), one worker a thread
     "torch fp32 CL ... +int8 inference": (True, False, False, True, True, True),
 }
+# lcnn_lstm on 3 s of LFCCs (1x300x60), with the library's fast settings in fp32 and in bf16
+LSTM_CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
+    "lcnn_lstm fp32 CL +fastMFM +malloc": (True, False, False, True, True, False),
+    "lcnn_lstm bf16 CL +fastMFM +malloc": (True, True, False, True, True, False),
+}
+LSTM_SHAPE = (1, 300, 60)
+# what lcnn.probe.choose may pick -> the row that runs it (training and inference)
+TRAIN_ROWS = {"32-true": "fp32 CL +fastMFM +malloc", "bf16-mixed": "bf16 CL +fastMFM +malloc"}
+INFER_ROWS = {"fp32": "fp32 CL +fastMFM +malloc", "bf16": "bf16 CL +fastMFM +malloc",
+              "int8": "fp32 CL ... +int8 inference"}
 COMPILE_CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
     "torch fp32 CL compile": (True, False, True, False, False, False),
     "torch bf16 CL compile": (True, True, True, False, False, False),
@@ -70,32 +86,11 @@ def use_plain_mfm() -> None:
     MaxFeatureMap.forward = forward
 
 
-def matmul_peak(threads: int, dtype_name: str, size: int = 2048, steps: int = 10) -> float:
-    """Multiply-accumulates per second of a large square matmul: what this CPU's cores can compute at best."""
-    import torch
-
-    torch.set_num_threads(threads)
-    if dtype_name == "int8":  # int8 x int8 -> int32, the multiply rate int8 convolutions draw on (VNNI)
-        a, b = (torch.randint(-128, 128, (size, size), dtype=torch.int8) for _ in range(2))
-        mm = torch._int_mm
-    else:
-        dtype = getattr(torch, dtype_name)
-        a, b = torch.rand(size, size, dtype=dtype), torch.rand(size, size, dtype=dtype)
-        mm = torch.mm
-    mm(a, b)
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            mm(a, b)
-        best = max(best, steps * size**3 / (time.perf_counter() - t0))
-    return best
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="PyTorch LCNN vs the article's Keras LCNN: training and inference speed")
     p.add_argument("--threads", type=int, default=2, help="intra- and inter-op threads for both frameworks")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lstm-batch-size", type=int, default=32, help="batch of the lcnn_lstm rows (3 s utterances)")
     p.add_argument("--train-steps", type=int, default=10, help="timed training steps per repeat")
     p.add_argument("--infer-steps", type=int, default=20, help="timed inference batches per repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats inside a process (best kept)")
@@ -127,10 +122,12 @@ def run_worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(args.threads)
 
-    from lcnn import build_lcnn
+    from lcnn import build_lcnn, create_model
+    from lcnn.models import count_macs
     from lcnn.speed import prepare_input, prepare_model
 
-    channels_last, bf16, compiled, fast_mfm, malloc, int8 = {**CONFIGS, **COMPILE_CONFIGS}[args.worker]
+    channels_last, bf16, compiled, fast_mfm, malloc, int8 = {**CONFIGS, **COMPILE_CONFIGS, **LSTM_CONFIGS}[args.worker]
+    lstm = args.worker in LSTM_CONFIGS
     if malloc:
         from lcnn.speed import tune_cpu_allocator
 
@@ -139,10 +136,13 @@ def run_worker(args: argparse.Namespace) -> dict:
         use_plain_mfm()
     plain = args.worker == next(iter(CONFIGS))
     torch.manual_seed(0)
-    model = prepare_model(build_lcnn((1, 28, 28), 10), channels_last=channels_last)
-    bs = args.batch_size
-    x = prepare_input(torch.rand(bs, 1, 28, 28), channels_last=channels_last)
-    y = torch.randint(0, 10, (bs,))
+    shape, classes = (LSTM_SHAPE, 2) if lstm else ((1, 28, 28), 10)
+    net = create_model("lcnn_lstm", num_classes=2, input_shape=LSTM_SHAPE) if lstm else build_lcnn(shape, classes)
+    macs = count_macs(net.eval(), torch.rand(2, *shape))
+    model = prepare_model(net, channels_last=channels_last)
+    bs = args.lstm_batch_size if lstm else args.batch_size
+    x = prepare_input(torch.rand(bs, *shape), channels_last=channels_last)
+    y = torch.randint(0, classes, (bs,))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()  # softmax + categorical cross-entropy, as the article's compile()
     train_forward = torch.compile(model) if compiled else model
@@ -181,7 +181,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     if int8:
         from lcnn.inference import optimize_for_inference
 
-        calibration = torch.rand(bs, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+        calibration = torch.rand(bs, *shape, generator=torch.Generator().manual_seed(1))
         infer_forward = optimize_for_inference(model, precision="int8", calibration=calibration)
     grad_mode = torch.no_grad() if plain else torch.inference_mode()
     with grad_mode, autocast():
@@ -209,6 +209,8 @@ def run_worker(args: argparse.Namespace) -> dict:
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "batch_size": bs,
+        "macs_per_example": macs,
     }
 
 
@@ -259,10 +261,10 @@ def run_json(cmd: list[str], env: dict | None = None) -> dict:
     raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}):\n{tail}")
 
 
-def common_args(args: argparse.Namespace) -> list[str]:
+def common_args(args: argparse.Namespace, lstm: bool = False) -> list[str]:
     return ["--threads", str(args.threads), "--batch-size", str(args.batch_size), "--train-steps",
             str(args.train_steps), "--infer-steps", str(args.infer_steps), "--repeats", str(args.repeats),
-            "--clock", args.clock]  # fmt: skip
+            "--clock", args.clock] + (["--lstm-batch-size", str(args.lstm_batch_size)] if lstm else [])  # fmt: skip
 
 
 def keep_best(best: dict[str, dict], row: dict) -> None:
@@ -278,35 +280,73 @@ def keep_best(best: dict[str, dict], row: dict) -> None:
     old["peak_rss_mb"] = max(old["peak_rss_mb"], row["peak_rss_mb"])
 
 
-def library_default_name() -> str:
-    """The row of what ``lcnn.speed`` recommends on this machine: channels-last (``prepare_model``), bf16 only
-    where ``default_precision`` says it pays, the fast MFM (``lcnn.layers.max_feature_map``) and the tuned allocator
-    (``tune_cpu_allocator``)."""
-    from lcnn.speed import default_precision
+def library_defaults() -> dict[str, dict[str, str]]:
+    """Per model (row prefix): the rows of the library's default training and inference on this machine, from
+    what ``lcnn.probe.choose`` picks (classify for the article's LCNN, spoof for lcnn_lstm), and why."""
+    from lcnn.probe import choose
 
-    return f"torch {'bf16' if default_precision('cpu') == 'bf16-mixed' else 'fp32'} CL +fastMFM +malloc"
+    defaults = {}
+    for prefix, task, model, shape in (("torch", "classify", "lcnn", (1, 28, 28)), ("lcnn_lstm", "spoof", "lcnn_lstm",
+                                                                                    LSTM_SHAPE)):  # fmt: skip
+        choice = choose(task, model, shape)
+        defaults[prefix] = {"train": f"{prefix} {TRAIN_ROWS[choice['train']]}",
+                            "infer": f"{prefix} {INFER_ROWS[choice['infer']]}", "precision": choice["train"],
+                            "inference": choice["infer"], "note": choice["note"]}  # fmt: skip
+    return defaults
 
 
-def format_table(rows: list[dict], keras: dict | None, default_name: str) -> str:
-    columns = ("train img/s", "infer img/s", "peak RSS MB", "train/Keras", "infer/Keras")
-    header = f"{'config':<36}" + "".join(f"{c:>12}" for c in columns)
+def peak_share(row: dict, peaks: dict[str, float]) -> float:
+    """Training multiply-accumulates per second (3x the forward's per example) over the bf16 matmul peak."""
+    return row["train_img_s"] * 3 * row["macs_per_example"] / (peaks["bf16"] * 1e9)
+
+
+def format_table(rows: list[dict], keras: dict | None, defaults: dict[str, dict[str, str]],
+                 peaks: dict[str, float]) -> str:  # fmt: skip
+    columns = ("train img/s", "infer img/s", "peak RSS MB", "train/Keras", "infer/Keras", "train/bf16pk")
+    header = f"{'config':<38}" + "".join(f"{c:>13}" for c in columns)
     lines = [header, "-" * len(header)]
+    trains = {d["train"] for d in defaults.values()}
+    infers = {d["infer"] for d in defaults.values()}
 
-    def ratio(value: float, key: str) -> str:
-        return f"{value / keras[key]:.2f}x" if keras else "-"
+    def ratio(row: dict, key: str) -> str:
+        return f"{row[key] / keras[key]:.2f}x" if keras and not row["name"].startswith("lcnn_lstm") else "-"
 
     for row in rows:
-        mark = " *" if row["name"] == default_name else ""
+        mark = " " + ("*" if row["name"] in trains else "") + ("†" if row["name"] in infers else "")
         lines.append(
-            f"{row['name'] + mark:<36}{row['train_img_s']:>12.0f}{row['infer_img_s']:>12.0f}"
-            f"{row['peak_rss_mb']:>12.0f}{ratio(row['train_img_s'], 'train_img_s'):>12}"
-            f"{ratio(row['infer_img_s'], 'infer_img_s'):>12}"
+            f"{row['name'] + mark.rstrip():<38}{row['train_img_s']:>13.0f}{row['infer_img_s']:>13.0f}"
+            f"{row['peak_rss_mb']:>13.0f}{ratio(row, 'train_img_s'):>13}{ratio(row, 'infer_img_s'):>13}"
+            f"{peak_share(row, peaks):>13.0%}"
         )
     if keras:
         name = f"keras (article{', XLA' if keras.get('jit_compile') else ''})"
-        lines.append(f"{name:<36}{keras['train_img_s']:>12.0f}{keras['infer_img_s']:>12.0f}"
-                     f"{keras['peak_rss_mb']:>12.0f}{'1.00x':>12}{'1.00x':>12}")  # fmt: skip
+        share = keras["train_img_s"] * 3 * rows[0]["macs_per_example"] / (peaks["bf16"] * 1e9) if rows else 0.0
+        lines.append(f"{name:<38}{keras['train_img_s']:>13.0f}{keras['infer_img_s']:>13.0f}"
+                     f"{keras['peak_rss_mb']:>13.0f}{'1.00x':>13}{'1.00x':>13}{share:>13.0%}")  # fmt: skip
     return "\n".join(lines)
+
+
+def defaults_against_best(rows: list[dict], defaults: dict[str, dict[str, str]]) -> list[str]:
+    """One line per model: its default training and inference rows against the best rows of that model in
+    this run (issue 17: within 10 %)."""
+    lines = []
+    for prefix, default in defaults.items():
+        own = [r for r in rows if r["name"].split(" ")[0] == prefix]
+        by_name = {r["name"]: r for r in own}
+        parts = []
+        for part, key in (("train", "train_img_s"), ("infer", "infer_img_s")):
+            row = by_name.get(default[part])
+            if row is None:
+                parts.append(f"{part}: default row {default[part]!r} not measured")
+                continue
+            best = max(own, key=lambda r: r[key])
+            share = row[key] / best[key]
+            parts.append(f"{part} {row[key]:,.0f} = {share:.0%} of the best ({best[key]:,.0f}, {best['name']})"
+                         f"{'' if share >= 0.9 else ' - NOT within 10 %'}")  # fmt: skip
+        if own:
+            lines.append(f"default {prefix} (train {default['precision']}, infer {default['inference']}): "
+                         + "; ".join(parts) + f" [{default['note']}]")  # fmt: skip
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -318,9 +358,16 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    from lcnn.benchmark import machine_report, matmul_peaks
+
+    torch.set_num_threads(args.threads)
+    peaks = matmul_peaks(args.threads)
+    print(machine_report(args.threads, peaks, models=[("lcnn", (1, 28, 28)), ("lcnn_lstm", LSTM_SHAPE)]) + "\n",
+          flush=True)  # fmt: skip
     configs = dict(CONFIGS)
     if args.compile:
         configs.update(COMPILE_CONFIGS)
+    configs.update(LSTM_CONFIGS)
     if args.only:
         configs = {k: v for k, v in configs.items() if any(w in k for w in args.only)}
     keras_python = Path(args.keras_python)
@@ -337,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         loads.append({"round": round_ + 1, "loadavg_before": [round(v, 2) for v in os.getloadavg()]})
         for name in configs:
             busy = wait_idle(args.wait_idle) if args.wait_idle else None
-            row = run_json([sys.executable, __file__, "--worker", name, *common_args(args)], env)
+            row = run_json([sys.executable, __file__, "--worker", name, *common_args(args, name in LSTM_CONFIGS)], env)
             row["cpu_busy_before_pct"] = None if busy is None else round(busy, 1)
             keep_best(best, row)
             print(f"round {round_ + 1}: {name}: train {row['train_img_s']:.0f} img/s, infer {row['infer_img_s']:.0f} "
@@ -357,57 +404,56 @@ def main(argv: list[str] | None = None) -> None:
         loads[-1]["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
 
     rows = list(best.values())
-    default_name = library_default_name()
+    defaults = library_defaults()
     first = rows[0] if rows else {}
     print(f"torch {torch.__version__} (threads {first.get('threads')}, interop {first.get('interop_threads')})"
           + (f"; tensorflow {keras_best['tensorflow']} / keras {keras_best['keras']} (intra-op "
              f"{keras_best['intra_op_threads']}, inter-op {keras_best['inter_op_threads']}, "
              f"jit_compile {keras_best['jit_compile']})" if keras_best else "; Keras skipped"))  # fmt: skip
     load_text = "; ".join(f"round {ld['round']}: {ld['loadavg_before'][0]} -> {ld['loadavg_after'][0]}" for ld in loads)
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, batch {args.batch_size}, best of "
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, batch {args.batch_size} (lcnn_lstm "
+          f"{args.lstm_batch_size}), best of "
           f"{args.rounds} rounds x {args.repeats} repeats; 1-min loadavg {load_text}")
     if keras_best:
         print(f"parameters: torch {first.get('trainable_params', 0):,} trainable; keras "
               f"{keras_best['trainable_params']:,} trainable + {keras_best['non_trainable_params']:,} non-trainable")
     if args.clock == "cpu":
         print("throughputs are images per CPU-second of the measuring process (--clock cpu), not per second")
-    print(format_table(rows, keras_best, default_name))
-    print(f"* = lcnn.speed's defaults on this CPU: channels-last (CL), precision "
-          f"{'bf16-mixed' if 'bf16' in default_name else '32-true'}, fastMFM = MaxFeatureMap 2/1 through "
-          "lcnn.layers.max_feature_map (same forward, lean backward), malloc = tune_cpu_allocator()")
-    bound = arithmetic_bound(args.threads, keras_best)
+    print(format_table(rows, keras_best, defaults, peaks))
+    print("* = the library's default training here, † its default inference (lcnn.probe): channels-last (CL), "
+          "fastMFM = MaxFeatureMap 2/1 through lcnn.layers.max_feature_map (same forward, lean backward), malloc = "
+          "tune_cpu_allocator(); train/bf16pk = training MACs/s (3x the forward's) over the bf16 matmul peak")
+    print("\n".join(defaults_against_best(rows, defaults)))
+    bound = arithmetic_bound(keras_best, peaks)
     print(bound["text"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"torch": rows, "keras": keras_best, "loadavg": loads,
-                                         "library_default": default_name, "bound": bound}, indent=2))  # fmt: skip
+        args.json.write_text(json.dumps({"torch": rows, "keras": keras_best, "loadavg": loads, "peaks": peaks,
+                                         "library_defaults": defaults, "bound": bound}, indent=2))  # fmt: skip
 
 
-def arithmetic_bound(threads: int, keras: dict | None) -> dict:
+def arithmetic_bound(keras: dict | None, peaks: dict[str, float]) -> dict:
     """What the speed goals (2.5x Keras training, 4x inference) ask of the CPU's arithmetic: the model's
-    multiply-accumulates per image times the target throughput, against the best MAC rate of a large
-    matmul on the same threads (fp32, bf16 and int8)."""
+    multiply-accumulates per image times the target throughput, against the matmul peaks (GMAC/s, fp32,
+    bf16 and int8) on the threads of the run."""
     import torch
 
     from lcnn import build_lcnn
-    from lcnn.benchmark import count_macs
+    from lcnn.models import count_macs
 
     macs = count_macs(build_lcnn((1, 28, 28), 10).eval(), torch.rand(1, 1, 28, 28))
-    peak = {name: matmul_peak(threads, name) for name in ("float32", "bfloat16", "int8")}
-    out = {"macs_per_image": macs, "matmul_peak_gmac_s": {k: round(v / 1e9, 1) for k, v in peak.items()}}
-    text = (f"arithmetic: {macs / 1e6:.1f} M MACs per image forward, about 3x that per training image; "
-            f"matmul peak on {threads} threads: {peak['float32'] / 1e9:.0f} GMAC/s fp32, "
-            f"{peak['bfloat16'] / 1e9:.0f} GMAC/s bf16, {peak['int8'] / 1e9:.0f} GMAC/s int8")
+    out = {"macs_per_image": macs, "matmul_peak_gmac_s": {k: round(v, 1) for k, v in peaks.items()}}
+    text = (f"arithmetic: {macs / 1e6:.1f} M MACs per image forward, about 3x that per training image; matmul "
+            f"peak: {peaks['fp32']:.0f} GMAC/s fp32, {peaks['bf16']:.0f} bf16, {peaks['int8']:.0f} int8")
     if keras:
-        need_train = 2.5 * keras["train_img_s"] * 3 * macs
-        need_infer = 4.0 * keras["infer_img_s"] * macs
-        out.update(goal_train_gmac_s=round(need_train / 1e9, 1), goal_infer_gmac_s=round(need_infer / 1e9, 1))
-        text += (f"\n2.5x Keras in training needs {need_train / 1e9:.0f} GMAC/s and 4x in inference "
-                 f"{need_infer / 1e9:.0f} GMAC/s, that is {need_train / peak['float32']:.0%} and "
-                 f"{need_infer / peak['float32']:.0%} of the fp32 matmul peak ({need_infer / peak['int8']:.0%} "
-                 f"of the int8 one)")
+        need_train = 2.5 * keras["train_img_s"] * 3 * macs / 1e9
+        need_infer = 4.0 * keras["infer_img_s"] * macs / 1e9
+        out.update(goal_train_gmac_s=round(need_train, 1), goal_infer_gmac_s=round(need_infer, 1))
+        text += (f"\n2.5x Keras in training needs {need_train:.0f} GMAC/s and 4x in inference {need_infer:.0f} GMAC/s, "
+                 f"that is {need_train / peaks['fp32']:.0%} of the fp32 matmul peak in training "
+                 f"({need_train / peaks['bf16']:.0%} of the bf16 one) and {need_infer / peaks['fp32']:.0%} in "
+                 f"inference ({need_infer / peaks['int8']:.0%} of the int8 one)")
     out["text"] = text
-    torch.set_num_threads(threads)
     return out
 
 

@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.model}, batch {args.batch} x 1x128x128, {args.threads} threads, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}"
     )
+    from lcnn.benchmark import machine_report
+
+    print(machine_report(args.threads, models=[(args.model, None)]) + "\n", flush=True)
     context = mp.get_context("spawn")
     workers = {}
     for name in names:  # prepared one at a time so that compiling does not disturb anyone's timing

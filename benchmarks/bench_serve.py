@@ -303,6 +303,9 @@ def main() -> None:
     if not flacs:
         raise SystemExit(f"{args.data_dir}: no LA/ASVspoof2019_LA_eval/flac/*.flac")
     files = [f.read_bytes() for f in flacs]
+    from lcnn.benchmark import machine_report
+
+    print(machine_report(models=[("lcnn_lstm", None), ("lightcnn9", None)]) + "\n", flush=True)
     seconds = [sf.info(io.BytesIO(f)).duration for f in files]
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lcnn.benchmark import machine_report
 from lcnn.data.faces import list_faces
 from lcnn.data.pairs import Pair
 from lcnn.io import write_json
@@ -94,6 +95,7 @@ def main() -> None:
                         help="take a seed's finished run from OUT/seed-N instead of training it again")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(machine_report(args.threads, models=[("lightcnn9", None)]) + "\n", flush=True)
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
 
     val_fraction = resolve_config("face", "orl", recipe=args.recipe, **overrides)["val_fraction"]

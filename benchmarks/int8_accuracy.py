@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lcnn.benchmark import machine_report
 from lcnn.data.images import load_images
 from lcnn.inference import calibration_subset, quantize_int8
 from lcnn.speed import prepare_input
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    models = [("lcnn", (1, 28, 28))] * bool(args.mnist) + [("lightcnn9", None)] * bool(args.orl)
+    print(machine_report(args.threads, models=models) + "\n", flush=True)
     lines = ["| metric (%) | checkpoint | fp32 | int8 | agreement |", "|---|---|---:|---:|---|"]
     lines += mnist_rows(args.mnist, args.mnist_dir) if args.mnist else []
     lines += orl_rows(args.orl, args.orl_dir) if args.orl else []

@@ -128,6 +128,9 @@ def main() -> None:
     if args.report:
         print_table(args.report)
         return
+    from lcnn.benchmark import machine_report
+
+    print(machine_report(args.threads, models=[("lcnn_lstm", None)] * ("lcnn_lstm" in args.models)) + "\n", flush=True)
     if args.only in (None, "timing"):
         timing(args)
     if args.only in (None, "accuracy"):

@@ -12,3 +12,12 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not found at {path}")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fp32_unless_a_test_unpins():
+    """Every test runs pinned to fp32 (``$LCNN_PRECISION``): results the same on every machine, and no test
+    times precisions or writes the probe's cache in passing. ``tests/test_probe.py`` unpins."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LCNN_PRECISION", "32-true")
+        yield

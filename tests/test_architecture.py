@@ -36,7 +36,8 @@ ALLOWED = {
     "lcnn.score": {"lcnn.audio", "lcnn.data", "lcnn.score"},
     "lcnn.plots": set(),
     "lcnn.export": set(),
-    "lcnn.benchmark": {"lcnn.models", "lcnn.speed"},
+    "lcnn.probe": {"lcnn.models", "lcnn.inference", "lcnn.speed", "lcnn.data"},
+    "lcnn.benchmark": {"lcnn.models", "lcnn.speed", "lcnn.probe"},
     "lcnn.scores": {"lcnn.data", "lcnn.metrics"},
 }
 FREE = {"lcnn.errors", "lcnn.io", "lcnn.config"}

@@ -1,13 +1,19 @@
-"""Model inventory (parameters, MACs) and throughput measurements for ``lcnn models`` / ``lcnn benchmark``."""
+"""Model inventory (parameters, MACs) and throughput measurements for ``lcnn models`` / ``lcnn benchmark``, and
+what says where figures were measured (:func:`machine_report`, :func:`probe_text`)."""
 
 from __future__ import annotations
 
+import functools
+import math
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from lcnn.models import create_model, list_models
+from lcnn.models import count_macs, create_model, list_models, model_info
+from lcnn.probe import MARGIN, ORDER, choose, interleaved, machine_key, probe
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, ...]:
@@ -16,38 +22,6 @@ def input_shape_of(model: nn.Module) -> tuple[int, ...]:
     if shape is None:
         raise ValueError(f"{type(model).__name__} does not declare an input_shape")
     return tuple(shape)
-
-
-def count_macs(model: nn.Module, example: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass on ``example`` (convolutions, linear and LSTM layers)."""
-    total = 0
-
-    def conv(module: nn.Conv2d, inputs, output) -> None:
-        nonlocal total
-        kernel = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        total += output.numel() * kernel
-
-    def linear(module: nn.Linear, inputs, output) -> None:
-        nonlocal total
-        total += output.numel() * module.in_features
-
-    def lstm(module: nn.LSTM, inputs, output) -> None:
-        nonlocal total
-        steps = output[0].numel() // (module.hidden_size * (2 if module.bidirectional else 1))
-        per_layer = 4 * module.hidden_size * (module.input_size + module.hidden_size)
-        deeper = 4 * module.hidden_size * (module.hidden_size * (2 if module.bidirectional else 1) + module.hidden_size)
-        directions = 2 if module.bidirectional else 1
-        total += steps * directions * (per_layer + deeper * (module.num_layers - 1))
-
-    hooks = {nn.Conv2d: conv, nn.Linear: linear, nn.LSTM: lstm}
-    handles = [m.register_forward_hook(hooks[type(m)]) for m in model.modules() if type(m) in hooks]
-    try:
-        with torch.inference_mode():
-            model.eval()(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total // len(example)
 
 
 def model_table(num_classes: int = 10) -> str:
@@ -116,4 +90,80 @@ def throughput_table(name: str, input_shape: list[int] | None, batch_size: int, 
         lines.append(f"{label:<22}{results[label]['train']:>12.1f}{results[label]['infer']:>12.1f}")
     base, fast = results["eager fp32 NCHW"], results["fast defaults"]
     lines.append(f"{'speed-up':<22}{fast['train'] / base['train']:>11.2f}x{fast['infer'] / base['infer']:>11.2f}x")
+    return "\n".join(lines)
+
+
+def matmul_peaks(threads: int | None = None, size: int = 2048) -> dict[str, float]:
+    """GMAC/s of a large square matmul in fp32, bf16 and int8 (``torch._int_mm``, the rate int8 convolutions
+    draw on) on ``threads`` (default: torch's): what this CPU computes at best; the fastest of 3 calls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    operands = {"fp32": [torch.rand(size, size) for _ in range(2)],
+                "bf16": [torch.rand(size, size, dtype=torch.bfloat16) for _ in range(2)],
+                "int8": [torch.randint(-128, 128, (size, size), dtype=torch.int8) for _ in range(2)]}  # fmt: skip
+    calls = {k: functools.partial(torch._int_mm if k == "int8" else torch.mm, *ab) for k, ab in operands.items()}
+    try:
+        for call in calls.values():
+            call()  # warm-up
+        return {k: size**3 / s[0] / 1e9 for k, s in interleaved(calls, 0.0, time.perf_counter).items()}
+    finally:
+        torch.set_num_threads(before)
+
+
+def probe_text(result: dict[str, Any], tasks: Sequence[str] = ()) -> str:
+    """The probe's table (examples/s, the ratio to fp32, and each candidate's median step over its fastest),
+    its choice before the accuracy guard, and :func:`lcnn.probe.choose`'s for each of ``tasks``."""
+    shape = "x".join(map(str, result["input_shape"]))
+    lines = [f"{result['model']} {shape}, batch {result['batch']}, measured {result['measured']}",
+             f"{'':<7}{'candidate':<12}{'ex/s':>10}{'vs fp32':>9}{'spread':>8}"]  # fmt: skip
+    for part in ORDER:
+        speeds = result["table"][part]
+        for candidate in ORDER[part]:
+            if candidate in speeds:
+                ratio = speeds[candidate] / speeds[ORDER[part][0]]
+                spread = result.get("spread", {}).get(candidate, math.nan)
+                lines.append(f"{part:<7}{candidate:<12}{speeds[candidate]:>10,.0f}{ratio:>8.2f}x{spread:>7.2f}x")
+            else:
+                lines.append(f"{part:<7}{candidate:<12}{'-':>10}  left out: {result['skipped'].get(candidate, '?')}")
+    lines.append(f"fastest (margin {MARGIN:.2f}x): train {result['train']}, infer {result['infer']}")
+    for task in tasks:
+        choice = choose(task, result["model"], result["input_shape"], result=result)
+        lines.append(f"chosen for {task}: train {choice['train']}, infer {choice['infer']} ({choice['note']})")
+    return "\n".join(lines)
+
+
+Shape = Sequence[int | None] | None
+
+
+def machine_report(threads: int | None = None, peaks: dict[str, float] | None = None,
+                   models: Sequence[tuple[str, Shape]] = (("lcnn", (1, 28, 28)),)) -> str:  # fmt: skip
+    """A Markdown block saying where a benchmark ran, to print above its tables: CPU model, logical CPUs and
+    torch threads, the flags that decide bf16 / int8 speed, torch, the matmul peaks on these threads
+    (``peaks`` where already measured, else :func:`matmul_peaks`) and, for each ``(model, input shape)`` of
+    ``models``, the precision probe's table and choice (measured now where not cached)."""
+    key = machine_key()
+    threads = threads or key["torch_threads"]
+    peaks = peaks or matmul_peaks(threads)
+    flags = ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in key["flags"].items())
+    lines = [
+        f"**Machine:** {key['cpu']}, {key['logical_cpus']} logical CPUs, torch {key['torch']} on {threads} threads "
+        f"(oneDNN {key['capability']}); flags: {flags}",
+        f"- matmul peak on {threads} threads: {peaks['fp32']:.0f} GMAC/s fp32, {peaks['bf16']:.0f} bf16, "
+        f"{peaks['int8']:.0f} int8",
+    ]  # fmt: skip
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, shape in models:
+            result = probe(name, shape)
+            speeds = {part: ", ".join(f"{c} {v:,.0f}" for c, v in result["table"][part].items()) for part in ORDER}
+            size = "x".join(map(str, result["input_shape"]))
+            lines.append(f"- precision probe, {name} {size} (batch {result['batch']}, examples/s): "
+                         f"train {speeds['train']}; infer {speeds['infer']}")  # fmt: skip
+            for task in model_info(name).tasks:
+                choice = choose(task, name, shape, result=result)
+                lines.append(f"  - chosen for {task}: train {choice['train']}, infer {choice['infer']} "
+                             f"({choice['note']})")  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
     return "\n".join(lines)

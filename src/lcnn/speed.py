@@ -8,9 +8,10 @@ Xeon with AVX-512 and AVX512_BF16 but no AMX; table in ``benchmarks/RESULTS-clas
 - :func:`tune_cpu_allocator` with the MFM's lean backward (:func:`lcnn.layers.max_feature_map`) together:
   2.2x the channels-last training throughput (938 -> 2,050 img/s). ``torch.maximum``'s autograd formula was
   half of the CPU training step, and glibc re-mapped and faulted in each step's activations.
-- bf16 autocast is *supported* by any CPU with AVX512_BF16, but only *fast* with AMX tiles (or a GPU with
-  bf16): on AVX512_BF16 alone oneDNN's bf16 convolutions are no faster than fp32 and the casts cost extra,
-  so :func:`default_precision` picks ``"bf16-mixed"`` only where it pays (AMX CPUs, bf16 GPUs).
+- bf16 autocast: on this Xeon (AVX512_BF16 alone) oneDNN's bf16 convolutions were no faster than fp32 and
+  the casts cost extra, while on an AMD EPYC with the same flags bf16 trains 1.9x faster (issue 17). So on
+  CPUs ``--precision auto`` is measured per machine (:mod:`lcnn.probe`); :func:`default_precision` is the
+  rule for GPUs (bf16 where supported) and the static guess without a measurement.
 - ``torch.inference_mode`` for inference.
 - ``torch.compile`` is not a default: on this CPU it took 1-2 minutes to compile under load, was slower than
   eager for fp32 training and no faster for inference.
@@ -67,8 +68,9 @@ def cpu_has_amx() -> bool:
 
 
 def default_precision(device: str | torch.device = "cpu") -> str:
-    """The Lightning ``precision`` that trains fastest on ``device`` without hurting accuracy:
-    ``"bf16-mixed"`` on CUDA devices with bf16 and on AMX CPUs, else ``"32-true"``."""
+    """A static guess at the Lightning ``precision`` that trains fastest on ``device``: ``"bf16-mixed"`` on
+    CUDA devices with bf16 and on AMX CPUs, else ``"32-true"``. ``--precision auto`` uses it for GPUs; on
+    CPUs it measures instead (:func:`lcnn.probe.choose`)."""
     kind = torch.device(device).type
     if kind == "cuda":
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"

@@ -59,14 +59,18 @@ def resume_config(out: str | Path, **overrides: Any) -> dict:
     return {**cfg, "out": str(out), "resume": True}
 
 
-def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epoch: int | None = None) -> L.Trainer:
+def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epoch: int | None = None,
+                  input_shape: tuple[int | None, ...] | None = None) -> L.Trainer:  # fmt: skip
     """A Trainer with best and last checkpoints, early stopping (when ``patience`` > 0), the run's CSV log and
     the state exact resume needs.
 
     Early stopping watches ``monitor``; the best checkpoint is the best by ``cfg["best_by"]`` (``[metric,
     mode]``) where the recipe sets it, else by ``monitor`` too. ``resume_epoch`` keeps the log of the epochs
-    before it. Trainer settings Lightning refuses are a :class:`UserError`.
+    before it. ``input_shape``: one example of the model's input, which precision ``auto`` is measured on
+    (:func:`resolve_precision`). Trainer settings Lightning refuses are a :class:`UserError`.
     """
+    precision = resolve_precision(cfg["precision"], cfg["accelerator"], cfg.get("task"), cfg.get("model"),
+                                  input_shape)  # fmt: skip
     metric, mode = monitor
     best_metric, best_mode = cfg.get("best_by") or monitor
     # ``last.ckpt`` has a checkpoint callback of its own: ``save_last`` only rewrites it when the best improves.
@@ -85,7 +89,7 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epo
             accelerator=cfg["accelerator"],
             devices=cfg["devices"],
             strategy=cfg["strategy"],
-            precision=resolve_precision(cfg["precision"], cfg["accelerator"]),
+            precision=precision,
             callbacks=callbacks,
             logger=RunLog(run_dir, resume_epoch),
             plugins=[AtomicCheckpointIO()],
@@ -98,15 +102,27 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epo
         raise UserError(f"trainer settings: {err}") from None
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto``: bf16 mixed precision where the hardware runs it faster (bf16 GPUs, AMX CPUs), else fp32."""
+def resolve_precision(precision: str, accelerator: str, task: str | None = None, model: str | None = None,
+                      input_shape: tuple[int | None, ...] | None = None) -> str:  # fmt: skip
+    """``precision`` as given, but ``auto``: ``$LCNN_PRECISION`` where set; on CUDA bf16 mixed where the GPU has
+    bf16; on a CPU what :func:`lcnn.probe.choose` measured fastest for ``model`` (on ``input_shape``) among
+    what keeps ``task``'s result (fp32 without them); elsewhere fp32."""
     if precision != "auto":
         return precision
+    from lcnn.probe import choose, pinned_precision
     from lcnn.speed import default_precision
 
-    if accelerator in ("auto", "gpu", "cuda"):
-        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-    return default_precision(accelerator if accelerator in ("cuda", "cpu") else "cpu")
+    pinned = pinned_precision()
+    if pinned:
+        return pinned
+    if accelerator in ("auto", "gpu", "cuda"):  # as Lightning picks: CUDA, else Apple's GPU, else the CPU
+        mps = accelerator != "cuda" and torch.backends.mps.is_available()
+        accelerator = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    if accelerator == "cuda":
+        return default_precision("cuda")
+    if accelerator != "cpu" or task is None or model is None:
+        return "32-true"
+    return choose(task, model, input_shape, parts=("train",))["train"]
 
 
 def new_run_dir(cfg: dict) -> Path:
@@ -185,7 +201,8 @@ def _prepare(cfg: dict, task: Task, seed: int, seed_dir: Path) -> tuple[Any, Any
             resume_epoch = int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
         except Exception as err:  # a file torn or edited by hand: say which, before training anything
             raise UserError(f"{ckpt}: cannot resume from it ({type(err).__name__}: {err})") from None
-    return module, data, build_trainer(cfg, seed_dir, task.monitor, resume_epoch)
+    shape = getattr(getattr(module, "model", None), "input_shape", None)
+    return module, data, build_trainer(cfg, seed_dir, task.monitor, resume_epoch, shape)
 
 
 def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple | None = None) -> dict:
@@ -217,6 +234,7 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
         best_epoch=_best_epoch(trainer),
         stopped_early=bool(stopper is not None and stopper.stopped_epoch > 0),
         fit_seconds=round(state.fit_seconds, 1),
+        precision=trainer.precision,  # what precision auto chose here (lcnn.probe)
         best_checkpoint="checkpoints/best.ckpt",  # relative to the run folder, which can be moved
     )
     if trainer.is_global_zero:

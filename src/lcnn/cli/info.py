@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from lcnn.cli.parsing import command
-from lcnn.tasks.base import count
+from lcnn.errors import UserError
+from lcnn.tasks.base import count, positive
 
 
 def add(commands, task: str | None) -> None:
@@ -31,19 +32,39 @@ def _add_benchmark(commands, task: str | None) -> None:
     p = command(
         commands, "benchmark", task,
         help="inference and training throughput of a model on this machine",
-        description="Images (or utterances) per second of a model, eager fp32 against the fast defaults.",
+        description="Images (or utterances) per second of a model, eager fp32 against the fast defaults. With "
+                    "--probe: the precision probe's table (fp32 / bf16 training, fp32 / bf16 / int8 inference) and "
+                    "what precision auto, predict and scoring choose from it here.",
     )  # fmt: skip
     p.add_argument("--model", default="lcnn")
     p.add_argument("--input-shape", type=int, nargs="+", help="C H W (default: the model's own)")
     p.add_argument("--batch-size", type=count(1), default=64)
     p.add_argument("--steps", type=count(1), default=10)
+    p.add_argument("--probe", action="store_true", help="show the precision probe of --model and its choice")
+    p.add_argument("--refresh", action="store_true", help="with --probe: measure again (the table is cached)")
+    p.add_argument("--budget", type=positive, default=0.3, metavar="SECONDS",
+                   help="with --probe --refresh or a first probe: timed seconds per candidate (default 0.3)")
     p.set_defaults(run=_run_benchmark)
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from lcnn.benchmark import throughput_table
+    from lcnn.benchmark import probe_text, throughput_table
 
-    print(throughput_table(args.model, args.input_shape, args.batch_size, args.steps))
+    if not args.probe:
+        print(throughput_table(args.model, args.input_shape, args.batch_size, args.steps))
+        return 0
+    from lcnn.models import model_info
+    from lcnn.probe import probe
+
+    try:
+        result = probe(args.model, args.input_shape, budget_s=args.budget, refresh=args.refresh)
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:  # a model or shape torch refuses
+        raise UserError(f"the precision probe of {args.model} failed ({type(err).__name__}: {err})") from None
+    print(probe_text(result, model_info(args.model).tasks))
+    if result["cache"]:
+        print(f"cached in {result['cache']} (--refresh measures again; LCNN_PRECISION or --precision override auto)")
+    else:
+        print("not cached: other processes disturbed the measurement (spread above 1.5x); the next use measures again")
     return 0
 
 

@@ -37,8 +37,9 @@ def add(commands, task: str | None) -> None:
     p.add_argument("--accelerator", help="cpu, gpu, mps or auto (default)")
     p.add_argument("--devices", help="number of devices or processes (default 1); >1 trains with DDP")
     p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (default auto)")
-    p.add_argument("--precision", help="auto (default: bf16-mixed on bf16 GPUs and AMX CPUs, else 32-true), "
-                   "32-true, bf16-mixed, 16-mixed")
+    p.add_argument("--precision", help="auto (default: $LCNN_PRECISION where set, else bf16-mixed on bf16 GPUs; on "
+                   "CPUs bf16-mixed where the precision probe measured it faster here and it is known to keep the "
+                   "task's result, see `lcnn benchmark --probe`; else 32-true), 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--num-workers", type=count(0), help="data-loading worker processes (default 0)")
     p.add_argument("--out", help="run folder (default runs/TASK-DATA-MODEL-TIME)")
     p.add_argument("--resume", action="store_true", default=None,

@@ -4,6 +4,7 @@ from lcnn.models import lcnn as _lcnn  # noqa: F401  (registers its models)
 from lcnn.models import lcnn_lstm as _lcnn_lstm  # noqa: F401  (registers its models)
 from lcnn.models import lightcnn as _lightcnn  # noqa: F401  (registers its models)
 from lcnn.models.lcnn import LCNN, build_lcnn
+from lcnn.models.macs import count_macs
 from lcnn.models.pretrained import CheckpointError, load_lightcnn
 from lcnn.models.registry import ModelInfo, create_model, list_models, model_info, register_model
 
@@ -12,6 +13,7 @@ __all__ = [
     "CheckpointError",
     "ModelInfo",
     "build_lcnn",
+    "count_macs",
     "create_model",
     "list_models",
     "load_lightcnn",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -17,17 +18,52 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda rec: "litlogger" not in rec.getMessage())
 
 
-def inference_trainer(accelerator: str = "auto", devices: int | str = 1, progress: bool = False) -> L.Trainer:
+def inference_trainer(accelerator: str = "auto", devices: int | str = 1, progress: bool = False,
+                      precision: str = "fp32") -> L.Trainer:  # fmt: skip
     """A Trainer for ``trainer.test`` / ``trainer.predict`` of a trained module: no logger, no checkpoints,
-    no model summary, no progress bar unless asked for, and not the device report of every new Trainer."""
+    no model summary, no progress bar unless asked for, and not the device report of every new Trainer.
+    ``precision``: ``fp32``, ``bf16`` (autocast) or ``int8`` (a model quantized already: on the CPU)."""
     report = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     level = report.level
     report.setLevel(logging.WARNING)
     try:
-        return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, enable_progress_bar=progress)  # fmt: skip
+        return L.Trainer(accelerator="cpu" if precision == "int8" else accelerator, devices=devices, logger=False,
+                         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+                         precision="bf16-mixed" if precision == "bf16" else "32-true")  # fmt: skip
     finally:
         report.setLevel(level)
+
+
+def inference_choice(task: str, module: L.LightningModule) -> str:
+    """``fp32``, ``bf16`` or ``int8``: the fastest path on this CPU for the module's model that is known to keep
+    ``task``'s result (:func:`lcnn.probe.choose`); ``fp32`` where a GPU runs it, or ``$LCNN_PRECISION`` is set."""
+    if torch.cuda.is_available():
+        return "fp32"
+    from lcnn.probe import choose
+
+    shape = getattr(module.model, "input_shape", None)
+    return choose(task, module.hparams.model, shape, parts=("infer",))["infer"]
+
+
+def predict_precision(task: str, module: L.LightningModule, int8: bool | None, calibration: Callable[[], torch.Tensor],
+                      first: Callable[[], torch.Tensor], agreement: Callable[[torch.Tensor, torch.Tensor], float],
+                      run: Callable[[Any, torch.Tensor], torch.Tensor] | None = None) -> str:  # fmt: skip
+    """The path ``predict`` runs the module in (``fp32``, ``bf16`` or ``int8``), its model made int8 for int8.
+
+    ``int8=True``: int8, calibrated on ``calibration()`` (``run(model, x)`` the computation to calibrate);
+    ``False``: fp32; ``None``: :func:`inference_choice`, where a chosen int8 must also agree with fp32 on
+    ``first()``, the first batch (``agreement`` at least ``lcnn.probe.INT8_AGREEMENT``), else it is fp32."""
+    precision = {True: "int8", False: "fp32"}.get(int8) or inference_choice(task, module)
+    if precision != "int8":
+        return precision
+    from lcnn.inference import quantize_int8
+    from lcnn.probe import checked_int8
+
+    if int8:
+        module.model = quantize_int8(module.model, calibration(), run)
+        return precision
+    module.model, precision = checked_int8(module.model, calibration(), first(), agreement, run)
+    return precision
 
 
 def gather_by_index(module: L.LightningModule, parts: list[torch.Tensor]) -> list[torch.Tensor]:

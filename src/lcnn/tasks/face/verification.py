@@ -18,12 +18,13 @@ from lcnn.metrics import kfold_accuracy, pairwise_eer, roc_curve, tar_at_far, ve
 from lcnn.tasks.common import inference_trainer
 
 
-def embed_images(module: Any, paths: list[Path], batch_size: int = 64, accelerator: str = "auto") -> np.ndarray:
-    """Embeddings ``(N, 256)`` float32 of face images, preprocessed as in evaluation."""
+def embed_images(module: Any, paths: list[Path], batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
+    """Embeddings ``(N, 256)`` float32 of face images, preprocessed as in evaluation; ``precision`` as
+    :func:`lcnn.tasks.common.inference_trainer`'s."""
     if not paths:
         return np.zeros((0, module.model.embedding_dim), np.float32)
     images = FaceDataset(list(paths), [0] * len(paths), module.transform(train=False))
-    batches = inference_trainer(accelerator).predict(module, DataLoader(images, batch_size=batch_size))
+    batches = inference_trainer(precision=precision).predict(module, DataLoader(images, batch_size=batch_size))
     return torch.cat(batches).numpy()
 
 

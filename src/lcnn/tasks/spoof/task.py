@@ -110,8 +110,9 @@ class SpoofTask(Task):
         option("--devices", help="devices (processes) per node (default 1); more: DDP"),
         option("--num-nodes", type=int, metavar="M", help="nodes (default 1), launched by torchrun or the cluster"),
         option("--strategy", help="Lightning strategy (default auto; ddp with several devices)"),
-        option("--precision", help="32-true (default: the scores of evaluate), bf16-mixed (2x faster on CPUs with "
-               "AVX512_BF16 or AMX and on bf16 GPUs; scores move by ~1e-2 of their spread), 16-mixed (GPUs)"),
+        option("--precision", help="32-true (the scores of evaluate), bf16-mixed (faster on CPUs with AVX512_BF16 "
+               "or AMX and on bf16 GPUs; scores move by ~1e-2 of their spread) or 16-mixed (GPUs); default: the "
+               "precision probe's inference choice, 32-true while no spoof model is known to keep its scores in bf16"),
     )  # fmt: skip
 
     def data_settings(self, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +224,7 @@ class SpoofTask(Task):
         with tempfile.TemporaryDirectory() as tmp:
             summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
                                    frames=hp.frames, batch_size=batch_size or 64, segment=segment, strict=True,
-                                   progress=False)  # fmt: skip
+                                   progress=False, precision=_inference_precision(module))  # fmt: skip
             scores = read_scores_in_order(summary.out, table)
             with open(summary.segments_file, newline="", encoding="utf-8") as f:
                 windows: dict[str, list[tuple[float, str, str]]] = {}
@@ -267,7 +268,7 @@ class SpoofTask(Task):
                             segment=segment, hop=hop, aggregate=aggregate or "mean", form=form or "2021",
                             strict=bool(strict), restart=bool(restart), accelerator=accelerator or "auto",
                             devices=devices or 1, num_nodes=num_nodes or 1, strategy=strategy or "auto",
-                            precision=precision or "32-true")  # fmt: skip
+                            precision=precision or _inference_precision(module))  # fmt: skip
 
     def example_input(self, module: Any) -> Any:
         """A batch for export: ``(1, 1, frames, n_features)``, 400 frames (4 s) for variable-length models."""
@@ -284,6 +285,14 @@ def _cache_root(frontend: dict[str, Any], root: str | os.PathLike | None) -> Pat
     if frontend["name"] == "ssl":
         return None
     return Path(root) if root else cache_dir() / "features"
+
+
+def _inference_precision(module: Any) -> str:
+    """The Trainer precision of the probe's inference path for the module (:func:`lcnn.tasks.common.inference_choice`):
+    the engine runs fp32 or bf16 autocast; int8 (which the accuracy guard lists for no spoof model) stays fp32."""
+    from lcnn.tasks.common import inference_choice
+
+    return "bf16-mixed" if inference_choice(SpoofTask.name, module) == "bf16" else "32-true"
 
 
 def _on_gpu(accelerator: str | None) -> bool:
