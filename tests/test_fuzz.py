@@ -200,8 +200,12 @@ HUGE = {
 }
 
 
-@pytest.mark.parametrize("kind", list(READERS))
-@pytest.mark.parametrize("damage", ["truncated-10", "truncated-50", "truncated-99", "zero-byte", "wrong-magic", "huge"])
+DAMAGES = [(kind, damage) for kind in READERS
+           for damage in ("truncated-10", "truncated-50", "truncated-99", "zero-byte", "wrong-magic", "huge")
+           if damage != "huge" or kind in HUGE]  # JPEG, PGM and checkpoints have no size header to inflate
+
+
+@pytest.mark.parametrize("kind, damage", DAMAGES)
 def test_corrupted_files_are_refused_with_their_name(kind: str, damage: str, tmp_path: Path) -> None:
     suffix, read = READERS[kind]
     valid = _valid(kind, tmp_path)
@@ -211,10 +215,8 @@ def test_corrupted_files_are_refused_with_their_name(kind: str, damage: str, tmp
         data = b""
     elif damage == "wrong-magic":
         data = bytes(b ^ 0xFF for b in valid[:4]) + valid[4:]
-    elif kind in HUGE:
-        data = HUGE[kind](valid)
     else:
-        pytest.skip(f"{kind} has no size header to inflate")
+        data = HUGE[kind](valid)
     path = tmp_path / f"damaged{suffix}"
     path.write_bytes(data)
     try:
