@@ -16,7 +16,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from lcnn.audio import CODECS, CodecError, CodecStep, NoiseBank, RirBank, add_noise, codec_roundtrip, reverberate
+from lcnn.audio import (
+    CODECS,
+    DEFAULT_CODECS,
+    CodecError,
+    CodecStep,
+    NoiseBank,
+    RirBank,
+    add_noise,
+    codec_roundtrip,
+    reverberate,
+)
 from lcnn.audio import speed_perturb as speed
 from lcnn.audio.codecs import _encode_decode, check_codecs, codec_delay
 from lcnn.audio.ffmpeg import FFMPEG_ENV, _find_ffmpeg, find_ffmpeg
@@ -379,3 +389,12 @@ def test_no_subprocess_or_ffmpeg_lookup_at_import():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_bare_codec_augmentation_runs_with_every_ffmpeg_here():
+    """The default draw needs no encoder that one of the usual builds lacks (pip's imageio-ffmpeg, Debian's)."""
+    if not _ffmpegs():
+        pytest.skip("no ffmpeg")
+    for ffmpeg in _ffmpegs():
+        os.environ[FFMPEG_ENV] = ffmpeg
+        assert check_codecs(DEFAULT_CODECS) == ffmpeg

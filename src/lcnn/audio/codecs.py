@@ -157,8 +157,9 @@ CODECS: dict[str, Codec] = {
 }
 
 # What a bare "codec" augmentation draws from: the telephone and streaming codecs speech is usually heard
-# through. G.722 and AMR-NB are there to be named explicitly.
-DEFAULT_CODECS = ("mp3", "aac", "opus", "vorbis", "mulaw", "alaw", "gsm")
+# through that every common ffmpeg build encodes. GSM (not in imageio-ffmpeg's binary), AMR-NB (not in
+# Debian's) and G.722 are there to be named explicitly.
+DEFAULT_CODECS = ("mp3", "aac", "opus", "vorbis", "mulaw", "alaw")
 
 
 @dataclass(frozen=True)
