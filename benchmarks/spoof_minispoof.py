@@ -3,6 +3,7 @@ one training epoch with the feature cache cold and warm.
 
     python benchmarks/spoof_minispoof.py --data-dir ../shared/data/minispoof            # everything
     python benchmarks/spoof_minispoof.py --only timing                                  # the cache timing only
+    python benchmarks/spoof_minispoof.py --only augment --models lcnn_lstm --threads 2   # epoch time, augmented
     python benchmarks/spoof_minispoof.py --only accuracy --models lcnn_lstm --seeds 0
     python benchmarks/spoof_minispoof.py --report runs/bench-spoof-lcnn-* runs/bench-spoof-lcnn_lstm-*
 
@@ -66,6 +67,44 @@ def timing(args: argparse.Namespace) -> None:
         print(f"| {model} | {state} | {loader:.1f} | {epoch:.1f} |")
 
 
+AUGMENTS = {"none": [], "rawboost:3": ["rawboost:3"], "codec": ["codec"], "rawboost:3 + codec": ["rawboost:3", "codec"]}
+
+
+def augment_timing(args: argparse.Namespace) -> None:
+    """One training epoch (train + dev validation, the dev features cached) without and with each augmentation,
+    with 0 and 2 DataLoader workers; the same seed, so every row sees the same utterances."""
+    import lightning as L
+
+    from lcnn.tasks import get_task
+    from lcnn.train import build_trainer
+
+    spoof = get_task("spoof")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            for workers in (0, 2):
+                for name, augment in AUGMENTS.items():
+                    cfg = _cfg(args, model, epochs=1, patience=0, cache_dir=f"{tmp}/cache", num_workers=workers,
+                               augment=augment or None)  # fmt: skip
+                    L.seed_everything(0, verbose=False)
+                    module, data = spoof.build(cfg)
+                    if not rows:  # fill the cache of the clean features first, for every row alike
+                        for loader in (data.train_dataloader(), data.val_dataloader()):
+                            for _ in loader:
+                                pass
+                    trainer = build_trainer(cfg, Path(tmp) / f"run-{model}-{workers}-{len(rows)}", spoof.monitor)
+                    trainer.num_sanity_val_steps = 0
+                    started = time.perf_counter()
+                    trainer.fit(module, data)
+                    rows.append((model, workers, name, time.perf_counter() - started))
+                    print(f"{model} workers {workers} {name}: {rows[-1][3]:.1f} s", flush=True)
+    print("\n| model | workers | augmentation | epoch: train + dev validation (s) | against none |")
+    print("|---|---:|---|---:|---:|")
+    base = {(m, w): t for m, w, name, t in rows if name == "none"}
+    for model, workers, name, seconds in rows:
+        print(f"| {model} | {workers} | {name} | {seconds:.1f} | {seconds / base[model, workers]:.2f}x |")
+
+
 def accuracy(args: argparse.Namespace) -> None:
     """Train every model for every seed; print per-seed rows and mean +- std (sample std over seeds)."""
     from lcnn.train import train
@@ -120,7 +159,7 @@ def main() -> None:
     parser.add_argument("--frontend", default=None, help="lfcc or spec (default: the recipe's; minispoof: spec)")
     parser.add_argument("--extra", default=None, help="JSON of further config overrides, e.g. '{\"frames\": 100}'")
     parser.add_argument("--cache-dir", default=None, help="feature cache for the accuracy runs")
-    parser.add_argument("--only", choices=["timing", "accuracy"], default=None)
+    parser.add_argument("--only", choices=["timing", "augment", "accuracy"], default=None)
     parser.add_argument("--report", nargs="+", type=Path, metavar="RUN", help="only print the table of finished runs")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -133,6 +172,8 @@ def main() -> None:
     print(machine_report(args.threads, models=[("lcnn_lstm", None)] * ("lcnn_lstm" in args.models)) + "\n", flush=True)
     if args.only in (None, "timing"):
         timing(args)
+    if args.only in (None, "augment"):
+        augment_timing(args)
     if args.only in (None, "accuracy"):
         accuracy(args)
 
