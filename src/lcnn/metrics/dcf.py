@@ -23,7 +23,8 @@ from lcnn.metrics.spoof import compute_det_curve
 __all__ = ["act_dcf", "cllr", "min_cllr", "min_dcf", "pav_llrs"]
 
 
-def _checked(x: ArrayLike, name: str) -> NDArray[np.float64]:
+def checked_scores(x: ArrayLike, name: str) -> NDArray[np.float64]:
+    """``x`` as a flat float64 array; a ValueError naming it when it is empty or holds NaN."""
     a = np.asarray(x, dtype=np.float64).ravel()
     if a.size == 0:
         raise ValueError(f"{name} is empty")
@@ -53,7 +54,7 @@ def min_dcf(bonafide: ArrayLike, spoof: ArrayLike, p_spoof: float = 0.05, c_miss
         ``min(Cmiss (1 - Pspoof), Cfa Pspoof)``; in [0, 1]. Invariant to any increasing map of the scores.
     """
     w_miss, w_fa = _dcf_weights(p_spoof, c_miss, c_fa)
-    frr, far, _ = compute_det_curve(_checked(bonafide, "bonafide"), _checked(spoof, "spoof"))
+    frr, far, _ = compute_det_curve(checked_scores(bonafide, "bonafide"), checked_scores(spoof, "spoof"))
     return float(np.min(w_miss * frr + w_fa * far) / min(w_miss, w_fa))
 
 
@@ -70,7 +71,7 @@ def act_dcf(bonafide: ArrayLike, spoof: ArrayLike, p_spoof: float = 0.05, c_miss
         (the threshold is one of the DET points); the gap measures miscalibration at this operating point.
     """
     w_miss, w_fa = _dcf_weights(p_spoof, c_miss, c_fa)
-    bona, spf = _checked(bonafide, "bonafide"), _checked(spoof, "spoof")
+    bona, spf = checked_scores(bonafide, "bonafide"), checked_scores(spoof, "spoof")
     threshold = -np.log(c_miss * (1 - p_spoof) / (c_fa * p_spoof))
     cost = w_miss * np.mean(bona < threshold) + w_fa * np.mean(spf >= threshold)
     return float(cost / min(w_miss, w_fa))
@@ -86,7 +87,7 @@ def cllr(bonafide: ArrayLike, spoof: ArrayLike) -> float:
         Cllr in bits: 0 for a perfect, infinitely confident system, 1 for the uninformative LLR 0, unbounded
         above for confidently wrong LLRs. ``np.logaddexp`` keeps it finite for any finite LLR.
     """
-    bona, spf = _checked(bonafide, "bonafide"), _checked(spoof, "spoof")
+    bona, spf = checked_scores(bonafide, "bonafide"), checked_scores(spoof, "spoof")
     return float(0.5 * (np.mean(np.logaddexp(0, -bona)) + np.mean(np.logaddexp(0, spf))) / np.log(2))
 
 
@@ -107,7 +108,7 @@ def pav_llrs(bonafide: ArrayLike, spoof: ArrayLike) -> tuple[NDArray[np.float64]
         ``(bonafide_llrs, spoof_llrs)``, aligned with the inputs; ``+inf`` / ``-inf`` where a pooled block
         holds only bona fide / only spoof trials.
     """
-    bona, spf = _checked(bonafide, "bonafide"), _checked(spoof, "spoof")
+    bona, spf = checked_scores(bonafide, "bonafide"), checked_scores(spoof, "spoof")
     values, bins = np.unique(np.concatenate((bona, spf)), return_inverse=True)
     n_bins = values.size
     total = np.bincount(bins, minlength=n_bins).astype(np.float64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lcnn.metrics.dcf import checked_scores
 from lcnn.metrics.spoof import compute_det_curve
 
 __all__ = ["TRIAL_KINDS", "a_dcf", "t_eer"]
@@ -26,15 +27,6 @@ Curve = NDArray[np.float64]
 
 # The exhaustive t-EER search holds at most this many tandem operating points in memory at a time.
 _CHUNK = 1 << 20
-
-
-def _checked(x: ArrayLike, name: str) -> NDArray[np.float64]:
-    a = np.asarray(x, dtype=np.float64).ravel()
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    if np.isnan(a).any():
-        raise ValueError(f"{name} contains NaN")
-    return a
 
 
 def _three_curves(
@@ -75,7 +67,8 @@ def a_dcf(
         trivial system, ``min(Cfa_asv Pnon + Cfa_cm Pspf, Cmiss Ptar)``; so in [0, 1]. Invariant to any
         increasing map of the scores.
     """
-    tar, non, spf = _checked(target, "target"), _checked(nontarget, "nontarget"), _checked(spoof, "spoof")
+    tar, non = checked_scores(target, "target"), checked_scores(nontarget, "nontarget")
+    spf = checked_scores(spoof, "spoof")
     if min(p_target, p_nontarget, p_spoof) < 0 or min(c_miss, c_fa_asv, c_fa_cm) <= 0:
         raise ValueError("priors must be non-negative and costs positive")
     pmiss, pfa_non, pfa_spoof = _three_curves(tar, non, spf)
@@ -185,8 +178,8 @@ def t_eer(cm_scores: ArrayLike, asv_scores: ArrayLike, labels: ArrayLike, *, sea
     Raises:
         ValueError: on empty or misaligned inputs, NaN scores, unknown labels or a missing trial kind.
     """
-    cm = _checked(cm_scores, "cm_scores")
-    asv = _checked(asv_scores, "asv_scores")
+    cm = checked_scores(cm_scores, "cm_scores")
+    asv = checked_scores(asv_scores, "asv_scores")
     if cm.size != asv.size:
         raise ValueError(f"cm_scores and asv_scores differ in length: {cm.size}, {asv.size}")
     if search not in ("auto", "exhaustive", "bisect"):

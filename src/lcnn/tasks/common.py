@@ -18,6 +18,15 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda rec: "litlogger" not in rec.getMessage())
 
 
+def check_loader_settings(batch_size: int, val_fraction: float) -> None:
+    """A ValueError for a batch size under 1 or a validation fraction outside (0, 1): the DataModules' own
+    check, for settings that come from a config file or the API rather than the command line."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
 def inference_trainer(accelerator: str = "auto", devices: int | str = 1, progress: bool = False,
                       precision: str = "fp32") -> L.Trainer:  # fmt: skip
     """A Trainer for ``trainer.test`` / ``trainer.predict`` of a trained module: no logger, no checkpoints,

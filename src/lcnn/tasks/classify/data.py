@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Subset
 
 from lcnn.data.images import ImageDataset, ImageSplits, download_images, load_images
 from lcnn.data.samplers import eval_sampler
+from lcnn.tasks.common import check_loader_settings
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -28,10 +29,7 @@ class ImageDataModule(L.LightningDataModule):
         image_size: int | None = None,
     ) -> None:
         super().__init__()
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        check_loader_settings(batch_size, val_fraction)
         self.save_hyperparameters()
         self.splits: ImageSplits | None = None
         self.generator = torch.Generator().manual_seed(torch.initial_seed())  # the shuffles: saved for resume

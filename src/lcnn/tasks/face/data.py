@@ -22,6 +22,7 @@ from lcnn.data.faces import (
 from lcnn.data.pairs import Pair, try_build_pairs
 from lcnn.data.samplers import eval_sampler
 from lcnn.errors import DataError
+from lcnn.tasks.common import check_loader_settings
 
 
 def data_root(data: str, data_dir: str | Path | None) -> Path:
@@ -63,10 +64,7 @@ class FaceDataModule(L.LightningDataModule):
         channels: int = 1,
     ) -> None:
         super().__init__()
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        check_loader_settings(batch_size, val_fraction)
         self.save_hyperparameters()
         self.classes: list[str] = []
         self.generator = torch.Generator().manual_seed(torch.initial_seed())  # the shuffles: saved for resume
