@@ -26,12 +26,12 @@ from serving import CALIBRATION, audio_bytes, image_bytes, make_checkpoints  # n
 
 from lcnn.cli import main  # noqa: E402
 from lcnn.errors import UserError  # noqa: E402
+from lcnn.score.segments import segment_bounds  # noqa: E402
 from lcnn.serve import Settings, create_app, load_models  # noqa: E402
 from lcnn.serve import models as served  # noqa: E402
 from lcnn.serve.batcher import Batcher  # noqa: E402
 from lcnn.serve.decode import sniff_audio  # noqa: E402
 from lcnn.serve.errors import ClientError  # noqa: E402
-from lcnn.serve.models import segment_bounds  # noqa: E402
 from lcnn.tasks import get_task  # noqa: E402
 
 KEY = "s3cret-key"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -25,7 +26,24 @@ import soundfile as sf
 from lcnn.errors import UserError
 from lcnn.score.trials import TrialTable
 
-__all__ = ["Windows", "parse_aggregate"]
+__all__ = ["Windows", "parse_aggregate", "segment_bounds", "window_count", "window_start"]
+
+
+def window_count(samples: Any, window: Any, hop: Any) -> Any:
+    """How many windows a recording of ``samples`` samples has (ints or arrays alike): one when it is at most
+    ``window`` samples long, else one every ``hop`` samples, the last ending at the end."""
+    return 1 + -(-np.maximum(0, samples - window) // hop)
+
+
+def window_start(k: int, samples: int, window: int, hop: int) -> int:
+    """The first sample of window ``k`` (of :func:`window_count`): ``k * hop``, the last one ending at the end."""
+    return min(k * hop, max(0, samples - window))
+
+
+def segment_bounds(samples: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of every window of a recording of ``samples`` samples."""
+    starts = (window_start(k, samples, window, hop) for k in range(window_count(samples, window, hop)))
+    return [(start, start + min(window, samples)) for start in starts]
 
 
 def parse_aggregate(text: str) -> Callable[[np.ndarray], float]:
@@ -74,7 +92,7 @@ class Windows:
             if info.frames <= 0:
                 failed[i] = "empty audio, expected at least one sample"
         seg, hop_n = np.round(segment * rates).astype(np.int64), np.maximum(1, np.round(hop * rates)).astype(np.int64)
-        counts = np.where(samples > 0, 1 + -(-np.maximum(0, samples - seg) // hop_n), 0)
+        counts = np.where(samples > 0, window_count(samples, seg, hop_n), 0)
         first = np.concatenate([[0], np.cumsum(counts)])
         return cls(first, samples, rates, float(segment), float(hop), failed)
 
@@ -86,7 +104,7 @@ class Windows:
         f = int(np.searchsorted(self.first, w, side="right")) - 1
         n, rate = int(self.samples[f]), int(self.rates[f])
         seg, hop = round(self.segment * rate), max(1, round(self.hop * rate))
-        return f, min((w - int(self.first[f])) * hop, max(0, n - seg)), min(seg, n)
+        return f, window_start(w - int(self.first[f]), n, seg, hop), min(seg, n)
 
     def span(self, w: int) -> tuple[float, float]:
         """Start and end of window ``w`` in seconds."""

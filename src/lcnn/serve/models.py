@@ -1,8 +1,8 @@
 """The models a server holds: one small class per task kind, each running a whole batch in one call.
 
 - :class:`SpoofModel`: ``spoof(waves)`` scores waveforms. Audio longer than the model's training length is
-  cut into windows of that length (:func:`segment_bounds`, hop half a window), all scored in one batch; the
-  file's score is the mean of its windows' scores.
+  cut into windows of that length, hop half a window (:func:`lcnn.score.segments.segment_bounds`, the windows
+  of ``lcnn score --segment``), all scored in one batch; the file's score is the mean of its windows' scores.
 - :class:`FaceModel`: ``embed(images)``, 256-d embeddings; a verification compares their cosine similarity
   with the threshold stored at training (a released LightCNN file stores none).
 - :class:`ClassifyModel`: ``classify(images)``, class probabilities.
@@ -29,11 +29,12 @@ from lcnn.data.speech import collate, fit_frames
 from lcnn.errors import DataError, UserError
 from lcnn.inference import calibration_subset, quantize_int8
 from lcnn.metrics import Calibration
+from lcnn.score.segments import segment_bounds
 from lcnn.speed import prepare_input
 from lcnn.tasks import find_checkpoint, load_task, read_checkpoint
 
 __all__ = ["DEFAULT_WINDOW_SECONDS", "ClassifyModel", "FaceModel", "ServedModel", "SpoofModel", "load_model",
-           "load_models", "model_name", "segment_bounds"]  # fmt: skip
+           "load_models", "model_name"]  # fmt: skip
 
 log = logging.getLogger("lcnn.serve")
 
@@ -45,15 +46,6 @@ SEGMENT_CHUNK = 64
 #: Least int8 agreement with fp32 on the calibration images: the cosine of the embeddings (face), the share
 #: of equal top-1 classes (classify).
 INT8_AGREEMENT = 0.99
-
-
-def segment_bounds(length: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """``(start, end)`` sample windows over ``length`` samples: the whole of it when it is at most ``window``
-    long, else windows of ``window`` samples every ``hop``, the last one ending at the end."""
-    if length <= window:
-        return [(0, length)]
-    starts = [*range(0, length - window, hop), length - window]
-    return [(start, start + window) for start in starts]
 
 
 def _finite(value: float) -> float | None:
