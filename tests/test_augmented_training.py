@@ -129,3 +129,27 @@ def test_degrade_writes_a_copy_that_evaluates_like_the_corpus(la_dir: Path, tmp_
     assert "not empty" in capsys.readouterr().err
     assert main(["degrade", str(la_dir), "--chain", "mp3", "--out", str(tmp_path / "x")]) == 2  # no bitrate
     assert "needs a bitrate" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_degrade_keeps_wav_names_so_the_copied_protocol_finds_them(tmp_path: Path) -> None:
+    """In-the-Wild ships WAV files named in meta.csv: the copy keeps the names (and WAV), or nothing would load."""
+    pytest.importorskip("imageio_ffmpeg")
+    import soundfile as sf
+
+    from lcnn.data.asvspoof import check_audio, load_split, resolve_sources
+
+    itw = tmp_path / "itw"
+    itw.mkdir()
+    rows = ["file,speaker,label"]
+    for i, label in enumerate(("bona-fide", "spoof", "spoof")):
+        sf.write(itw / f"{i}.wav", 0.2 * np.sin(np.arange(4000 + 500 * i) / 7), 16000, subtype="PCM_16")
+        rows.append(f"{i}.wav,speaker {i},{label}")
+    (itw / "meta.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "itw-mulaw"
+    assert main(["degrade", str(itw), "--data", "in-the-wild", "--chain", "mulaw", "--out", str(out)]) == 0
+    copy = load_split(resolve_sources("in-the-wild", out)["eval"])
+    assert len(check_audio(copy, "eval")) == 3 and all(Path(t.path).suffix == ".wav" for t in copy)
+    assert sf.info(copy[0].path).format == "WAV"
+    (tmp_path / "a-file").write_text("x")
+    not_a_folder = str(tmp_path / "a-file")
+    assert main(["degrade", str(itw), "--data", "in-the-wild", "--chain", "mulaw", "--out", not_a_folder]) == 2

@@ -16,10 +16,19 @@ from pathlib import Path
 
 from lcnn.errors import UserError
 
-__all__ = ["RunFolder"]
+__all__ = ["RunFolder", "is_rank_zero"]
 
 LOCK = ".lock"
 RUN_FILES = ("config.json", "checkpoints", "metrics.json", "summary.json")  # any of them: the folder holds a run
+
+
+def is_rank_zero() -> bool:
+    """Whether this is the first process of a distributed run (or the only one), from what the launchers set:
+    ``RANK`` (torchrun), ``SLURM_PROCID``, else Lightning's ``NODE_RANK`` and ``LOCAL_RANK``."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdecimal():
+            return int(os.environ[name]) == 0
+    return all(int(os.environ.get(name, "0") or 0) == 0 for name in ("NODE_RANK", "LOCAL_RANK"))
 
 
 def _alive(pid: int) -> bool:
@@ -42,27 +51,34 @@ class RunFolder:
         """The run files the folder holds (empty: no run)."""
         return [name for name in RUN_FILES if (self.path / name).exists()] if self.path.is_dir() else []
 
-    def check(self, resume: bool, overwrite: bool, force: bool = False) -> None:
-        """Refuse what would lose or mix a run: a folder another process holds (unless ``force``), a folder
-        holding a run without ``resume`` or ``overwrite``, ``resume`` of a folder without a run."""
+    def check(self, resume: bool, overwrite: bool, force: bool = False, holding: bool = False) -> None:
+        """Refuse what would lose or mix a run: a folder another process holds (``force`` takes over only a lock
+        whose holder is gone or on another host; ``holding``: the lock is ours), a folder holding a run without
+        ``resume`` or ``overwrite``, ``resume`` of a folder without a run, ``overwrite`` of a folder holding
+        other files but no run, and a folder that cannot be made."""
         lock = self.path / LOCK
-        if lock.exists() and not force:
+        if not holding and lock.exists() and not (force and self._may_take(self._holder(lock))):
             raise UserError(self._refusal(self._holder(lock)))
         if resume and overwrite:
             raise UserError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--out {self.path}: exists and is not a folder")
+        existing = next((p for p in (self.path, *self.path.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise UserError(f"--out {self.path}: {existing} exists and is not a folder")
         found = self.holds_run()
         if found and not (resume or overwrite):
             raise UserError(f"{self.path} holds a run ({', '.join(found)}): --resume continues it, --overwrite "
                             "replaces it, or choose another --out")  # fmt: skip
         if resume and not found:
             raise UserError(f"{self.path}: nothing to resume (no run in this folder)")
+        others = [e.name for e in self.path.iterdir() if not e.name.startswith(LOCK)] if self.path.is_dir() else []
+        if overwrite and not found and others:
+            raise UserError(f"{self.path} holds files but no lcnn run (e.g. {', '.join(sorted(others)[:3])}): "
+                            "--overwrite only replaces a run; choose a new or empty --out")  # fmt: skip
 
     def clear(self) -> None:
         """Remove the folder's contents (``--overwrite``), its lock excepted."""
         for entry in self.path.iterdir():
-            if entry.name == LOCK:
+            if entry.name.startswith(LOCK):
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -75,26 +91,36 @@ class RunFolder:
 
         A lock held by a live process of this host, or by any process of another host, stops at once with
         one line naming the holder; one left by a process that no longer runs is reported as stale. ``force``
-        takes either over.
+        takes over a stale lock or one of another host, never one of a live process here. The lock file
+        appears whole (written aside, then linked into place), so a reader never sees it half-written.
         """
         self.path.mkdir(parents=True, exist_ok=True)
         lock = self.path / LOCK
         mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "command": " ".join(["lcnn", *sys.argv[1:]])}  # fmt: skip
+        aside = self.path / f"{LOCK}.{os.getpid()}"
+        aside.write_text(json.dumps(mine))
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            os.link(aside, lock)
         except FileExistsError:
             holder = self._holder(lock)
-            if not force:
+            if not (force and self._may_take(holder)):
                 raise UserError(self._refusal(holder)) from None
-            fd = os.open(lock, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o666)
-        with os.fdopen(fd, "w") as f:
-            json.dump(mine, f)
+            os.replace(aside, lock)
+        finally:
+            aside.unlink(missing_ok=True)
         try:
             yield
         finally:
-            if self._holder(lock).get("pid") == mine["pid"]:
+            holder = self._holder(lock)
+            if (holder.get("pid"), holder.get("host")) == (mine["pid"], mine["host"]):
                 lock.unlink(missing_ok=True)
+
+    @staticmethod
+    def _may_take(holder: dict) -> bool:
+        """Whether ``--force`` may take the lock over: its holder is unreadable, gone, or on another host."""
+        pid = holder.get("pid")
+        return not isinstance(pid, int) or holder.get("host") != socket.gethostname() or not _alive(pid)
 
     @staticmethod
     def _holder(lock: Path) -> dict:

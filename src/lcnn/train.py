@@ -26,7 +26,7 @@ from lcnn.callbacks import TRANSIENT, AtomicCheckpointIO, RunCheckpoint, RunConf
 from lcnn.config import check_run_settings
 from lcnn.errors import DataError, UserError
 from lcnn.io import read_text, write_json
-from lcnn.runs import RunFolder
+from lcnn.runs import RunFolder, is_rank_zero
 from lcnn.tasks import Task, get_task
 
 _RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
@@ -38,9 +38,15 @@ def resolve_config(task: str = "classify", data: str | None = None, recipe: str 
     return get_task(task).resolve(data, recipe, **overrides)
 
 
+# What --resume may change: how much longer the run goes on and where it runs. The rest is the run itself.
+RESUMABLE = ("epochs", "patience", "num_workers", "accelerator", "devices", "num_nodes", "strategy")
+
+
 def resume_config(out: str | Path, **overrides: Any) -> dict:
-    """The config stored in run folder ``out`` (its ``config.json``), with ``overrides`` (``None`` keeps the
-    stored value; ``--epochs`` to train further, say), to continue the run."""
+    """The config stored in run folder ``out`` (its ``config.json``), to continue the run; ``overrides`` (``None``
+    keeps the stored value) may change only :data:`RESUMABLE` settings (``epochs`` to train further, say; not
+    under a ``onecycle`` schedule, which is laid out over the run's epochs). Anything else that differs from
+    the run is a :class:`UserError`: a resumed run is the same run."""
     path = Path(out) / "config.json"
     if not path.is_file():
         raise UserError(f"{out}: nothing to resume (no config.json in this folder)")
@@ -49,14 +55,22 @@ def resume_config(out: str | Path, **overrides: Any) -> dict:
         task, data, recipe = (stored.pop(key) for key in ("task", "data", "recipe"))
         if not all(isinstance(v, str) for v in (task, data, recipe)):
             raise ValueError(f"task, data and recipe must be names, got {task!r}, {data!r}, {recipe!r}")
+        run = get_task(task).resolve(data, recipe, **stored)
     except (ValueError, KeyError, AttributeError, TypeError) as err:
         raise DataError(f"{path}: not a run config ({type(err).__name__}: {err})") from None
-    for key, value in (("task", task), ("data", data), ("recipe", recipe)):
-        given = overrides.pop(key, None)
-        if given is not None and given != value:
-            raise UserError(f"{out}: the run's {key} is {value!r}, not {given!r}; --resume continues it as it was")
-    cfg = get_task(task).resolve(data, recipe, **{**stored, **{k: v for k, v in overrides.items() if v is not None}})
-    return {**cfg, "out": str(out), "resume": True}
+    given = get_task(task).absolute_paths({k: v for k, v in overrides.items() if v is not None})
+    for key, value in given.items():
+        if key in TRANSIENT or key == "out" or value == run.get(key):
+            continue
+        if key not in RESUMABLE:
+            may = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE)
+            raise UserError(f"{out}: --{key.replace('_', '-')} {value!r} is not the run's ({run.get(key)!r}); "
+                            f"--resume continues the run as it was (only {may} may change)")  # fmt: skip
+        if key == "epochs" and str(run.get("schedule", "")).startswith("onecycle"):
+            raise UserError(f"{out}: the run's onecycle schedule is laid out over its {run['epochs']} epochs; "
+                            "--resume cannot change --epochs (train a new run)")  # fmt: skip
+        run[key] = value
+    return {**run, **{k: v for k, v in given.items() if k in TRANSIENT}, "out": str(out), "resume": True}
 
 
 def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epoch: int | None = None,
@@ -147,12 +161,16 @@ def train(cfg: dict) -> dict:
     inherited = os.environ.get(_RUN_DIR_ENV)
     if inherited:
         return _train_seeds(cfg, task, Path(inherited))
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and not cfg.get("out"):
+        raise UserError("processes launched together (torchrun, a cluster) need --out: one folder for all of them")
+    if not is_rank_zero():  # launched beside process 0, which owns (checks, locks, clears) the folder
+        return _train_seeds(cfg, task, Path(cfg["out"]))
     run_dir = new_run_dir(cfg)
     folder = RunFolder(run_dir)
     folder.check(cfg["resume"], cfg["overwrite"], cfg["force"])
     first = _prepare(cfg, task, cfg["seeds"][0], _seed_dir(run_dir, cfg, cfg["seeds"][0]))
     with folder.lock(cfg["force"]):
-        folder.check(cfg["resume"], cfg["overwrite"], force=True)  # again, now that the lock is ours
+        folder.check(cfg["resume"], cfg["overwrite"], holding=True)  # again, now that the lock is ours
         if cfg["overwrite"]:
             folder.clear()
         os.environ[_RUN_DIR_ENV] = str(run_dir)
@@ -179,7 +197,7 @@ def _train_seeds(cfg: dict, task: Task, run_dir: Path, first: tuple | None = Non
     if len(seeds) == 1:
         return results[seeds[0]]
     summary = summarize(results)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+    if is_rank_zero():
         write_json(run_dir / "summary.json", summary)
     return summary
 

@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"lcnn: error: {err.filename or err}: no such file or folder", file=sys.stderr)
         return 2
+    except OSError as err:  # a folder where a file is wanted, no permission, a full disk: the system's words
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"lcnn: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("lcnn: interrupted", file=sys.stderr)
         return 130
@@ -76,15 +80,19 @@ def _task_of(argv: list[str]) -> str | None:
 def _peek_task(path: str) -> str | None:
     """The task of a run folder (its config.json) or checkpoint; ``None`` where it is unreadable (the command
     itself then says why)."""
+    from lcnn.tasks import TASKS
+
     config = Path(path) / "config.json"
     try:
         if config.is_file():
-            return json.loads(config.read_text()).get("task")
-        from lcnn.tasks import read_checkpoint
+            task = json.loads(config.read_text()).get("task")
+        else:
+            from lcnn.tasks import read_checkpoint
 
-        return read_checkpoint(path)["lcnn_task"]
-    except (UserError, OSError, ValueError, AttributeError):
+            task = read_checkpoint(path)["lcnn_task"]
+    except (UserError, OSError, ValueError, AttributeError, KeyError, TypeError):
         return None
+    return task if isinstance(task, str) and task in TASKS else None
 
 
 def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from lcnn.cli.parsing import add_task_options, command, print_metrics, task_choice
 from lcnn.errors import UserError
@@ -25,7 +24,7 @@ def add(commands, task: str | None) -> None:
     data_help = "; ".join(f"{t.name}: {t.data_help}" for t in TASKS.values())
     p.add_argument("--data", help=f"dataset; {data_help}")
     p.add_argument("--data-dir", help="folder holding the dataset (otherwise downloaded or bundled)")
-    p.add_argument("--recipe", default="article",
+    p.add_argument("--recipe",
                    help="training recipe: article (the reference's; default), strong (classify), small (face)")
     p.add_argument("--model", help="architecture (see `lcnn models`)")
     p.add_argument("--epochs", type=count(1), help="maximum number of epochs")
@@ -55,16 +54,19 @@ def add(commands, task: str | None) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from lcnn.train import resolve_config, resume_config, train
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "task", "data", "recipe")}
-    if options.get("devices") and str(options["devices"]).isdigit():
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "task", "data")}
+    if options.get("devices") and str(options["devices"]).isdecimal():
         options["devices"] = int(options["devices"])
     if args.resume:
         if not args.out:
             raise UserError("--resume continues the run in --out: give the run folder")
         cfg = resume_config(options.pop("out"), task=args.task, data=args.data, **options)
     else:
-        cfg = resolve_config(args.task or "classify", args.data, args.recipe, **options)
+        recipe = options.pop("recipe") or "article"
+        cfg = resolve_config(args.task or "classify", args.data, recipe, **options)
     result = train(cfg)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+    from lcnn.runs import is_rank_zero
+
+    if is_rank_zero():
         print_metrics(result)  # once, not once per DDP process
     return 0

@@ -30,10 +30,12 @@ __all__ = ["BATCH", "degrade"]
 
 BATCH = 32
 SAMPLE_RATE = 16000
+FORMATS = {".flac": "FLAC", ".wav": "WAV"}  # a copy keeps each file's name, so its protocol stays true
 
 
 def _degrade_batch(job: tuple[list[tuple[str, str]], Sequence[CodecStep]]) -> int:
-    """Code ``[(source, target), ...]`` through ``steps`` and write the targets (16-bit FLAC); how many."""
+    """Code ``[(source, target), ...]`` through ``steps`` and write the targets (16-bit, in the format their
+    suffix names); how many."""
     files, steps = job
     waves = [load_audio(source, SAMPLE_RATE).numpy() for source, _ in files]
     for step in steps:
@@ -41,7 +43,8 @@ def _degrade_batch(job: tuple[list[tuple[str, str]], Sequence[CodecStep]]) -> in
     for (_, target), wave in zip(files, waves):
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:
-            sf.write(tmp, np.clip(wave, -1.0, 1.0 - 2**-15), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            sf.write(tmp, np.clip(wave, -1.0, 1.0 - 2**-15), SAMPLE_RATE, format=FORMATS[Path(target).suffix.lower()],
+                     subtype="PCM_16")
     return len(files)
 
 
@@ -57,8 +60,9 @@ def degrade(data: str, data_dir: str | os.PathLike, split: str, chain: str, out:
     """
     steps = parse_chain(chain)  # checks the codecs and ffmpeg before any file is read
     root, out = Path(data_dir).resolve(), Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out}: not empty; a degraded copy goes into a new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out}: {'not empty' if out.is_dir() else 'not a folder'}; a degraded copy goes into "
+                        "a new folder")  # fmt: skip
     sources = resolve_sources(data, root, {split: protocol} if protocol else None)
     if split not in sources:
         raise UserError(f"{data}: no {split} split (give --protocol FILE)")
@@ -72,7 +76,10 @@ def degrade(data: str, data_dir: str | os.PathLike, split: str, chain: str, out:
         except ValueError:
             raise UserError(f"trial {t.utt}: its audio {t.path} is not inside {root}, so it has no place in a copy") \
                 from None
-        pairs.append((str(t.path), str((out / rel).with_suffix(".flac"))))
+        if rel.suffix.lower() not in FORMATS:
+            raise UserError(f"trial {t.utt}: {t.path} is {rel.suffix or 'without a suffix'}; a degraded copy is "
+                            "written as WAV or FLAC under the same names, so the split's audio must be .wav or .flac")
+        pairs.append((str(t.path), str(out / rel)))
     jobs = [(pairs[i : i + BATCH], steps) for i in range(0, len(pairs), BATCH)]
     with tqdm(total=len(pairs), unit="file", desc=f"degrade {split} ({chain})") as bar:
         if workers > 1:

@@ -39,7 +39,7 @@ RESIZE = 144  # the side of the official aligned training images, randomly cropp
 
 def _natural_key(name: str) -> tuple:
     """Sort key putting ``s2`` before ``s10``."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+    return tuple(int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", name))
 
 
 def list_identities(root: str | Path) -> list[str]:

@@ -40,7 +40,7 @@ def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
     first = next((line.split() for line in _read_lines(path) if line.strip()), None)
     if first is None:
         raise DataError(f"{path}: empty pairs file")
-    if 1 <= len(first) <= 2 and all(field.isdigit() for field in first):
+    if 1 <= len(first) <= 2 and all(field.isdecimal() for field in first):
         if root is None:
             raise DataError(f"{path}: an LFW pairs file needs the image folder (--data-dir ROOT)")
         return read_lfw_pairs(path, root)
@@ -52,7 +52,7 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _index(path: Path, lineno: int, text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not text.isdecimal() or int(text) < 1:
         raise DataError(f"{path}, line {lineno}: image number {text!r} is not a positive integer")
     return int(text)
 
@@ -77,7 +77,7 @@ def read_lfw_pairs(path: str | Path, root: str | Path) -> list[Pair]:
     if not lines:
         raise DataError(f"{path}: empty pairs file")
     header_line, header = lines[0]
-    if not (1 <= len(header) <= 2 and all(h.isdigit() and int(h) > 0 for h in header)):
+    if not (1 <= len(header) <= 2 and all(h.isdecimal() and int(h) > 0 for h in header)):
         raise DataError(f"{path}, line {header_line}: expected the header 'FOLDS PAIRS' (e.g. '10 300')")
     folds, per_class = (1, int(header[0])) if len(header) == 1 else (int(header[0]), int(header[1]))
     body = lines[1:]

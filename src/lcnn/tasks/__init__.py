@@ -31,6 +31,10 @@ def find_checkpoint(path: str | Path) -> Path:
         for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
             if candidate.exists():
                 return candidate
+        seeds = sorted(p.name for p in path.glob("seed-*") if (p / "checkpoints" / "best.ckpt").exists())
+        if seeds:
+            raise UserError(f"{path}: a run of several seeds; give one of its seed folders ({', '.join(seeds)}), "
+                            f"e.g. {path / seeds[0]}")  # fmt: skip
         raise UserError(f"{path}: no checkpoints/best.ckpt in this run folder")
     if not path.exists():
         raise UserError(f"{path}: no such checkpoint or run folder")
