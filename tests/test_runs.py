@@ -169,3 +169,68 @@ def test_lock_is_refused_taken_over_and_released(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="an unreadable lock"):
         with folder.lock():
             pass
+
+
+def test_force_never_takes_a_live_local_lock_and_overwrite_never_empties_a_foreign_folder(tmp_path: Path,
+                                                                                           capsys) -> None:
+    """``--force`` is for a lock left behind (or held on another host); ``--overwrite`` replaces a run, and a
+    folder holding other files but no run is not one."""
+    run = tmp_path / "run"
+    run.mkdir()
+    live = {"pid": os.getpid(), "host": os.uname().nodename, "started": "now", "command": "lcnn train"}
+    (run / ".lock").write_text(json.dumps(live))
+    with pytest.raises(Exception, match=f"is in use by pid {os.getpid()}"):
+        with RunFolder(run).lock(force=True):
+            pass
+    assert "is in use by" in _error(capsys, [*DIGITS, "--out", str(run), "--force"])
+    assert json.loads((run / ".lock").read_text()) == live  # still the live holder's
+    elsewhere = {**live, "host": "another-host"}
+    (run / ".lock").write_text(json.dumps(elsewhere))
+    with RunFolder(run).lock(force=True):
+        (run / ".lock").write_text(json.dumps(elsewhere))  # taken back meanwhile: not ours to remove
+    assert (run / ".lock").exists()
+    (run / ".lock").unlink()
+
+    data = tmp_path / "my-data"
+    (data / "photos").mkdir(parents=True)
+    (data / "notes.txt").write_text("keep me")
+    err = _error(capsys, [*DIGITS, "--out", str(data), "--overwrite"])
+    assert "holds files but no lcnn run (e.g. notes.txt, photos)" in err
+    assert (data / "notes.txt").read_text() == "keep me" and (data / "photos").is_dir()
+    (tmp_path / "a-file").write_text("x")
+    assert "exists and is not a folder" in _error(capsys, [*DIGITS, "--out", str(tmp_path / "a-file" / "run")])
+
+
+def test_resume_changes_only_how_long_and_where(uninterrupted: Path, tmp_path: Path, capsys) -> None:
+    """A resumed run is the same run: its seed, learning rate, model or recipe cannot change; --epochs can."""
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted, run)
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for flags, says in ((["--seed", "5"], "--seeds [5] is not the run's ([0])"),
+                        (["--lr", "0.5"], "--lr 0.5 is not the run's (0.001)"),
+                        (["--model", "lightcnn9"], "--model 'lightcnn9' is not the run's ('lcnn')"),
+                        (["--recipe", "strong"], "--recipe 'strong' is not the run's ('article')"),
+                        (["--data", "mnist"], "--data 'mnist' is not the run's ('digits')")):  # fmt: skip
+        err = _error(capsys, ["train", "--out", str(run), "--resume", *flags])
+        assert says in err and "only --epochs, --patience, --num-workers" in err, err
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # config.json too
+    from lcnn.train import resume_config
+
+    assert resume_config(run, epochs=5, num_workers=1)["epochs"] == 5
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "schedule": "onecycle"}))
+    assert "onecycle schedule is laid out over its 3 epochs" in _error(capsys, ["train", "--out", str(run),
+                                                                             "--resume", "--epochs", "5"])
+
+
+@pytest.mark.parametrize("env, zero", [({}, True), ({"RANK": "1"}, False), ({"RANK": "0", "LOCAL_RANK": "1"}, True),
+                                       ({"LOCAL_RANK": "1"}, False), ({"NODE_RANK": "1"}, False),
+                                       ({"SLURM_PROCID": "2"}, False)])  # fmt: skip
+def test_rank_zero_from_what_launchers_set(monkeypatch, env: dict, zero: bool) -> None:
+    from lcnn.runs import is_rank_zero
+
+    for name in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert is_rank_zero() is zero
