@@ -75,6 +75,17 @@ class RunFolder:
             raise UserError(f"{self.path} holds files but no lcnn run (e.g. {', '.join(sorted(others)[:3])}): "
                             "--overwrite only replaces a run; choose a new or empty --out")  # fmt: skip
 
+    def refuse_if_held(self) -> None:
+        """Stop with the holder named when a live run (here, or any on another host) holds the folder: for
+        commands that rewrite a file of a run, such as ``lcnn calibrate --checkpoint``."""
+        if not (self.path / LOCK).exists():
+            return
+        holder = self._holder(self.path / LOCK)
+        pid = holder.get("pid")
+        if isinstance(pid, int) and holder.get("host") == socket.gethostname() and not _alive(pid):
+            return  # a stale lock: its run is over
+        raise UserError(self._refusal(holder))
+
     def clear(self) -> None:
         """Remove the folder's contents (``--overwrite``), its lock excepted."""
         for entry in self.path.iterdir():

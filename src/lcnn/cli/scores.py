@@ -127,16 +127,23 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise UserError(f"{args.scores}: {err}") from None
     rows = {"raw scores": metric_row(bona, spoof, bona, spoof),
             "calibrated": metric_row(*(calibration.apply(x) for x in (bona, spoof, bona, spoof)))}  # fmt: skip
+    stored = None
+    if args.checkpoint:  # first: a wrong or busy checkpoint leaves nothing written
+        from lcnn.runs import RunFolder
+        from lcnn.tasks import find_checkpoint
+        from lcnn.tasks.spoof.calibrate import store_calibration
+
+        ckpt = find_checkpoint(args.checkpoint)
+        RunFolder(ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent).refuse_if_held()
+        stored = store_calibration(ckpt, calibration)
     write_json(args.out, {"calibration": calibration.to_dict(), "scores": args.scores, "protocol": key,
                           "dev": rows})  # fmt: skip
     print(f"{args.scores}: {len(bona)} bona fide, {len(spoof)} spoof; Pspoof {args.p_spoof:g}, Cmiss 1, Cfa 10")
     _print_rows(rows)
     a, b = calibration.a, calibration.b
     print(f"llr = {a:.6g} * score {'-' if b < 0 else '+'} {abs(b):.6g}; written to {args.out}")
-    if args.checkpoint:
-        from lcnn.tasks.spoof.calibrate import store_calibration
-
-        print(f"stored in {store_calibration(args.checkpoint, calibration)}")
+    if stored is not None:
+        print(f"stored in {stored}")
     return 0
 
 
@@ -164,6 +171,10 @@ def run_fuse(args: argparse.Namespace) -> int:
     weights_path = Path(args.weights) if args.weights else out.with_suffix(".json")
     if weights_path == out:
         raise UserError(f"--out {out} would be overwritten by the weights; give --weights JSON")
+    inputs = {Path(p).resolve() for p in [*args.dev, *(args.apply or []), *([args.protocol] if args.protocol else [])]}
+    for written, option in ((out, "--out"), (weights_path, "--weights")):
+        if written.resolve() in inputs:
+            raise UserError(f"{option} {written} is one of the inputs; write the fused scores to a new file")
     if args.apply and len(args.apply) != len(args.dev):
         raise UserError(f"{len(args.dev)} dev score files but {len(args.apply)} in --apply: give the same systems, "
                         f"in the same order")  # fmt: skip
