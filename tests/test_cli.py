@@ -144,6 +144,13 @@ def test_checkpoint_of_another_architecture_is_refused(run, tmp_path, capsys):
             Image.new("RGB", (32, 32), (10, 20, 30)).save(cifar_like / split / label / "0.png")
     err = _error(capsys, ["evaluate", str(run), "--data", f"folder:{cifar_like}"])
     assert "images are 3x32x32, the model expects 1x28x28" in err
+    twelve = tmp_path / "twelve"  # digits' size, but twelve classes: the model knows ten
+    for split in ("train", "test"):
+        for label in [*map(str, range(10)), "x", "y"]:
+            (twelve / split / label).mkdir(parents=True)
+            Image.new("L", (28, 28), 128).save(twelve / split / label / "0.png")
+    err = _error(capsys, ["evaluate", str(run), "--data", f"folder:{twelve}"])
+    assert "its classes (12: x, y...) are not the model's (10: 0, 1, 2...)" in err
 
 
 def test_several_seeds_write_a_summary(tmp_path):

@@ -96,10 +96,16 @@ class ClassifyTask(Task):
         datamodule.prepare_data()
         datamodule.setup("test")
         _check_shape(module, datamodule.input_shape, name)
+        trained = list(module.hparams.classes or [])
+        if trained and list(datamodule.classes) != trained:
+            extra = [c for c in datamodule.classes if c not in trained] or list(datamodule.classes)
+            raise UserError(f"{name}: its classes ({len(datamodule.classes)}: {', '.join(map(str, extra[:3]))}...) "
+                            f"are not the model's ({len(trained)}: {', '.join(map(str, trained[:3]))}...); a "
+                            "classifier is evaluated on the classes it was trained on, in their order")  # fmt: skip
         probs = torch.cat(inference_trainer().predict(module, datamodule.predict_dataloader()))
         labels = datamodule.splits.test_labels
         predicted = probs.argmax(1)
-        classes = module.hparams.classes or datamodule.classes
+        classes = trained or datamodule.classes
         confusion = torch.zeros(len(classes), len(classes), dtype=torch.long)
         confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
         per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
