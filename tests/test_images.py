@@ -2,6 +2,7 @@ import gzip
 import hashlib
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +226,31 @@ def test_batch_augment():
     flipped = BatchAugment(hflip=True).train()(x)
     for i in range(len(x)):
         assert torch.allclose(flipped[i], x[i], atol=1e-5) or torch.allclose(flipped[i], x[i].flip(-1), atol=1e-5)
+
+
+def test_one_colour_image_makes_the_set_colour(tmp_path: Path) -> None:
+    """Classes are listed in order: the first hundred images being grey says nothing of the last ones."""
+    for label, mode, count in (("a", "L", 120), ("b", "RGB", 3)):
+        for split in ("train", "test"):
+            (tmp_path / split / label).mkdir(parents=True)
+            colour = 100 if mode == "L" else (200, 10, 10)
+            for i in range(count):
+                Image.new(mode, (8, 8), colour).save(tmp_path / split / label / f"{i}.png")
+    assert load_images(f"folder:{tmp_path}").train_images.shape[1] == 3
+
+
+def test_cifar_archive_is_unpacked_whole_or_not_at_all(tmp_path: Path) -> None:
+    import io
+
+    from lcnn.data.images import _extract_cifar
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("data_batch_1", "test_batch"):
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"data"))
+    _extract_cifar(archive)
+    assert sorted(p.name for p in (tmp_path / "cifar-10-batches-py").iterdir()) == ["data_batch_1", "test_batch"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    _extract_cifar(archive)  # already there: kept

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import pickle
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,9 +167,23 @@ def download_images(name: str, data_dir: str | Path | None = None) -> None:
             download([url + file for url in MNIST_URLS], cache_dir() / "mnist" / file, md5)
     elif name == "cifar10":
         archive = download([CIFAR10_URL], cache_dir() / "cifar-10-python.tar.gz", CIFAR10_MD5)
-        if not (archive.parent / "cifar-10-batches-py").is_dir():
-            with tarfile.open(archive) as tar:
-                tar.extractall(archive.parent, filter="data")
+        _extract_cifar(archive)
+
+
+def _extract_cifar(archive: Path) -> None:
+    """Unpack ``cifar-10-batches-py/`` beside the archive, whole or not at all: into a temporary folder first,
+    then renamed, so a killed extraction leaves nothing that looks done and two at once do not mix."""
+    target = archive.parent / "cifar-10-batches-py"
+    if target.is_dir():
+        return
+    with tempfile.TemporaryDirectory(dir=archive.parent, prefix=".cifar-") as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        try:
+            os.rename(Path(tmp) / "cifar-10-batches-py", target)
+        except OSError:  # another process put it there first
+            if not target.is_dir():
+                raise
 
 
 def load_mnist(data_dir: Path | None = None) -> ImageSplits:
@@ -202,8 +218,7 @@ def load_cifar10(data_dir: Path | None = None) -> ImageSplits:
         data_dir = cache_dir()
     elif (data_dir / "cifar-10-python.tar.gz").exists() and not (data_dir / "cifar-10-batches-py").is_dir():
         check_md5(data_dir / "cifar-10-python.tar.gz", CIFAR10_MD5)
-        with tarfile.open(data_dir / "cifar-10-python.tar.gz") as tar:
-            tar.extractall(data_dir, filter="data")
+        _extract_cifar(data_dir / "cifar-10-python.tar.gz")
     folder = data_dir / "cifar-10-batches-py" if (data_dir / "cifar-10-batches-py").is_dir() else data_dir
     train = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
     test_x, test_y = _read_cifar_batch(folder / "test_batch")
@@ -268,7 +283,7 @@ def load_folder(root: Path, image_size: int | None = None) -> ImageSplits:
         classes = _class_names(root)
         items = _list_images(root, classes)
         train, test = train_test_split(items, test_size=0.2, stratify=[y for _, y in items], random_state=0)
-    channels = 1 if all(_is_grey(p) for p, _ in train[:100]) else 3
+    channels = 1 if all(_is_grey(p) for p, _ in train + test) else 3
     size = (image_size, image_size) if image_size else None
     train_x, train_y = _read_images(train, channels, size, resize=size is not None)
     test_x, test_y = _read_images(test, channels, tuple(train_x.shape[2:][::-1]), resize=size is not None)
@@ -295,7 +310,12 @@ def _list_images(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
 
 
 def _is_grey(path: Path) -> bool:
-    return open_image(path).mode in ("1", "L", "I", "I;16", "F")
+    try:
+        with Image.open(path) as image:  # the header only: the pixels are read once, later
+            return image.mode in ("1", "L", "I", "I;16", "F")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        open_image(path)  # says why, naming the file
+        raise
 
 
 def open_image(path: Path) -> Image.Image:
