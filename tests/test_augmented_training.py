@@ -153,3 +153,16 @@ def test_degrade_keeps_wav_names_so_the_copied_protocol_finds_them(tmp_path: Pat
     (tmp_path / "a-file").write_text("x")
     not_a_folder = str(tmp_path / "a-file")
     assert main(["degrade", str(itw), "--data", "in-the-wild", "--chain", "mulaw", "--out", not_a_folder]) == 2
+
+
+def test_crops_of_fixed_size_models_come_from_the_utterance_seed(la_dir: Path) -> None:
+    """Whatever state torch's global generator is in (each DataLoader worker seeds its own), a batch crops the same."""
+    pipeline = FeaturePipeline(frontend_config("lfcc"))
+    trials = _trials(la_dir)
+    ds = AugmentedSpoofDataset(trials, pipeline, None, run_seed=1, sizes=[1] * len(trials))
+    collate = AugmentedCollate(pipeline, None, RawBoost(3), frames=16)
+    batch = [ds[i] for i in range(len(ds))]
+    torch.manual_seed(0)
+    first = collate(batch)[0]
+    torch.manual_seed(12345)
+    assert torch.equal(collate(batch)[0], first) and first.shape[2] == 16

@@ -13,24 +13,24 @@ Any item takes ``@p=P``: the probability that it is applied to a given utterance
 after the argument, so a folder may hold ``:`` or ``,``; only a trailing ``@KEY=VALUE`` with a known key is
 read as an option.
 
-Where each part runs:
+Where each part runs (:mod:`lcnn.data.augmented`), all of it in the DataLoader workers, off the model's
+critical path:
 
-* :class:`~lcnn.audio.augmenter.UtteranceAugment` (speed, reverb, noise, codec, in that order: the talker,
-  the room, the room's noise, then the transmission channel) runs on one utterance in a DataLoader worker,
-  before cropping and batching. The codecs start ffmpeg subprocesses, which would stall the GPU if they sat
-  in the training step; in workers they overlap with it.
-* :class:`~lcnn.audio.rawboost.RawBoost` runs on the collated ``(batch, samples)`` tensor with ``lengths``,
-  on the training device: it is pure tensor maths, batched, cheap next to the model.
+* per utterance, in the dataset: :class:`~lcnn.audio.augmenter.UtteranceAugment`'s speed, reverberation and
+  noise (the talker, the room, the room's noise), before batching;
+* per batch, in the collate function: the codecs (the transmission channel; each codec drawn for the batch is
+  run once for all its utterances, since ffmpeg costs more to start than half a second of speech to code),
+  then :class:`~lcnn.audio.rawboost.RawBoost` on the padded ``(batch, samples)`` tensor with ``lengths``, then
+  the front-end.
 
-Both are seeded explicitly and per utterance: :func:`~lcnn.audio.augmenter.augment_seed` turns (run seed,
-epoch, trial index) into one int64 seed, which the worker passes to the per-utterance part and the training
-step (as a tensor of the batch's seeds) to RawBoost. The same trial in the same epoch of the same run is then
-augmented the same way whatever the worker count, the data order or the batch it lands in.
+Every part is seeded explicitly and per utterance: :func:`~lcnn.audio.augmenter.augment_seed` turns (run seed,
+epoch, trial index) into one int64 seed for all of that utterance's draws. The same trial in the same epoch of
+the same run is then augmented the same way whatever the worker count, the data order or the batch it lands in.
 
 :func:`parse_augment` validates everything up front (names, algos, codecs, folders, ffmpeg and its
 encoders) and raises :class:`~lcnn.errors.UserError` with one line; :meth:`AugmentSpec.to_dict` /
 :meth:`AugmentSpec.from_dict` make it JSON-ready for a checkpoint's config. The fixed, deterministic codec
-chains of ``lcnn degrade`` are :func:`lcnn.audio.codecs.parse_chain` and :func:`~lcnn.audio.codecs.apply_chain`.
+chains of ``lcnn degrade`` are :func:`lcnn.audio.codecs.parse_chain` (one wave: :func:`~lcnn.audio.codecs.apply_chain`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class RawBoostSpec:
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """A codec drawn uniformly from ``codecs`` per utterance, bitrate from its list (``channel.CODECS``)."""
+    """A codec drawn uniformly from ``codecs`` per utterance, its bitrate from its list in
+    :data:`lcnn.audio.codecs.CODECS`."""
 
     codecs: tuple[str, ...] = DEFAULT_CODECS
     p: float = 1.0

@@ -1,5 +1,6 @@
-"""Running an augmentation spec (:mod:`lcnn.audio.augment`): the per-utterance part in DataLoader workers, the
-batched RawBoost on the training device, and the per-utterance seeds that make both reproducible."""
+"""Running an augmentation spec (:mod:`lcnn.audio.augment`): the per-utterance part, the codec each utterance
+draws, the batched RawBoost, and the per-utterance seeds that make them reproducible (all run in DataLoader
+workers, :mod:`lcnn.data.augmented`)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Codec augmentation of single waveforms through ffmpeg: MP3, AAC, Opus, Vorbis, G.711 mu-law / A-law, GSM,
-G.722 and AMR-NB at chosen or random bitrates.
+"""Codec augmentation of waveforms through ffmpeg: MP3, AAC, Opus, Vorbis, G.711 mu-law / A-law, GSM, G.722 and
+AMR-NB at chosen or random bitrates.
 
-These run on one utterance at a time, in DataLoader workers (or in ``lcnn degrade``), on 1-D numpy arrays or
-torch tensors; each function returns the type it was given, as float32. Randomness comes only from an explicit
+These run on one utterance (:func:`codec_roundtrip`) or a batch of them through one pair of ffmpeg processes
+(:func:`codec_roundtrip_many`), in DataLoader workers or in ``lcnn degrade``, on 1-D numpy arrays or torch
+tensors; each function returns the type it was given, as float32. Randomness comes only from an explicit
 ``numpy.random.Generator`` argument, so a given seed always gives the same result.
 
 The wave is written to ffmpeg's stdin as raw float32, encoded to the codec's stream format on stdout, and that

@@ -57,7 +57,8 @@ class AugmentedSpoofDataset(Dataset):
 class AugmentedCollate:
     """A batch of :class:`AugmentedSpoofDataset` items -> ``(x (B, 1, T, F), lengths, labels, index)`` as
     :func:`~lcnn.data.speech.collate` gives: the codecs (each drawn codec once for the batch), RawBoost on the
-    padded waves, the front-end with the lengths, then ``frames`` for fixed-size models (random crops)."""
+    padded waves, the front-end with the lengths, then ``frames`` for fixed-size models (random crops, seeded
+    like the rest)."""
 
     def __init__(self, pipeline: FeaturePipeline, augment: UtteranceAugment | None, rawboost: RawBoost | None,
                  frames: int | None) -> None:  # fmt: skip
@@ -85,6 +86,7 @@ class AugmentedCollate:
             feats = self.pipeline.frontend(padded, lengths).float()
         frames = self.pipeline.frontend.num_frames(lengths).clamp(max=feats.shape[1])
         items = [feats[i, : int(n)] for i, n in enumerate(frames)]
-        if self.frames:
-            items = [fit_frames(f, self.frames, random_crop=True) for f in items]
+        if self.frames:  # the crop too comes from the utterance's seed
+            crops = (torch.Generator().manual_seed(seed) for seed in seeds)
+            items = [fit_frames(f, self.frames, True, crop) for f, crop in zip(items, crops)]
         return collate(list(zip(items, labels, index)))

@@ -16,15 +16,16 @@ from lcnn.data.protocols import Trial
 MIN_FRAMES = 16  # the LCNN stacks pool four times by 2 along time
 
 
-def fit_frames(feats: Tensor, frames: int, random_crop: bool = False) -> Tensor:
+def fit_frames(feats: Tensor, frames: int, random_crop: bool = False,
+               generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
     """Crop or repeat-pad ``(T, F)`` features to ``(frames, F)``.
 
-    Longer inputs are cropped at a random offset (``random_crop``, for training) or from the start;
-    shorter ones are tiled (the utterance repeated) until ``frames``.
+    Longer inputs are cropped at a random offset (``random_crop``, for training; drawn from ``generator``, else
+    torch's global one) or from the start; shorter ones are tiled (the utterance repeated) until ``frames``.
     """
     t = feats.shape[0]
     if t > frames:
-        start = int(torch.randint(0, t - frames + 1, ())) if random_crop else 0
+        start = int(torch.randint(0, t - frames + 1, (), generator=generator)) if random_crop else 0
         return feats[start : start + frames]
     if t < frames:
         return feats.repeat(math.ceil(frames / t), 1)[:frames]
