@@ -57,7 +57,7 @@ def export_model(
                 got = [loaded(x).numpy() for x in checks]
         diff = max(float(np.abs(a - b).max()) for a, b in zip(expected, got))
         if diff > 1e-4:
-            raise RuntimeError(f"{fmt} export differs from PyTorch by {diff:.2e} (> 1e-4); not written")
+            raise UserError(f"{fmt} export differs from PyTorch by {diff:.2e} (> 1e-4); not written")
     return {"path": str(path), "format": fmt, "max_abs_diff": diff, "checked_shapes": [list(x.shape) for x in checks]}
 
 

@@ -95,7 +95,8 @@ class Task:
             channels), not from the config; :meth:`data_settings` computes them.
         path_settings: the settings that name files or folders (made absolute in a run's config, so that the
             run folder can be moved and still finds its data).
-        train_options, evaluate_options, predict_options, score_options: the task's own options of each command.
+        train_options, evaluate_options, predict_options, score_options: the task's own options of each command
+            (a task with a command of its own adds them likewise: face's ``verify_options``).
     """
 
     name: ClassVar[str]

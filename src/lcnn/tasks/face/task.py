@@ -51,7 +51,7 @@ class FaceTask(Task):
         "article": {"orl": {**_OFFICIAL, **_ORL}, "default": _OFFICIAL},  # the LightCNN paper's official recipe
         "small": {"orl": {**_SMALL, **_ORL}, "default": _SMALL},
     }
-    path_settings = ("data_dir", "init")
+    path_settings = ("data_dir", "init", "people")  # people: a file of names, where it names one
     module = "lcnn.tasks.face.module:FaceModule"
     datamodule = "lcnn.tasks.face.data:FaceDataModule"
     module_from_data = ("num_classes", "classes", "image_size")
