@@ -15,9 +15,9 @@ from test_spoof_task import make_la_tree
 from lcnn.cli import main
 from lcnn.errors import UserError
 from lcnn.metrics import Calibration, act_dcf, min_dcf
+from lcnn.metrics.dcf import bayes_threshold
 from lcnn.scores import read_scores, write_score_file
 from lcnn.tasks import get_task, load_task
-from lcnn.tasks.spoof.calibrate import bayes_threshold
 
 N = 1000  # trials per class
 
@@ -106,14 +106,20 @@ def la_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_la_tree(tmp_path_factory.mktemp("la"))
 
 
-def test_calibration_in_the_checkpoint(tmp_path: Path, la_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _not_scored(*args, **kwargs):
+    raise AssertionError("scored before refusing the options")
+
+
+def test_calibration_in_the_checkpoint(tmp_path: Path, la_tree: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     path, original = _checkpoint(tmp_path / "best.ckpt")
     module, cfg, task = load_task(path)
     assert module.calibration is None
     flac = sorted((la_tree / "LA" / "ASVspoof2019_LA_eval" / "flac").iterdir())[:3]
     plain = task.predict(module, cfg, [str(f) for f in flac])
     assert all(len(line.split("\t")) == 3 for line in plain)
-    with pytest.raises(UserError, match=r"--prior needs a calibrated checkpoint"):
+    with monkeypatch.context() as m, pytest.raises(UserError, match=r"--prior needs a calibrated checkpoint"):
+        m.setattr("lcnn.score.score_trials", _not_scored)  # refused before any file is scored
         task.predict(module, cfg, [str(flac[0])], prior=0.5)
 
     key, (dev, _), _ = _data(tmp_path, "dev", 0)
@@ -134,7 +140,8 @@ def test_calibration_in_the_checkpoint(tmp_path: Path, la_tree: Path, capsys: py
     for (file, score, llr, decision, posterior), old in zip(lines, plain):
         assert file == old.split("\t")[0] and score == old.split("\t")[1]
         assert float(llr) == pytest.approx(calibration.a * float(score) + calibration.b, abs=1e-5)
-        assert decision == ("bonafide" if float(llr) >= bayes_threshold(calibration) else "spoof")
+        bayes = bayes_threshold(calibration.p_spoof, calibration.c_miss, calibration.c_fa)
+        assert decision == ("bonafide" if float(llr) >= bayes else "spoof")
         assert float(posterior) == pytest.approx(expit(float(llr) + np.log(0.95 / 0.05)), abs=1e-6)
     capsys.readouterr()
     assert main(["predict", str(path), str(flac[0]), "--prior", "0.5"]) == 0
@@ -142,7 +149,11 @@ def test_calibration_in_the_checkpoint(tmp_path: Path, la_tree: Path, capsys: py
     assert float(posterior) == pytest.approx(expit(float(llr)), abs=1e-6)
     assert main(["predict", str(path), str(flac[0]), "--threshold", "1e9"]) == 0
     assert capsys.readouterr().out.split("\t")[3] == "spoof"  # --threshold decides on the score, as before
-    assert main(["predict", str(path), str(flac[0]), "--prior", "1.5"]) == 2
+    assert main(["predict", str(path), str(flac[0]), "--threshold", "nan"]) == 0
+    assert capsys.readouterr().out.split("\t")[3] == "-"  # no threshold: no decision, as without a calibration
+    with monkeypatch.context() as m:
+        m.setattr("lcnn.score.score_trials", _not_scored)
+        assert main(["predict", str(path), str(flac[0]), "--prior", "1.5"]) == 2
     assert "--prior must be a probability in (0, 1), got 1.5" in capsys.readouterr().err
 
     # evaluate reports the LLRs' act DCF and Cllr beside the raw scores'

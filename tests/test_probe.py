@@ -16,7 +16,20 @@ from PIL import Image
 import lcnn.probe as probe_module
 from lcnn.cli import main
 from lcnn.errors import UserError
-from lcnn.probe import KEEPS_RESULT, MARGIN, ORDER, checked_int8, choose, decide, interleaved, machine_key, probe
+from lcnn.probe import (
+    FLAGS,
+    KEEPS_RESULT,
+    MARGIN,
+    ORDER,
+    checked_int8,
+    choose,
+    cpu_flags,
+    decide,
+    interleaved,
+    machine_key,
+    probe,
+)
+from lcnn.speed import default_precision
 from lcnn.train import resolve_precision
 
 #: A table as the EPYC of issue 17 measured it (2 threads, batch 256): bf16 trains 1.9x faster, int8 infers 2.5x.
@@ -66,7 +79,11 @@ def test_the_machine_key_is_stable_and_changes_with_torch_and_the_cpu(monkeypatc
     key = machine_key()
     assert key["cpu"] == "Other CPU" and key["flags"] == {"avx512_bf16": True, "amx_tile": True,
                                                            "avx512_vnni": False, "avx_vnni": False}  # fmt: skip
-    assert probe("lcnn")["cache"] != first and timings.calls == 3
+    assert probe(model="lcnn")["cache"] != first and timings.calls == 3  # the parameter ARCHITECTURE.md names
+    monkeypatch.setattr(probe_module, "_cpuinfo", lambda: {})  # no /proc/cpuinfo: torch's checks, the same keys
+    monkeypatch.setattr(probe_module, "_cpu_flag", lambda name: name in ("vnni", "amx_tile"))
+    assert cpu_flags() == {"avx512_bf16": False, "amx_tile": True, "avx512_vnni": True, "avx_vnni": False}
+    assert tuple(cpu_flags()) == FLAGS
 
 
 def test_the_table_is_measured_once_then_read_from_the_cache(monkeypatch, timings, tmp_path):
@@ -177,6 +194,7 @@ def test_cuda_keeps_bf16_where_supported_without_probing(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert resolve_precision("auto", "auto", "classify", "lcnn") == "bf16-mixed"
+    assert default_precision("cpu") == "32-true"  # CPUs are measured, never guessed
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert resolve_precision("auto", "gpu", "classify", "lcnn") == "32-true"
 
@@ -227,6 +245,10 @@ def test_benchmark_probe_prints_the_table_and_the_choice(monkeypatch, capsys):
     assert main(argv) == 0 and capsys.readouterr().out == out  # from the cache file
     with pytest.raises(AssertionError, match="measured"):
         main([*argv, "--refresh"])
+    for probing in (["--probe"], []):  # one check of the shape, before either measurement
+        assert main(["benchmark", *probing, "--input-shape", "1", "28"]) == 2
+        assert capsys.readouterr().err == "lcnn: error: --input-shape 1 28: expected C H W, three whole numbers of " \
+            "at least 1\n"  # fmt: skip
 
 
 @pytest.fixture

@@ -4,8 +4,11 @@ interruption, faulty files, windows of long recordings, the sharded feature cach
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +27,7 @@ from lcnn.data.asvspoof import audio_path
 from lcnn.data.features import FeatureCache
 from lcnn.errors import DataError, UserError
 from lcnn.score import read_input, score_trials
+from lcnn.score.data import TrialFeatures
 from lcnn.score.trials import locate
 from lcnn.score.writer import ScoreWriter
 from lcnn.tasks import load_task
@@ -104,6 +108,12 @@ def test_every_kind_of_input(tmp_path: Path) -> None:
             read_input(data / "bad.txt")
     with pytest.raises(DataError, match="no such protocol, list or folder"):
         read_input(data / "absent.txt")
+    _write(data / "with space.flac", 0.1, seed=0)  # an id an ID SCORE line cannot hold
+    (data / "tabbed.csv").write_text("a.flac,bonafide\nb\tc.flac,spoof\n")
+    for given, utt in ((data, "with space"), (data / "tabbed.csv", "b\tc.flac")):
+        with pytest.raises(DataError, match=f"^{re.escape(str(given))}: 1 trial ids contain whitespace, .* e.g. "
+                                            f"{re.escape(repr(utt))}$"):  # fmt: skip
+            read_input(given)
 
 
 def test_score_file_forms_and_order(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
@@ -161,6 +171,54 @@ def test_resume_after_an_interruption_is_byte_identical(checkpoint: Path, corpus
     monkeypatch.undo()
     assert _score(checkpoint, corpus, resumed, "--batch-size", "4", "--restart") == 0  # starts over
     assert not shard.parent.exists() and len(resumed.read_text().splitlines()) == 13
+
+
+def test_a_resume_retries_what_failed(checkpoint: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys) -> None:  # fmt: skip
+    """A passing fault (an I/O error) fails an item; the run is killed; the resumed run scores that item."""
+    whole, resumed = tmp_path / "whole.txt", tmp_path / "resumed.txt"
+    assert _score(checkpoint, corpus, whole) == 0
+    read, write, faults = TrialFeatures.read, ScoreWriter.write_on_batch_end, []
+
+    def io_error_once(self, i):
+        if not faults:
+            faults.append(i)
+            raise OSError(errno.EIO, "Input/output error")
+        return read(self, i)
+
+    def killed_after_two_batches(self, trainer, *args, **kwargs):
+        if trainer.predict_loop.batch_progress.current.completed == 2:
+            raise RuntimeError("killed")
+        write(self, trainer, *args, **kwargs)
+
+    monkeypatch.setattr(TrialFeatures, "read", io_error_once)
+    monkeypatch.setattr(ScoreWriter, "write_on_batch_end", killed_after_two_batches)
+    with pytest.raises(RuntimeError, match="killed"):
+        _score(checkpoint, corpus, resumed)
+    assert "Input/output error" in (tmp_path / "resumed.txt.partial" / "failed-rank0.tsv").read_text()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert _score(checkpoint, corpus, resumed) == 0
+    summary = capsys.readouterr().out  # the failed item's batch again, then the rest
+    assert "13 files: 13 scored, 0 failed; read 8 in" in summary and "skipped 5 (done before)" in summary
+    assert resumed.read_bytes() == whole.read_bytes()
+
+
+def test_a_full_cache_disk_costs_no_file(checkpoint: Path, corpus: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, caplog, capsys) -> None:  # fmt: skip
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert _score(checkpoint, corpus, tmp_path / "plain.txt") == 0
+    monkeypatch.setattr("lcnn.data.features.atomic_path", full)
+    with caplog.at_level(logging.WARNING, logger="lcnn"):
+        assert main(["score", str(checkpoint), str(corpus / "protocol.txt"), "--audio-dir", str(corpus / "flac"),
+                     "--out", str(tmp_path / "cached.txt"), "--cache-dir", str(tmp_path / "cache"), "--workers", "0",
+                     "--batch-size", "3"]) == 0  # fmt: skip
+    assert "13 files: 13 scored, 0 failed" in capsys.readouterr().out
+    warned = [r.getMessage() for r in caplog.records if "feature cache" in r.getMessage()]
+    assert len(warned) == 1 and "cannot be written (" in warned[0] and "No space left on device" in warned[0]
+    assert (tmp_path / "cached.txt").read_bytes() == (tmp_path / "plain.txt").read_bytes()
 
 
 def test_unreadable_files_are_listed_and_strict_stops(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
@@ -249,20 +307,72 @@ def test_windows_locate_a_spliced_stretch(tmp_path: Path) -> None:
     assert max(inside) < min(outside) - 3  # log10 energy: 30 dB quieter
 
 
+def test_a_truncated_wav_fails_in_windows_as_whole(tmp_path: Path) -> None:
+    """A WAV whose header declares 3 s and that holds 1.5: libsndfile counts 1.5 s from the file's size."""
+    cut = _write(tmp_path / "cut.wav", 3.0, seed=3)
+    cut.write_bytes(cut.read_bytes()[: -2 * 24000])
+    assert sf.info(cut).frames == 24000
+    _write(tmp_path / "fine.wav", 3.0, seed=4)
+    (tmp_path / "list.txt").write_text("cut\nfine\n")
+    table = read_input(tmp_path / "list.txt")
+    reasons = {}
+    for segment in (None, 1.0):
+        summary = score_trials(EnergyScore(), table, tmp_path / f"s{segment}.txt", frontend=frontend_config("lfcc"),
+                               segment=segment, progress=False)  # fmt: skip
+        assert (summary.files, summary.failed) == (1, 1)
+        reasons[segment] = summary.failed_file.read_text().splitlines()[1].split("\t")[2]
+    assert reasons[None] == "truncated audio, the header declares 48000 frames but only 24000 decode"
+    assert reasons[1.0] == "at 1.00-2.00 s: truncated audio, the header declares 16000 frames but only 8000 decode"
+
+
+class Flags(EnergyScore):
+    """EnergyScore, noting the TF32 flags while it scores."""
+
+    seen: list = []
+
+    def predict_step(self, batch, batch_idx):
+        Flags.seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return super().predict_step(batch, batch_idx)
+
+
+def test_fp32_scoring_turns_tf32_off(corpus: Path, tmp_path: Path) -> None:
+    """torch's default lets cuDNN run fp32 convolutions in TF32; the reference scores must not."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    table = read_input(corpus / "protocol.txt", corpus / "flac")
+    try:
+        for precision, inside in (("32-true", (False, False)), ("bf16-mixed", (True, True))):
+            Flags.seen = []
+            score_trials(Flags(), table, tmp_path / "s.txt", frontend=frontend_config("lfcc"), batch_size=5,
+                         precision=precision, progress=False)  # fmt: skip
+            assert set(Flags.seen) == {inside}, precision
+            assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)  # restored
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def test_predict_scores_long_files_in_windows(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
     long = _write(tmp_path / "long.flac", 9.0, seed=5)
     short = corpus / "flac" / "LA_E_1000000.flac"
     module, cfg, task = load_task(checkpoint)
+    quoted, tabbed = tmp_path / '"quoted.flac', tmp_path / "tab\there.flac"  # no quoting of its own output
+    os.link(long, quoted)
+    os.link(long, tabbed)
+    assert task.predict(module, cfg, [quoted, tabbed, long])[0].split("\t")[1:] == \
+        task.predict(module, cfg, [long])[0].split("\t")[1:]  # fmt: skip
     short_line, long_line = task.predict(module, cfg, [short, long])
     assert len(short_line.split("\t")) == 3 and short_line.endswith("\t-")  # no threshold in this checkpoint
     name, score, decision, lowest = long_line.split("\t")
-    assert name == str(long) and lowest.startswith("lowest ") and lowest.split()[1] in ("0.00-4.00", "4.00-8.00",
-                                                                                        "5.00-9.00")
+    assert name == str(long) and lowest.startswith("lowest ") and lowest.split()[1] in ("0.00-4.00", "2.00-6.00",
+                                                                                        "4.00-8.00", "5.00-9.00")
     (tmp_path / "one.txt").write_text("long.flac\n")
-    assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--segment", "4", "--out",
+    assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--segment", "4", "--hop", "2", "--out",
                  str(tmp_path / "s.txt"), "--workers", "0"]) == 0  # fmt: skip
     windows = [float(r.split("\t")[3]) for r in (tmp_path / "s.segments.tsv").read_text().splitlines()[1:]]
-    assert len(windows) == 3 and float(score) == pytest.approx(np.mean(windows), abs=2e-6)
+    assert len(windows) == 4 and float(score) == pytest.approx(np.mean(windows), abs=2e-6)
+    assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--out", str(tmp_path / "s.txt"),
+                 "--workers", "0"]) == 0  # fmt: skip
+    assert not (tmp_path / "s.segments.tsv").exists()  # the windows of the run before would mislead
 
 
 def test_sharded_cache_old_entries_and_the_cache_command(corpus: Path, tmp_path: Path, capsys) -> None:
@@ -307,18 +417,46 @@ def test_two_processes_write_the_file_of_one(checkpoint: Path, corpus: Path, tmp
     assert two.stdout.count("14 files: 13 scored, 1 failed") == 1  # the summary of process 0 only
 
 
-def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
+def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     table = read_input(corpus / "protocol.txt", corpus / "flac")
     module = EnergyScore()
     for kwargs, error in (({"aggregate": "median", "segment": 1}, "--aggregate 'median'"),
                           ({"hop": 1}, "--hop needs --segment"), ({"segment": -1}, "must be positive"),
+                          ({"segment": 0}, "must be positive"), ({"segment": 1, "hop": 0}, "must be positive"),
                           ({"form": "2020"}, "--format '2020'"), ({"batch_size": 0}, "--batch-size")):  # fmt: skip
         with pytest.raises(UserError, match=error):
             score_trials(module, table, tmp_path / "s.txt", frontend=frontend_config("lfcc"), **kwargs)
     assert main(["score", str(checkpoint), str(tmp_path / "nothing.txt")]) == 2
 
+    def not_scored(*args, **kwargs):
+        raise AssertionError("scored before refusing the options")
 
-def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
+    capsys.readouterr()
+    (tmp_path / "folder").mkdir()
+    for options, error in (
+        (["--precision", "foo"], "cannot score with .*--precision foo: Precision 'foo' is invalid"),
+        (["--accelerator", "foo"], "cannot score with --accelerator foo, .*invalid accelerator name"),
+        (["--strategy", "foo"], "--strategy foo.*: You selected an invalid strategy name"),
+        (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["--devices", "0"], "argument --devices: must be at least 1, got 0"),
+        (["--num-nodes", "0"], "argument --num-nodes: must be at least 1, got 0"),
+        (["--workers", "-1"], "argument --workers: must be at least 0, got -1"),
+        (["--segment", "0"], "--segment and --hop must be positive seconds, got 0.0 and 0.0"),
+        (["--out", str(tmp_path / "folder")], f"--out {tmp_path / 'folder'}: a folder; expected the score file"),
+        (["--out", str(tmp_path / "s.txt" / "x.txt")], "cannot write into .*s.txt \\(expected a writable folder\\)"),
+    ):  # fmt: skip
+        (tmp_path / "s.txt").write_text("a file, not a folder")
+        with monkeypatch.context() as m:
+            m.setattr(ScoreWriter, "write_on_batch_end", not_scored)
+            code = main(["score", str(checkpoint), str(corpus / "protocol.txt"), "--audio-dir", str(corpus / "flac"),
+                         "--no-cache", "--out", str(tmp_path / "out.txt"), *options])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and re.search(error, err), (options, err)
+    assert not (tmp_path / "folder.partial").exists() and not (tmp_path / "out.txt.partial").exists()
+
+
+def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, tmp_path: Path, capsys,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     flac = tmp_path / "flac"
     flac.mkdir()
     for f in (corpus / "flac").iterdir():
@@ -326,8 +464,30 @@ def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, 
     (flac / "LA_E_1000002.flac").unlink()
     (flac / "LA_E_1000002.flac").write_bytes(b"RIFF" + bytes(100))
     out = tmp_path / "ev"
+    stale = out / "scores-eval-2021.txt.partial"  # a killed evaluate of other settings: evaluate starts over
+    stale.mkdir(parents=True)
+    (stale / "manifest.json").write_text('{"fingerprint": {"batch_size": 1}}')
+    (stale / "scores-rank0.txt").write_text("0 0.5\n")
+    from lcnn.score import engine
+    from lcnn.tasks.spoof import report
+
+    written, reported, write_lines, write_report = [], [], engine.write_score_lines, report.write_report
+
+    def count_writes(path, *args):
+        written.append(Path(path).name)
+        return write_lines(path, *args)
+
+    def keep_scores(out_dir, results, *args, **kwargs):
+        reported.append(results["eval"][1])
+        return write_report(out_dir, results, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "write_score_lines", count_writes)
+    monkeypatch.setattr(report, "write_score_lines", count_writes)
+    monkeypatch.setattr(report, "write_report", keep_scores)
     assert main(["evaluate", str(checkpoint), "--data", "custom", "--data-dir", str(flac), "--protocol",
                  f"eval={corpus / 'protocol.txt'}", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 1
+    assert sorted(written) == ["scores-eval-2021.txt", "scores-eval.txt"]  # each once
+    assert (reported[0] != np.round(reported[0], 6)).any()  # the exact scores, not the file's 6 decimals
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["failed"], metrics["eval_count"]) == (1, 12)  # the metrics of the 12 that were scored
     assert Path(metrics["failed_file"]).read_text().splitlines()[1].startswith("LA_E_1000002\t")

@@ -3,6 +3,7 @@ the streamed limits, batching, readiness, metrics and temporary files."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import os
@@ -24,9 +25,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 from serving import CALIBRATION, audio_bytes, image_bytes, make_checkpoints  # noqa: E402
 
+from lcnn.audio import frontend_config  # noqa: E402
 from lcnn.cli import main  # noqa: E402
 from lcnn.errors import UserError  # noqa: E402
-from lcnn.score.segments import segment_bounds  # noqa: E402
+from lcnn.score.segments import segment_bounds, window_seconds  # noqa: E402
 from lcnn.serve import Settings, create_app, load_models  # noqa: E402
 from lcnn.serve import models as served  # noqa: E402
 from lcnn.serve.batcher import Batcher  # noqa: E402
@@ -74,6 +76,19 @@ def test_segment_bounds_cover_the_audio_with_half_overlapping_windows() -> None:
     assert segment_bounds(30, 100, 50) == [(0, 30)]
     assert segment_bounds(250, 100, 50) == [(0, 100), (50, 150), (100, 200), (150, 250)]
     assert segment_bounds(260, 100, 50) == [(0, 100), (50, 150), (100, 200), (150, 250), (160, 260)]
+
+
+def test_one_window_rule_for_serve_and_predict() -> None:
+    """window_seconds: a fixed-size model's input, 4 s for models of any length, whose ssl: front-end has no hop."""
+    assert window_seconds(frontend_config("lfcc"), 64) == pytest.approx(0.64)
+    ssl = frontend_config("ssl:some/model")
+    assert "hop_length" not in ssl and window_seconds(ssl, None) == 4.0
+
+    class SSLModule(torch.nn.Module):
+        hparams = argparse.Namespace(model="lcnn_lstm", frontend=ssl, frames=None)
+
+    model = served.SpoofModel("ssl", SSLModule())  # read the hop of a front-end that has none
+    assert (model.window, model.hop) == (64000, 32000)
 
 
 def test_audio_is_recognised_by_its_bytes() -> None:
@@ -129,7 +144,9 @@ def test_long_audio_is_scored_in_windows(client: TestClient, models: dict, tmp_p
     assert result["decision"] == ("bonafide" if result["score"] >= 0 else "spoof")
     samples = sf.read(io.BytesIO(data), dtype="int16")[0]
     sf.write(window := tmp_path / "second-window.wav", samples[32000:96000], 16000, subtype="PCM_16")
+    sf.write(whole := tmp_path / "whole.wav", samples, 16000, subtype="PCM_16")
     assert result["segments"][1]["score"] == pytest.approx(_predicted(models["lstm"], [window])[0], abs=1e-5)
+    assert result["score"] == pytest.approx(_predicted(models["lstm"], [whole])[0], abs=1e-5)  # predict's windows
 
     fixed = _spoof(client, audio_bytes(2.0), model="fixed").json()  # 64 frames of 10 ms: windows of 0.64 s
     assert len(fixed["segments"]) == 6 and fixed["segments"][-1]["end"] == pytest.approx(2.0)

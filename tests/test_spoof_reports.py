@@ -14,7 +14,9 @@ from lcnn.data.protocols import Trial
 from lcnn.errors import DataError
 from lcnn.metrics import Calibration, act_dcf, cllr, compute_eer, min_cllr, min_dcf, min_tdcf
 from lcnn.scores import read_scores
-from lcnn.tasks.spoof.report import ASVSPOOF5_ASV_RATES, write_det_overlay, write_report
+from lcnn.tasks.spoof import report as spoof_report
+from lcnn.tasks.spoof.data import SpoofDataModule
+from lcnn.tasks.spoof.report import ASVSPOOF5_ASV_RATES, revised_tdcf, write_det_overlay, write_report
 
 
 def _asvspoof5_trials(n: int = 400, seed: int = 0) -> tuple[list[Trial], np.ndarray]:
@@ -69,6 +71,32 @@ def test_per_condition_tables_and_report(tmp_path: Path) -> None:
     assert "## eval: per attack\n\nEach attack's spoofed trials against all bona fide trials." in report
     assert f"| A20 | 200 | 100 | {100 * a20['eer']:.3f} | {a20['min_dcf']:.4f} |" in report
     assert "Not calibrated" in report and "min t-DCF" in report
+
+
+def test_one_rule_for_the_revised_tdcf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ASVspoof 2021 and 5 take the revised t-DCF, with ASV scores or without, in the report and in the check of
+    --asv-scores before training; ASVspoof 2019 and the others the 2019 one."""
+    assert [revised_tdcf(d) for d in ("asvspoof2019-la", "asvspoof2021-df", "asvspoof5", "custom")] == \
+        [False, True, True, False]  # fmt: skip
+    asv = tmp_path / "asv.txt"
+    asv.write_text("bonafide target 3.0\nbonafide target 2.0\nbonafide nontarget -2.0\nbonafide nontarget -3.0\n"
+                   "A01 spoof -1.0\nA01 spoof 1.0\n")  # fmt: skip
+    revised, tdcf = [], spoof_report.min_tdcf
+
+    def noted(*args, **kwargs):
+        revised.append(kwargs["revised"])
+        return tdcf(*args, **kwargs)
+
+    monkeypatch.setattr(spoof_report, "min_tdcf", noted)
+    trials, scores = _asvspoof5_trials(40)
+    for data in ("asvspoof5", "asvspoof2019-la"):
+        for asv_scores in (str(asv), None):
+            write_report(tmp_path / data, {"eval": (trials, scores)}, 7.0, asv_scores, data)
+    assert revised == [True, True, False]  # asvspoof2019-la without ASV scores: no t-DCF
+    monkeypatch.setattr("lcnn.tasks.spoof.data.min_tdcf", noted)
+    with pytest.raises(DataError, match="no such data folder"):  # the check of the file passed, then no data
+        SpoofDataModule("asvspoof5", str(tmp_path / "none"), asv_scores=str(asv)).setup()
+    assert revised[-1] is True
 
 
 def test_calibrated_report(tmp_path: Path) -> None:

@@ -68,6 +68,8 @@ BATCH_MACS = 2e9
 INT8_AGREEMENT = 0.99
 #: CPU flags that decide bf16 and int8 speed (``/proc/cpuinfo`` names).
 FLAGS = ("avx512_bf16", "amx_tile", "avx512_vnni", "avx_vnni")
+#: The names of ``torch.cpu._is_<name>_supported`` where they are not those of :data:`FLAGS`.
+_TORCH_FLAG = {"avx512_vnni": "vnni"}
 
 #: The accuracy guard, as data: (task, model) -> {precision: the evidence that it keeps the task's result
 #: against fp32}. fp32 needs no entry. ``"bf16-mixed"``: bf16 autocast training, entered only after fp32
@@ -103,12 +105,13 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def cpu_flags() -> dict[str, bool]:
-    """The flags of :data:`FLAGS`, from ``/proc/cpuinfo``; elsewhere torch's own checks (bf16, AMX, VNNI)."""
+    """The flags of :data:`FLAGS`, from ``/proc/cpuinfo``; elsewhere torch's own checks of them (False for a
+    flag torch does not check: ``avx_vnni``)."""
     listed = _cpuinfo().get("flags")
     if listed is not None:
         present = set(listed.split())
         return {flag: flag in present for flag in FLAGS}
-    return {"avx512_bf16": _cpu_flag("avx512_bf16"), "amx_tile": _cpu_flag("amx_tile"), "vnni": _cpu_flag("vnni")}
+    return {flag: _cpu_flag(_TORCH_FLAG.get(flag, flag)) for flag in FLAGS}
 
 
 def machine_key() -> dict[str, Any]:
@@ -267,16 +270,16 @@ def _cache_file(key: dict[str, Any], name: str, shape: tuple[int, ...], batch: i
 _MEASURED: dict[Path, dict[str, Any]] = {}
 
 
-def probe(name: str, input_shape: Sequence[int | None] | None = None, batch: int | None = None,
+def probe(model: str, input_shape: Sequence[int | None] | None = None, batch: int | None = None,
           budget_s: float = BUDGET_S, refresh: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The probe's table for model ``name`` on this machine, measured once (or again with ``refresh``) and
+    """The probe's table for ``model`` on this machine, measured once (or again with ``refresh``) and
     cached: ``{"table": {"train": {...}, "infer": {...}}, "skipped", "spread", "train", "infer" (the fastest
     by :data:`MARGIN`, before the accuracy guard), "machine", "model", "input_shape", "batch", "measured",
     "cache" (None: too disturbed to cache, see :data:`STEADY`)}``. ``batch``: default about
     :data:`BATCH_MACS` multiply-accumulates."""
-    shape = probe_shape(name, input_shape)
+    shape = probe_shape(model, input_shape)
     key = machine_key()
-    path = _cache_file(key, name, shape, batch)
+    path = _cache_file(key, model, shape, batch)
     if not refresh and path in _MEASURED:
         return _MEASURED[path]
     if not refresh:
@@ -286,14 +289,14 @@ def probe(name: str, input_shape: Sequence[int | None] | None = None, batch: int
                 return cached
         except (OSError, ValueError, AttributeError):
             pass  # absent, torn by hand or from another version: measured again
-    log.info("lcnn: timing the precisions of %s %s on this machine (once; cached in %s)", name, shape, path)
+    log.info("lcnn: timing the precisions of %s %s on this machine (once; cached in %s)", model, shape, path)
     with torch.random.fork_rng(devices=[]):  # the caller's random stream (a seeded run's) is left as it was
         if batch is None:
-            macs = count_macs(_build(name, shape), torch.zeros(2, *shape))
+            macs = count_macs(_build(model, shape), torch.zeros(2, *shape))
             batch = max(2, min(64, 2 ** int(math.log2(max(BATCH_MACS / max(macs, 1), 1)))))
-        table, skipped, spread = measure(name, shape, batch, budget_s)
+        table, skipped, spread = measure(model, shape, batch, budget_s)
     result = {
-        "machine": key, "model": name, "input_shape": list(shape), "batch": batch, "budget_s": budget_s,
+        "machine": key, "model": model, "input_shape": list(shape), "batch": batch, "budget_s": budget_s,
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "table": table, "skipped": skipped, "spread": spread,
         "train": decide(table["train"], ORDER["train"]), "infer": decide(table["infer"], ORDER["infer"]),
         "cache": str(path),
@@ -321,24 +324,24 @@ def pinned_precision() -> str | None:
     return value
 
 
-def choose(task: str, name: str, input_shape: Sequence[int | None] | None = None, parts: Sequence[str] = ORDER,
+def choose(task: str, model: str, input_shape: Sequence[int | None] | None = None, parts: Sequence[str] = ORDER,
            result: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """What model ``name`` of ``task`` should train and infer in on this CPU: ``{"train": "32-true" |
+    """What ``model`` of ``task`` should train and infer in on this CPU: ``{"train": "32-true" |
     "bf16-mixed", "infer": "fp32" | "bf16" | "int8", "note": why, "probe": the table or None}``.
 
-    Only candidates :data:`KEEPS_RESULT` lists for ``(task, name)`` compete with fp32, each where it is
+    Only candidates :data:`KEEPS_RESULT` lists for ``(task, model)`` compete with fp32, each where it is
     :data:`MARGIN` times as fast (:func:`decide`); nothing is measured for ``parts`` without such a
     candidate; ``result``: a :func:`probe` result to decide from. ``$LCNN_PRECISION`` pins training to it
     and inference to fp32. Never raises for a failing probe: fp32, with a one-line warning."""
     pinned = pinned_precision()
     if pinned:
         return {"train": pinned, "infer": "fp32", "note": f"LCNN_PRECISION={pinned}", "probe": None}
-    known = set(KEEPS_RESULT.get((task, name), {}))
+    known = set(KEEPS_RESULT.get((task, model), {}))
     fp32 = {"train": "32-true", "infer": "fp32", "probe": None}
     if not any(known & set(ORDER[part][1:]) for part in parts):
-        return {**fp32, "note": f"only fp32 is known to keep the result of {task} / {name}"}
+        return {**fp32, "note": f"only fp32 is known to keep the result of {task} / {model}"}
     try:
-        result = result or probe(name, input_shape)
+        result = result or probe(model, input_shape)
     except Exception as err:  # noqa: BLE001 - the probe must never break a run
         note = f"the precision probe failed ({type(err).__name__}: {err}); running fp32"
         log.warning("lcnn: warning: %s", note)
@@ -347,8 +350,8 @@ def choose(task: str, name: str, input_shape: Sequence[int | None] | None = None
     picks = {part: decide(table[part], ORDER[part], known) for part in ORDER}
     held = [f"{fastest} ({table[part][fastest] / table[part][picks[part]]:.2f}x {picks[part]})" for part in parts
             if (fastest := decide(table[part], ORDER[part])) != picks[part]]  # fmt: skip
-    note = (f"not yet known to keep the result of {task} / {name}: " + ", ".join(held) if held
-            else f"the fastest of what keeps the result of {task} / {name}")  # fmt: skip
+    note = (f"not yet known to keep the result of {task} / {model}: " + ", ".join(held) if held
+            else f"the fastest of what keeps the result of {task} / {model}")  # fmt: skip
     return {**picks, "note": note, "probe": result}
 
 

@@ -11,7 +11,7 @@ Xeon with AVX-512 and AVX512_BF16 but no AMX; table in ``benchmarks/RESULTS-clas
 - bf16 autocast: on this Xeon (AVX512_BF16 alone) oneDNN's bf16 convolutions were no faster than fp32 and
   the casts cost extra, while on an AMD EPYC with the same flags bf16 trains 1.9x faster (issue 17). So on
   CPUs ``--precision auto`` is measured per machine (:mod:`lcnn.probe`); :func:`default_precision` is the
-  rule for GPUs (bf16 where supported) and the static guess without a measurement.
+  rule for GPUs (bf16 where supported).
 - ``torch.inference_mode`` for inference.
 - ``torch.compile`` is not a default: on this CPU it took 1-2 minutes to compile under load, was slower than
   eager for fp32 training and no faster for inference.
@@ -67,16 +67,12 @@ def cpu_has_amx() -> bool:
     return _cpu_flag("amx_tile")
 
 
-def default_precision(device: str | torch.device = "cpu") -> str:
-    """A static guess at the Lightning ``precision`` that trains fastest on ``device``: ``"bf16-mixed"`` on
-    CUDA devices with bf16 and on AMX CPUs, else ``"32-true"``. ``--precision auto`` uses it for GPUs; on
-    CPUs it measures instead (:func:`lcnn.probe.choose`)."""
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
-    if kind == "cpu":
-        return "bf16-mixed" if cpu_supports_bf16() and cpu_has_amx() else "32-true"
-    return "32-true"
+def default_precision(device: str | torch.device = "cuda") -> str:
+    """The Lightning ``precision`` that ``--precision auto`` trains in on a GPU: ``"bf16-mixed"`` on CUDA
+    devices with bf16, else ``"32-true"``. CPUs are measured instead (:func:`lcnn.probe.choose`), so any other
+    ``device`` gets ``"32-true"``."""
+    cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
+    return "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def uses_channels_last(model: nn.Module) -> bool:

@@ -49,17 +49,21 @@ def _add_benchmark(commands, task: str | None) -> None:
 
 def _run_benchmark(args: argparse.Namespace) -> int:
     from lcnn.benchmark import probe_text, throughput_table
-
-    if not args.probe:
-        print(throughput_table(args.model, args.input_shape, args.batch_size, args.steps))
-        return 0
     from lcnn.models import model_info
     from lcnn.probe import probe
 
+    shape = args.input_shape
+    if shape is not None and (len(shape) != 3 or min(shape) < 1):
+        raise UserError(f"--input-shape {' '.join(map(str, shape))}: expected C H W, three whole numbers of at least 1")
     try:
-        result = probe(args.model, args.input_shape, budget_s=args.budget, refresh=args.refresh)
+        if not args.probe:
+            print(throughput_table(args.model, shape, args.batch_size, args.steps))
+            return 0
+        result = probe(args.model, shape, budget_s=args.budget, refresh=args.refresh)
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:  # a model or shape torch refuses
-        raise UserError(f"the precision probe of {args.model} failed ({type(err).__name__}: {err})") from None
+        what = "the precision probe" if args.probe else "the benchmark"
+        why = next(iter(str(err).splitlines()), "")  # torch's errors run to pages
+        raise UserError(f"{what} of {args.model} failed ({type(err).__name__}: {why})") from None
     print(probe_text(result, model_info(args.model).tasks))
     if result["cache"]:
         print(f"cached in {result['cache']} (--refresh measures again; LCNN_PRECISION or --precision override auto)")
@@ -77,12 +81,10 @@ def _add_cache(commands, task: str | None) -> None:
 
 
 def _run_cache(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lcnn.data.download import cache_dir
     from lcnn.data.features import cache_folders, clear_cache, format_cache
+    from lcnn.tasks.spoof.data import cache_root
 
-    root = Path(args.cache_dir) if args.cache_dir else cache_dir() / "features"
+    root = cache_root(args.cache_dir)
     rows = cache_folders(root) if args.action == "info" else clear_cache(root, args.frontend)
     print(format_cache(rows, root, removed=args.action == "clear"))
     return 0

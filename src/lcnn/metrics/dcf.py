@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from lcnn.metrics.spoof import compute_det_curve
 
-__all__ = ["act_dcf", "cllr", "min_cllr", "min_dcf", "pav_llrs"]
+__all__ = ["act_dcf", "bayes_threshold", "cllr", "min_cllr", "min_dcf", "pav_llrs"]
 
 
 def checked_scores(x: ArrayLike, name: str) -> NDArray[np.float64]:
@@ -40,6 +40,13 @@ def _dcf_weights(p_spoof: float, c_miss: float, c_fa: float) -> tuple[float, flo
     if not (c_miss > 0 and c_fa > 0):
         raise ValueError(f"costs must be positive, got c_miss={c_miss!r}, c_fa={c_fa!r}")
     return c_miss * (1 - p_spoof), c_fa * p_spoof
+
+
+def bayes_threshold(p_spoof: float = 0.05, c_miss: float = 1, c_fa: float = 10) -> float:
+    """The Bayes decision threshold of LLRs at an operating point: ``-log(Cmiss (1 - Pspoof) / (Cfa Pspoof))``;
+    an LLR at or above it is decided bona fide (as :func:`act_dcf` decides)."""
+    _dcf_weights(p_spoof, c_miss, c_fa)  # the same refusals as the metrics
+    return float(-np.log(c_miss * (1 - p_spoof) / (c_fa * p_spoof)))
 
 
 def min_dcf(bonafide: ArrayLike, spoof: ArrayLike, p_spoof: float = 0.05, c_miss: float = 1, c_fa: float = 10) -> float:
@@ -72,7 +79,7 @@ def act_dcf(bonafide: ArrayLike, spoof: ArrayLike, p_spoof: float = 0.05, c_miss
     """
     w_miss, w_fa = _dcf_weights(p_spoof, c_miss, c_fa)
     bona, spf = checked_scores(bonafide, "bonafide"), checked_scores(spoof, "spoof")
-    threshold = -np.log(c_miss * (1 - p_spoof) / (c_fa * p_spoof))
+    threshold = bayes_threshold(p_spoof, c_miss, c_fa)
     cost = w_miss * np.mean(bona < threshold) + w_fa * np.mean(spf >= threshold)
     return float(cost / min(w_miss, w_fa))
 

@@ -8,6 +8,7 @@ failure ``(index, reason)``, and the batch is scored without it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ from lcnn.score.segments import Windows
 from lcnn.score.trials import TrialTable
 
 __all__ = ["Batches", "ScoringData", "TrialFeatures", "WindowFeatures", "collate_items", "plan_batches"]
+
+log = logging.getLogger("lcnn.score")
 
 Item = tuple[Tensor | None, int, str | None]  # features, index, why they could not be computed
 
@@ -44,17 +47,20 @@ class _Items(Dataset):
     def __getitem__(self, i: int) -> Item:
         try:
             feats = self.read(i)
-        except (DataError, OSError) as err:  # AudioError, a file gone since the listing, a cache on a full disk
+        except (DataError, OSError) as err:  # AudioError, a file gone since the listing
             reason = " ".join(str(err).split()).removeprefix(f"{self.where(i)}: ")
             return None, i, reason
         return (fit_frames(feats, self.frames) if self.frames else feats), i, None
 
 
 class TrialFeatures(_Items):
-    """The features of each trial of a table, through the feature cache."""
+    """The features of each trial of a table, through the feature cache. A cache that cannot be written (a full
+    disk, no permission) costs speed, not the file: it is scored from features computed again, uncached, with
+    one warning per process."""
 
     def __init__(self, table: TrialTable, cache: FeatureCache, frames: int | None = None) -> None:
         self.table, self.cache, self.frames = table, cache, frames
+        self.warned = False
 
     def __len__(self) -> int:
         return len(self.table)
@@ -63,7 +69,15 @@ class TrialFeatures(_Items):
         return self.table.path(i)
 
     def read(self, i: int) -> Tensor:
-        return self.cache.get(self.table.ids[i], self.table.path(i))
+        try:
+            return self.cache.get(self.table.ids[i], self.table.path(i))
+        except OSError as err:  # the cache's, or the audio's (gone since the listing): the audio says which
+            feats = self.cache.pipeline(self.table.path(i))
+            if not self.warned:
+                self.warned = True
+                log.warning("lcnn: warning: the feature cache %s cannot be written (%s); scoring without it",
+                            self.cache.dir, " ".join(str(err).split()))  # fmt: skip
+            return feats
 
 
 class WindowFeatures(_Items):

@@ -13,6 +13,10 @@ then merges the shards into the output, written once (atomically) in the input's
 - ``OUT_STEM.segments.tsv`` with ``segment``: ``file``, ``start``, ``end`` (seconds), ``score`` per window; the
   utterance score is the aggregate of its windows (:mod:`lcnn.score.segments`).
 
+Either list left by an earlier run into the same ``OUT`` is removed when this run has none. The exact scores
+(of the files, and of the windows) come back in the :class:`Summary`, so that no caller reads the 6-decimal
+file back. At ``32-true`` TF32 is off (cuDNN and matmul) while scoring: fp32 is the reference.
+
 Scores are higher for bona fide. The module's ``predict_step`` takes batches ``(x (B, 1, T, F), lengths,
 labels, index, failed)`` and returns ``(scores (B,), index (B,))``, as
 :class:`lcnn.tasks.spoof.module.SpoofModule` does; nothing here knows a model or a task.
@@ -26,13 +30,15 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from lcnn.audio.pipeline import FeaturePipeline
 from lcnn.data.features import FeatureCache
@@ -43,7 +49,8 @@ from lcnn.score.segments import Windows, parse_aggregate
 from lcnn.score.trials import TrialTable
 from lcnn.score.writer import PartialRun, ScoreWriter
 
-__all__ = ["FORMATS", "Summary", "module_digest", "read_scores_in_order", "score_trials"]
+__all__ = ["FORMATS", "ExactFP32", "Summary", "module_digest", "read_scores_in_order", "score_trials",
+           "write_score_lines"]
 
 FORMATS = ("2021", "2019")
 
@@ -52,7 +59,8 @@ FORMATS = ("2021", "2019")
 class Summary:
     """What a run did: of ``trials``, ``files`` scored (in the output) and ``failed`` (left out); this run read
     ``items`` (files, or windows with ``unit="window"``) in ``seconds``, and ``skipped`` items done by an
-    earlier run; the files written."""
+    earlier run; the files written; ``scores``, each trial's exact score in the table's order (NaN: failed),
+    and in segment mode the ``windows`` with their exact ``window_scores`` (NaN: failed)."""
 
     trials: int
     files: int
@@ -64,6 +72,9 @@ class Summary:
     out: Path
     failed_file: Path | None = None
     segments_file: Path | None = None
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    windows: Windows | None = field(default=None, repr=False)
+    window_scores: np.ndarray | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         rate = self.items / self.seconds if self.seconds > 0 else float("nan")
@@ -96,9 +107,10 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         strict: stop at the first trial that cannot be scored (DataError naming it), not list it.
         restart: discard the partial files of an earlier run instead of resuming it.
         accelerator, devices, num_nodes, strategy, precision: Lightning's (several devices or nodes: DDP,
-            launched by Lightning, ``torchrun`` or a cluster's launcher).
+            launched by Lightning, ``torchrun`` or a cluster's launcher); what Lightning refuses is a UserError.
     """
     out = Path(out)
+    _check_out(out)
     if form not in FORMATS:
         raise UserError(f"--format {form!r}: expected 2021 (ID SCORE) or 2019 (ID ATTACK KEY SCORE)")
     if form == "2019" and not table.labelled:
@@ -108,8 +120,9 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     if hop is not None and segment is None:
         raise UserError("--hop needs --segment SECONDS")
     how = parse_aggregate(aggregate)
-    if segment:
-        windows = Windows.of(table, segment, hop or segment)
+    hop = segment if hop is None else hop
+    windows = None if segment is None else Windows.of(table, segment, hop)  # --segment 0 is refused, not ignored
+    if windows is not None:
         failed_before = windows.failed
         items: Any = WindowFeatures(table, windows, FeaturePipeline(frontend), frames)
         lengths, n = windows.lengths(), len(windows)
@@ -122,19 +135,20 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         raise DataError(f"{table.path(i)}: {failed_before[i]} (--strict stops at the first failure)")
 
     fingerprint = {"model": module_digest(module), "trials": table.digest, "frontend": frontend, "frames": frames,
-                   "segment": segment, "hop": (hop or segment) if segment else None, "batch_size": batch_size,
-                   "precision": precision}  # fmt: skip
+                   "segment": segment, "hop": hop, "batch_size": batch_size, "precision": precision}  # fmt: skip
     run = PartialRun(out, fingerprint, n)
     data = ScoringData(items, lengths, run, batch_size, workers, restart)
 
     def describe(i: int) -> str:
-        if not segment:
+        if windows is None:
             return table.path(i)
         start, end = windows.span(i)
         return f"{table.path(windows.locate(i)[0])} at {start:.2f}-{end:.2f} s"
 
-    writer = ScoreWriter(run, data, describe, "window" if segment else "file", strict, progress)
-    trainer = _trainer(writer, accelerator, devices, num_nodes, strategy, precision)
+    unit = "file" if windows is None else "window"
+    writer = ScoreWriter(run, data, describe, unit, strict, progress)
+    trainer = _trainer([writer, ExactFP32()] if precision in FP32 else [writer], accelerator=accelerator,
+                       devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)  # fmt: skip
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
@@ -148,29 +162,72 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     scored = ~np.isnan(scores)
     failed = {i: reason for i, reason in failed.items() if not scored[i]}  # a batch rerun after a passing fault
     done = int(scored.sum()) + len(failed)
-    unplanned = 0 if segment else len(failed_before)  # missing files are in no batch
+    unplanned = len(failed_before) if windows is None else 0  # missing files are in no batch
     if done + unplanned != n:
         raise RuntimeError(f"internal error: {n - done - unplanned} of {n} items neither scored nor failed")
-    if segment:
+    window_scores = None
+    if windows is not None:
+        window_scores = scores
         scores, failed, segments_file = _merge_windows(out, table, windows, scores, failed, how)
     else:
         failed, segments_file = {**failed, **failed_before}, None
-    files = _write_scores(out, table, scores, form)
+        _beside(out, "segments.tsv").unlink(missing_ok=True)  # the windows of an earlier run would mislead
+    files = write_score_lines(out, table.ids, scores, table.meta if form == "2019" else None)
     failed_file = _write_failed(out, table, failed)
     run.remove()
     return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
-                   "window" if segment else "file", out, failed_file, segments_file)  # fmt: skip
+                   unit, out, failed_file, segments_file, scores, windows, window_scores)  # fmt: skip
 
 
-def _trainer(writer: ScoreWriter, accelerator: str, devices: int | str, num_nodes: int, strategy: str,
-             precision: str) -> L.Trainer:  # fmt: skip
+def _check_out(out: Path) -> None:
+    """Refuse, before scoring anything, an output that is a folder or that cannot be created (the nearest existing
+    folder above it is not a writable folder)."""
+    if out.is_dir():
+        raise UserError(f"--out {out}: a folder; expected the score file to write (e.g. {out / 'scores.txt'})")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: cannot write into {parent} (expected a writable folder)")
+
+
+#: The precisions that compute in fp32: the scores of evaluate, the reference.
+FP32 = ("32-true", "32", 32)
+
+
+class ExactFP32(L.Callback):
+    """TF32 off (cuDNN convolutions and CUDA matmuls) while predicting, restored at the end: torch lets cuDNN
+    compute fp32 convolutions in TF32 by default, 10 bits of mantissa, and fp32 is the reference. On the
+    predicting process itself, so that processes started by any launcher do the same."""
+
+    def __init__(self) -> None:
+        self.saved: tuple[bool, bool] | None = None
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        self.saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self.saved is not None:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
+            self.saved = None
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "predict")  # Lightning calls no teardown after an exception
+
+
+def _trainer(callbacks: list[L.Callback], **settings: Any) -> L.Trainer:
+    """The Trainer of a scoring run; settings Lightning refuses (``--precision foo``, ``--devices 0``, an
+    unknown accelerator or strategy, no GPU) are a UserError naming them."""
     report = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     level = report.level
     report.setLevel(logging.WARNING)  # not the device report of every new Trainer
     try:
-        return L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                         precision=precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                         enable_progress_bar=False, use_distributed_sampler=False, callbacks=[writer])  # fmt: skip
+        return L.Trainer(**settings, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         enable_progress_bar=False, use_distributed_sampler=False, callbacks=callbacks)  # fmt: skip
+    except (ValueError, TypeError, MisconfigurationException) as err:
+        given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+        raise UserError(f"cannot score with {given}: {' '.join(str(err).split())}") from None
     finally:
         report.setLevel(level)
 
@@ -193,7 +250,7 @@ def _merge_windows(out: Path, table: TrialTable, windows: Windows, scores: np.nd
         start, end = windows.span(w)
         files_failed.setdefault(f, f"at {start:.2f}-{end:.2f} s: {reason}")
     file_scores = np.full(len(table), np.nan)
-    path = out.with_name(f"{out.stem}.segments.tsv")
+    path = _beside(out, "segments.tsv")
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("file\tstart\tend\tscore\n")
         for i in range(len(table)):
@@ -208,19 +265,27 @@ def _merge_windows(out: Path, table: TrialTable, windows: Windows, scores: np.nd
     return file_scores, files_failed, path
 
 
-def _write_scores(out: Path, table: TrialTable, scores: np.ndarray, form: str) -> int:
+def write_score_lines(path: str | os.PathLike, ids: Sequence[str], scores: np.ndarray,
+                      meta: Callable[[int], str | None] | None = None) -> int:  # fmt: skip
+    """Write ``ID SCORE`` lines (the 2021 form), or with ``meta`` (``i`` -> ``"ATTACK KEY"``) ``ID ATTACK KEY
+    SCORE`` (the 2019 form), of every score that is not NaN, with 6 decimals, atomically; returns the number of
+    lines. The one writer of these forms: the engine's output and the spoof reports' score files."""
     lines = 0
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for i in range(len(table)):
-            if not np.isnan(scores[i]):
-                meta = f" {table.meta(i)}" if form == "2019" else ""
-                f.write(f"{table.ids[i]}{meta} {scores[i]:.6f}\n")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for i, score in enumerate(np.asarray(scores, dtype=np.float64).tolist()):
+            if score == score:  # not NaN
+                f.write(f"{ids[i]} {meta(i)} {score:.6f}\n" if meta is not None else f"{ids[i]} {score:.6f}\n")
                 lines += 1
     return lines
 
 
+def _beside(out: Path, suffix: str) -> Path:
+    """``OUT_STEM.SUFFIX`` beside the output."""
+    return out.with_name(f"{out.stem}.{suffix}")
+
+
 def _write_failed(out: Path, table: TrialTable, failed: dict[int, str]) -> Path | None:
-    path = out.with_name(f"{out.stem}.failed.tsv")
+    path = _beside(out, "failed.tsv")
     if not failed:
         path.unlink(missing_ok=True)  # a list from an earlier run would mislead
         return None

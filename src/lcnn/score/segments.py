@@ -1,7 +1,9 @@
 """Long recordings: sliding windows over each file, read as blocks, and their scores aggregated into one.
 
-Windows are ``segment`` seconds long every ``hop`` seconds, counted in each file's own samples. The last
-window ends at the file's end, so that every window of a file longer than ``segment`` is whole; a file
+Windows are ``segment`` seconds long every ``hop`` seconds, counted in each file's own samples (as many as
+:func:`lcnn.audio.load_audio` counts: a WAV whose header declares more than the file holds fails at the
+window that reads past its end, "truncated audio", as it fails scored whole). The last window ends at the
+file's end, so that every window of a file longer than ``segment`` is whole; a file
 shorter than ``segment`` is one window, the whole file. Each window is read on its own (a seek and a block:
 the file is never in memory, see :func:`lcnn.audio.load_audio`), resampled on its own where the file's rate
 is not the model's, and goes through the front-end as a file would (trimmed of digital silence where the
@@ -23,10 +25,27 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from lcnn.audio.io import _wav_header_frames
 from lcnn.errors import UserError
 from lcnn.score.trials import TrialTable
 
-__all__ = ["Windows", "parse_aggregate", "segment_bounds", "window_count", "window_start"]
+__all__ = ["DEFAULT_WINDOW_SECONDS", "HOP_OF_WINDOW", "Windows", "parse_aggregate", "segment_bounds", "window_count",
+           "window_seconds", "window_start"]
+
+#: The window of models of any length (lcnn_lstm, ssl: front-ends), which have no input size of their own.
+DEFAULT_WINDOW_SECONDS = 4.0
+#: The step of the windows of ``lcnn predict`` and ``lcnn serve``, as a share of the window: half a window.
+HOP_OF_WINDOW = 0.5
+
+
+def window_seconds(frontend: dict[str, Any], frames: int | None) -> float:
+    """The window that ``lcnn predict`` and ``lcnn serve`` cut long audio into for a model: its input, ``frames``
+    frames of the front-end's hop, for fixed-size models; :data:`DEFAULT_WINDOW_SECONDS` for models of any length
+    (whose front-end, ``ssl:``, may have no hop). Both step by half a window (:data:`HOP_OF_WINDOW`): a spoofed
+    stretch as long as a window lies whole in one window or nearly so, and the two score a file alike."""
+    if not frames:
+        return DEFAULT_WINDOW_SECONDS
+    return frames * frontend["hop_length"] / frontend["sample_rate"]
 
 
 def window_count(samples: Any, window: Any, hop: Any) -> Any:
@@ -63,8 +82,9 @@ def parse_aggregate(text: str) -> Callable[[np.ndarray], float]:
 @dataclass(frozen=True)
 class Windows:
     """The windows of every file of a table. Window ``w`` belongs to file ``f`` when ``first[f] <= w <
-    first[f + 1]``; ``samples`` and ``rates`` are each file's length and rate as its header says; ``failed``
-    the files without windows and why (no such file, unreadable header, no samples)."""
+    first[f + 1]``; ``samples`` and ``rates`` are each file's length and rate as its header says (for a WAV, its
+    data chunk's, as :func:`lcnn.audio.load_audio` counts, not what libsndfile derives from the file's size);
+    ``failed`` the files without windows and why (no such file, unreadable header, no samples)."""
 
     first: np.ndarray
     samples: np.ndarray
@@ -85,11 +105,12 @@ class Windows:
                 continue
             try:
                 info = sf.info(table.path(i))
+                declared = _wav_header_frames(table.path(i)) or 0  # libsndfile counts a WAV's bytes, not its header
             except (sf.SoundFileError, RuntimeError, OSError) as err:
                 failed[i] = f"cannot read the audio header: {' '.join(str(err).split())}"
                 continue
-            samples[i], rates[i] = info.frames, info.samplerate
-            if info.frames <= 0:
+            samples[i], rates[i] = max(info.frames, declared), info.samplerate
+            if samples[i] <= 0:
                 failed[i] = "empty audio, expected at least one sample"
         seg, hop_n = np.round(segment * rates).astype(np.int64), np.maximum(1, np.round(hop * rates)).astype(np.int64)
         counts = np.where(samples > 0, window_count(samples, seg, hop_n), 0)

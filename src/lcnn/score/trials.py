@@ -11,15 +11,16 @@ INPUT kinds (:func:`read_input`), audio paths relative to the INPUT's folder (or
 
 A :class:`TrialTable` keeps per trial its id, audio path, file size (``-1``: no such file) and the
 ``ATTACK KEY`` columns of the 2019 score form, in flat columns (one buffer of strings, no Python object
-per trial): 600,000 trials take about 40 MB, and forked DataLoader workers share them without copying
-(``benchmarks/RESULTS-spoof.md``). Duplicate ids and paths that leave the folder are refused; missing files
-are counted, and scored as failures.
+per trial): 600,000 trials take about 33 MB, and forked DataLoader workers share them without copying
+(``benchmarks/RESULTS-spoof.md``). Duplicate ids, ids with whitespace (an ``ID SCORE`` line holds no space in
+its id) and paths that leave the folder are refused; missing files are counted, and scored as failures.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +32,8 @@ from lcnn.data.protocols import Trial, iter_protocol
 from lcnn.errors import DataError
 
 __all__ = ["Strings", "TrialTable", "read_input"]
+
+_SPACE = re.compile(r"\s")
 
 
 class Strings:
@@ -74,6 +77,8 @@ class TrialTable:
         self._sha = hashlib.sha1(self.root.encode())
         self._escaping: list[str] = []
         self._escaped = 0
+        self._spaced: list[str] = []
+        self._spaces = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -84,6 +89,9 @@ class TrialTable:
             self._escaped += 1
             self._escaping += [utt] if len(self._escaping) < 3 else []
             return
+        if _SPACE.search(utt):  # a folder's or a CSV's ids are paths, which may hold spaces
+            self._spaces += 1
+            self._spaced += [utt] if len(self._spaced) < 3 else []
         try:
             st = os.stat(os.path.join(self.root, path))
             size, mtime = st.st_size, st.st_mtime_ns
@@ -125,11 +133,14 @@ class TrialTable:
         return self.ids.nbytes + self.paths.nbytes + self.sizes.itemsize * len(self) + self._meta.itemsize * len(self)
 
     def check(self) -> TrialTable:
-        """Refuse an empty table, paths leaving the root and duplicate ids (each with the count and the first
-        few); drops the per-trial hashes of the duplicate check. Returns the table."""
+        """Refuse an empty table, paths leaving the root, ids with whitespace and duplicate ids (each with the
+        count and the first few); drops the per-trial hashes of the duplicate check. Returns the table."""
         if self._escaped:
             raise DataError(f"{self.source}: {self._escaped} trials leave the data folder {self.root or '.'} "
                             f"(absolute paths or ..), e.g. {', '.join(self._escaping)}")  # fmt: skip
+        if self._spaces:
+            raise DataError(f"{self.source}: {self._spaces} trial ids contain whitespace, which an ID SCORE line "
+                            f"cannot hold (rename the files), e.g. {', '.join(map(repr, self._spaced))}")  # fmt: skip
         if not len(self):
             raise DataError(f"{self.source}: no trials")
         hashes = np.frombuffer(self._hashes, dtype=np.int64)

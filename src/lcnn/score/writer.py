@@ -12,8 +12,9 @@ them batch by batch.
 The index, not the id, keys the shards: the fingerprint pins the input, and an index needs no table of ids
 to merge or to resume. A kill loses at most the batch being written (an incomplete last line is ignored,
 and cut off before appending). A restart with the same fingerprint skips every batch whose items are all
-in the shards, whatever the number of processes then and now, and recomputes the others whole: the same
-batches, so the same bits; an item scored twice keeps one score.
+scored in the shards, whatever the number of processes then and now, and recomputes the others whole: the
+same batches, so the same bits; an item scored twice keeps one score. An item that failed is tried again (a
+file fixed, a full disk freed, since).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class PartialRun:
     def prepare(self, strategy: Any, rank: int, restart: bool = False) -> np.ndarray:
         """On every process: complete the fingerprint with the device type, check it (or, with ``restart``,
         let process 0 remove the partial files), let process 0 write the manifest, then read what is done (a
-        mask over the items) before any process writes."""
+        mask over the items: those scored; failed ones are retried) before any process writes."""
         self.fingerprint["device"] = strategy.root_device.type  # CPU and GPU kernels differ in the last bits
         if not restart:
             self.check()  # every process raises the same error
@@ -72,11 +73,9 @@ class PartialRun:
             if not self.manifest.is_file():
                 write_json(self.manifest, {"fingerprint": self.fingerprint, "output": str(self.out)})
         strategy.barrier("lcnn-score-prepare")
-        scores, failed = self.read()
+        scores, _ = self.read()
         strategy.barrier("lcnn-score-read")
-        done = ~np.isnan(scores)
-        done[list(failed)] = True
-        return done
+        return ~np.isnan(scores)
 
     def read(self) -> tuple[np.ndarray, dict[int, str]]:
         """``(scores, failed)`` of every process's shards: NaN where no score, ``{index: reason}``."""

@@ -1,8 +1,9 @@
 """The models a server holds: one small class per task kind, each running a whole batch in one call.
 
-- :class:`SpoofModel`: ``spoof(waves)`` scores waveforms. Audio longer than the model's training length is
-  cut into windows of that length, hop half a window (:func:`lcnn.score.segments.segment_bounds`, the windows
-  of ``lcnn score --segment``), all scored in one batch; the file's score is the mean of its windows' scores.
+- :class:`SpoofModel`: ``spoof(waves)`` scores waveforms. Audio longer than the model's input
+  (:func:`lcnn.score.segments.window_seconds`) is cut into windows of that length, half a window apart, the
+  last ending at the end (:func:`lcnn.score.segments.segment_bounds`: the windows of ``lcnn predict`` and of
+  ``lcnn score --segment``), all scored in one batch; the file's score is the mean of its windows' scores.
 - :class:`FaceModel`: ``embed(images)``, 256-d embeddings; a verification compares their cosine similarity
   with the threshold stored at training (a released LightCNN file stores none).
 - :class:`ClassifyModel`: ``classify(images)``, class probabilities.
@@ -29,17 +30,14 @@ from lcnn.data.speech import collate, fit_frames
 from lcnn.errors import DataError, UserError
 from lcnn.inference import calibration_subset, quantize_int8
 from lcnn.metrics import Calibration
-from lcnn.score.segments import segment_bounds
+from lcnn.score.segments import HOP_OF_WINDOW, segment_bounds, window_seconds
 from lcnn.speed import prepare_input
 from lcnn.tasks import find_checkpoint, load_task, read_checkpoint
 
-__all__ = ["DEFAULT_WINDOW_SECONDS", "ClassifyModel", "FaceModel", "ServedModel", "SpoofModel", "load_model",
-           "load_models", "model_name"]  # fmt: skip
+__all__ = ["ClassifyModel", "FaceModel", "ServedModel", "SpoofModel", "load_model", "load_models", "model_name"]
 
 log = logging.getLogger("lcnn.serve")
 
-#: Window of variable-length spoof models (lcnn_lstm), which have no training length of their own.
-DEFAULT_WINDOW_SECONDS = 4.0
 #: Segments run through a spoof model at once (bounds the memory of a batch of long files: 64 windows of 4 s
 #: are 16 MB of samples and about 50 MB of spectra).
 SEGMENT_CHUNK = 64
@@ -83,9 +81,8 @@ class SpoofModel(ServedModel):
         self.trim = bool(hp.frontend.get("trim_silence"))
         self.sample_rate: int = hp.frontend["sample_rate"]
         self.frames: int | None = hp.frames
-        hop = hp.frontend["hop_length"]
-        self.window = hp.frames * hop if hp.frames else round(DEFAULT_WINDOW_SECONDS * self.sample_rate)
-        self.hop = self.window // 2
+        window = window_seconds(hp.frontend, hp.frames)
+        self.window, self.hop = round(window * self.sample_rate), round(HOP_OF_WINDOW * window * self.sample_rate)
         self.calibration = calibration
 
     def info(self) -> dict[str, Any]:

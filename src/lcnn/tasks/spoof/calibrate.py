@@ -19,6 +19,7 @@ from scipy.special import expit
 from lcnn.errors import UserError
 from lcnn.io import atomic_path
 from lcnn.metrics import Calibration
+from lcnn.metrics.dcf import bayes_threshold
 
 CHECKPOINT_KEY = "lcnn_calibration"
 
@@ -50,28 +51,36 @@ def read_calibration(ckpt: dict[str, Any], where: str) -> Calibration | None:
         raise UserError(f"{where}: {CHECKPOINT_KEY}: {err}") from None
 
 
-def bayes_threshold(calibration: Calibration) -> float:
-    """The LLR at and above which the Bayes decision at the calibration's operating point is bona fide (as in
-    :func:`lcnn.metrics.act_dcf`)."""
-    c = calibration
-    return -math.log(c.c_miss * (1 - c.p_spoof) / (c.c_fa * c.p_spoof))
-
-
-def calibrated_lines(files: Sequence[Any], scores: np.ndarray, calibration: Calibration | None,
-                     prior: float | None = None, threshold: float | None = None) -> list[str]:  # fmt: skip
-    """``FILE<TAB>score<TAB>llr<TAB>bonafide|spoof<TAB>posterior`` per file.
-
-    The decision is the Bayes decision of the LLR at the calibration's operating point, or, with ``threshold``,
-    ``score >= threshold``; the posterior is P(bona fide | file) for a prior ``prior`` of spoofs (default: the
-    calibration's Pspoof).
-    """
+def prior_of(calibration: Calibration | None, prior: float | None = None) -> float:
+    """The prior of a spoof for the posteriors: ``prior``, or the calibration's Pspoof. A UserError without a
+    calibration or for a ``prior`` outside (0, 1): ``predict`` asks before it scores anything."""
     if calibration is None:
         raise UserError("--prior needs a calibrated checkpoint (lcnn calibrate DEV_SCORES --checkpoint CKPT)")
     p_spoof = calibration.p_spoof if prior is None else float(prior)
     if not 0 < p_spoof < 1:
         raise UserError(f"--prior must be a probability in (0, 1), got {prior!r}")
+    return p_spoof
+
+
+def calibrated_lines(files: Sequence[Any], scores: np.ndarray, calibration: Calibration | None,
+                     prior: float | None = None, threshold: float | None = None) -> list[str]:  # fmt: skip
+    """``FILE<TAB>score<TAB>llr<TAB>bonafide|spoof|-<TAB>posterior`` per file.
+
+    The decision is the Bayes decision of the LLR at the calibration's operating point
+    (:func:`lcnn.metrics.dcf.bayes_threshold`), or, with ``threshold``, ``score >= threshold`` (``-`` for a NaN
+    threshold, as for an uncalibrated checkpoint); the posterior is P(bona fide | file) for a prior ``prior`` of
+    spoofs (default: the calibration's Pspoof).
+    """
+    p_spoof = prior_of(calibration, prior)
+    assert calibration is not None
     llrs = calibration.apply(scores)
-    decided = scores >= threshold if threshold is not None else llrs >= bayes_threshold(calibration)
+    if threshold is None:
+        decisions = np.where(llrs >= bayes_threshold(calibration.p_spoof, calibration.c_miss, calibration.c_fa),
+                             "bonafide", "spoof")  # fmt: skip
+    elif math.isnan(threshold):
+        decisions = np.full(len(scores), "-")
+    else:
+        decisions = np.where(scores >= threshold, "bonafide", "spoof")
     posteriors = expit(llrs + math.log((1 - p_spoof) / p_spoof))
-    return [f"{file}\t{s:.6f}\t{llr:.6f}\t{'bonafide' if d else 'spoof'}\t{p:.6f}"
-            for file, s, llr, d, p in zip(files, scores, llrs, decided, posteriors)]  # fmt: skip
+    return [f"{file}\t{s:.6f}\t{llr:.6f}\t{d}\t{p:.6f}"
+            for file, s, llr, d, p in zip(files, scores, llrs, decisions, posteriors)]  # fmt: skip

@@ -19,6 +19,7 @@ from lcnn.data.samplers import BucketBatchSampler, length_order
 from lcnn.data.speech import MIN_FRAMES, SpoofDataset, collate
 from lcnn.errors import DataError, UserError
 from lcnn.metrics import min_tdcf, read_asv_scores
+from lcnn.tasks.spoof.report import revised_tdcf
 
 
 def parse_protocols(value: Any) -> dict[str, str]:
@@ -36,9 +37,12 @@ def parse_protocols(value: Any) -> dict[str, str]:
     return out
 
 
-def feature_cache(config: dict[str, Any], root: str | os.PathLike | None) -> FeatureCache:
-    """The feature cache under ``root`` (default ``$LCNN_CACHE/features``, else ``~/.cache/lcnn/features``)."""
-    return FeatureCache(config, Path(root) if root else default_cache_dir() / "features")
+def cache_root(root: str | os.PathLike | None = None, frontend: dict[str, Any] | None = None) -> Path | None:
+    """The feature cache folder: ``root``, else ``$LCNN_CACHE/features`` or ``~/.cache/lcnn/features``; ``None``
+    (no cache) for an ``ssl`` front-end, whose data is the waveform itself (64 kB a second, decoded each time)."""
+    if frontend is not None and frontend["name"] == "ssl":
+        return None
+    return Path(root) if root else default_cache_dir() / "features"
 
 
 def scoring_loader(ds: SpoofDataset, batch_size: int, num_workers: int = 0) -> DataLoader:
@@ -114,12 +118,10 @@ class SpoofDataModule(L.LightningDataModule):
             return
         if self.asv_scores:  # check the file now rather than after training
             try:
-                min_tdcf([1.0], [0.0], *read_asv_scores(self.asv_scores), revised=self.data.startswith("asvspoof2021"))
+                min_tdcf([1.0], [0.0], *read_asv_scores(self.asv_scores), revised=revised_tdcf(self.data))
             except (OSError, ValueError) as err:
                 raise DataError(f"--asv-scores {self.asv_scores}: {err}") from None
-        # An SSL front-end's data is the waveform: decoded at each epoch rather than cached at 64 kB a second.
-        ssl = self.frontend_config["name"] == "ssl"
-        self.cache = FeatureCache(self.frontend_config) if ssl else feature_cache(self.frontend_config, self.cache_dir)
+        self.cache = FeatureCache(self.frontend_config, cache_root(self.cache_dir, self.frontend_config))
         sources = resolve_sources(self.data, self.data_dir, self.protocols)
         missing = {"train", "dev"} - set(sources)
         if missing:

@@ -28,6 +28,7 @@ from lcnn.metrics import (
     read_asv_scores,
     split_metrics,
 )
+from lcnn.score.engine import write_score_lines
 from lcnn.scores import ScoreFile, check_scores, read_scores, write_score_file
 from lcnn.tasks.spoof.tables import condition_tables, markdown_report
 
@@ -37,34 +38,42 @@ log = logging.getLogger(__name__)
 ASVSPOOF5_ASV_RATES = (0.01881016557566423, 0.01880141010575793, 0.4607082907604729)
 
 
-def write_scores(out_dir: Path, split: str, trials: list[Trial], scores: np.ndarray) -> None:
+def revised_tdcf(data: str) -> bool:
+    """Whether the t-DCF of ``data`` is the revised one (ASVspoof 2021 and ASVspoof 5, with or without ASV
+    scores) rather than the ASVspoof 2019 one: the ``revised`` of :func:`lcnn.metrics.min_tdcf`."""
+    return data.startswith("asvspoof2021") or data == "asvspoof5"
+
+
+def write_scores(out_dir: Path, split: str, trials: list[Trial], scores: np.ndarray, wrote_2021: bool = False) -> None:
     """``scores-SPLIT.txt`` in the ASVspoof 2019 format (``utt attack key score``, labelled trials only) and
-    ``scores-SPLIT-2021.txt`` in the 2021 format (``utt score``)."""
+    ``scores-SPLIT-2021.txt`` in the 2021 format (``utt score``; not with ``wrote_2021``: the scoring engine wrote
+    it), by the engine's writer (:func:`lcnn.score.engine.write_score_lines`)."""
+    ids = [t.utt for t in trials]
     if all(t.key is not None for t in trials):
-        lines = "".join(f"{t.utt} {t.attack} {t.key} {s:.6f}\n" for t, s in zip(trials, scores))
-        with atomic_path(out_dir / f"scores-{split}.txt") as tmp:
-            tmp.write_text(lines)
-    with atomic_path(out_dir / f"scores-{split}-2021.txt") as tmp:
-        tmp.write_text("".join(f"{t.utt} {s:.6f}\n" for t, s in zip(trials, scores)))
+        write_score_lines(out_dir / f"scores-{split}.txt", ids, scores, lambda i: f"{trials[i].attack} {trials[i].key}")
+    if not wrote_2021:
+        write_score_lines(out_dir / f"scores-{split}-2021.txt", ids, scores)
 
 
 def write_report(out_dir: Path, results: dict[str, tuple[list[Trial], np.ndarray]], threshold: float,
-                 asv_scores: str | None, data: str, main: str = "eval",
-                 calibration: Calibration | None = None) -> dict[str, Any]:  # fmt: skip
+                 asv_scores: str | None, data: str, main: str = "eval", calibration: Calibration | None = None,
+                 wrote_2021: bool = False) -> dict[str, Any]:  # fmt: skip
     """Score files, EER tables (``eer-SPLIT.txt``, ``eer_tables.json``), ``det.png`` and ``report.md`` for each
     split of ``results``; returns the flat metrics, with the per-attack EERs and the min t-DCF of the ``main``
-    split (the 2019 t-DCF, the revised one of 2021 for ``asvspoof2021-*`` data, and for ``asvspoof5`` data
-    without ASV scores the revised one at the organisers' ASV error rates), ``SPLIT_min_dcf``, the nested
+    split (the revised t-DCF of :func:`revised_tdcf` for ASVspoof 2021 and 5 data, else the 2019 one; for
+    ``asvspoof5`` data without ASV scores at the organisers' ASV error rates), ``SPLIT_min_dcf``, the nested
     per-condition ``tables``, and with a ``calibration`` ``llrs-SPLIT.txt`` and ``SPLIT_act_dcf`` /
-    ``_cllr`` / ``_min_cllr`` of the LLRs beside ``SPLIT_act_dcf_raw`` / ``_cllr_raw`` of the raw scores."""
+    ``_cllr`` / ``_min_cllr`` of the LLRs beside ``SPLIT_act_dcf_raw`` / ``_cllr_raw`` of the raw scores.
+    ``wrote_2021``: the ``scores-SPLIT-2021.txt`` files are the scoring engine's, of these scores (evaluate);
+    each score file is written once. The scores are checked before any file is written."""
     from lcnn.plots import plot_det
 
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {}
     curves, tables, conditions = {}, {}, {}
     for split, (trials, scores) in results.items():
-        write_scores(out_dir, split, trials, scores)
         _check(out_dir / f"scores-{split}-2021.txt", trials, scores, metrics)
+        write_scores(out_dir, split, trials, scores, wrote_2021)
         llrs = calibration.apply(scores) if calibration is not None else None
         if llrs is not None:
             write_score_file(out_dir / f"llrs-{split}.txt", [t.utt for t in trials], llrs)
@@ -93,12 +102,12 @@ def write_report(out_dir: Path, results: dict[str, tuple[list[Trial], np.ndarray
             asv = read_asv_scores(asv_scores)
             try:
                 metrics[f"{split}_min_tdcf"] = min_tdcf(scores[bona], scores[~bona], *asv,
-                                                        revised=data.startswith("asvspoof2021"))  # fmt: skip
+                                                        revised=revised_tdcf(data))  # fmt: skip
             except ValueError as err:
                 raise DataError(f"{asv_scores}: {err}") from None
         elif data == "asvspoof5":
             metrics[f"{split}_min_tdcf"] = min_tdcf(scores[bona], scores[~bona], asv_rates=ASVSPOOF5_ASV_RATES,
-                                                    revised=True)  # fmt: skip
+                                                    revised=revised_tdcf(data))  # fmt: skip
             metrics["min_tdcf_note"] = "revised t-DCF at the ASVspoof 5 organisers' ASV error rates"
         else:
             metrics[f"{split}_min_tdcf"] = None

@@ -26,7 +26,15 @@ _BASELINE: dict[str, Any] = {"epochs": 100, "patience": 50}
 _MINISPOOF = {"frontend": "spec", "f_max": 4000.0, "trim_silence": True, "frames": 64, "epochs": 20, "patience": 8}
 _RECIPE = {"default": _BASELINE, "minispoof": _MINISPOOF}
 SCORE_BATCH = 32  # lcnn score: ~300 MB of lcnn_lstm activations on 3-s files (benchmarks/RESULTS-spoof.md)
-PREDICT_SECONDS = 4.0  # the window of `lcnn predict` for variable-length models; fixed-size ones: their frames
+
+
+def _devices(text: str) -> int | str:
+    """``--devices``: a number of devices (at least 1), or what Lightning reads otherwise (``auto``, ``0,1``)."""
+    try:
+        int(text)
+    except ValueError:
+        return text
+    return count(1)(text)
 
 
 class SpoofTask(Task):
@@ -91,8 +99,8 @@ class SpoofTask(Task):
                "relative to (default: the INPUT's folder)"),
         option("--format", dest="form", choices=["2021", "2019"],
                help="2021: ID SCORE (default; the ASVspoof 2021 and 5 form), 2019: ID ATTACK KEY SCORE"),
-        option("--batch-size", type=int, metavar="B", help=f"items per batch (default {SCORE_BATCH})"),
-        option("--workers", type=int, metavar="N",
+        option("--batch-size", type=count(1), metavar="B", help=f"items per batch (default {SCORE_BATCH})"),
+        option("--workers", type=count(0), metavar="N",
                help="DataLoader processes decoding and computing features (default: the CPU cores but one, at most "
                "4 when the model runs on the CPU, 16 on a GPU)"),
         option("--segment", type=float, metavar="SECONDS",
@@ -107,8 +115,9 @@ class SpoofTask(Task):
         option("--restart", action="store_true", default=None,
                help="discard the partial scores of an earlier run into the same --out instead of resuming it"),
         option("--accelerator", help="cpu, gpu, mps or auto (default)"),
-        option("--devices", help="devices (processes) per node (default 1); more: DDP"),
-        option("--num-nodes", type=int, metavar="M", help="nodes (default 1), launched by torchrun or the cluster"),
+        option("--devices", type=_devices, help="devices (processes) per node (default 1); more: DDP"),
+        option("--num-nodes", type=count(1), metavar="M",
+               help="nodes (default 1), launched by torchrun or the cluster"),
         option("--strategy", help="Lightning strategy (default auto; ddp with several devices)"),
         option("--precision", help="32-true (the scores of evaluate), bf16-mixed (faster on CPUs with AVX512_BF16 "
                "or AMX and on bf16 GPUs; scores move by ~1e-2 of their spread) or 16-mixed (GPUs); default: the "
@@ -157,8 +166,8 @@ class SpoofTask(Task):
         from lcnn.data.asvspoof import SPLITS, load_split, resolve_sources
         from lcnn.errors import DataError, UserError
         from lcnn.io import write_json
-        from lcnn.score import TrialTable, read_scores_in_order, score_trials
-        from lcnn.tasks.spoof.data import parse_protocols
+        from lcnn.score import TrialTable, score_trials
+        from lcnn.tasks.spoof.data import cache_root, parse_protocols
         from lcnn.tasks.spoof.report import write_report
 
         data = data or cfg.get("data", self.default_data)
@@ -179,17 +188,19 @@ class SpoofTask(Task):
             raise DataError(f"{split}: {len(missing)} of {len(trials)} trials have no audio file, e.g. "
                             + ", ".join(table.path(i) for i in missing[:3]))  # fmt: skip
         hp, out_dir = module.hparams, Path(out_dir)
-        cache = _cache_root(hp.frontend, cache_dir or cfg.get("cache_dir"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # The outputs are evaluate's own: partial scores of a killed evaluate are discarded, never resumed
+        # (its settings may have been other ones, and evaluate takes no --restart).
         summary = score_trials(module, table, out_dir / f"scores-{split}-2021.txt", frontend=hp.frontend,
-                               frames=hp.frames, batch_size=batch_size or cfg.get("batch_size", 64),
-                               workers=num_workers or 0, cache_dir=cache)
-        scores = read_scores_in_order(summary.out, table)
-        kept = ~np.isnan(scores)
+                               frames=hp.frames, batch_size=cfg.get("batch_size", 64) if batch_size is None else
+                               batch_size, workers=num_workers or 0, restart=True,
+                               cache_dir=cache_root(cache_dir or cfg.get("cache_dir"), hp.frontend))  # fmt: skip
+        kept = ~np.isnan(summary.scores)  # the exact scores, as training's test reports them
         threshold = float(module.threshold)
         asv = asv_scores or (cfg.get("asv_scores") if same else None)
-        results = {split: ([t for t, k in zip(trials, kept) if k], scores[kept])}
+        results = {split: ([t for t, k in zip(trials, kept) if k], summary.scores[kept])}
         metrics = write_report(out_dir, results, threshold, asv, data, main=split,
-                               calibration=getattr(module, "calibration", None))
+                               calibration=getattr(module, "calibration", None), wrote_2021=True)
         metrics.update(data=data, split=split, threshold=threshold, failed=summary.failed)
         if summary.failed_file:
             metrics["failed_file"] = str(summary.failed_file)
@@ -201,48 +212,51 @@ class SpoofTask(Task):
         """``FILE<TAB>score<TAB>bonafide|spoof`` per file, deciding at the dev threshold stored in the checkpoint
         (``threshold`` overrides it; ``-`` when there is none).
 
-        A file longer than the model's input (its ``frames``; 4 s for variable-length models) is scored in
-        windows of that length (:mod:`lcnn.score.segments`), its score their mean, with a fourth field: the
-        lowest-scoring (most spoof-like) window, ``lowest START-END s: SCORE``. A calibrated checkpoint (or
-        ``prior``) gives ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` instead
-        (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`).
+        A file longer than the model's input (:func:`lcnn.score.segments.window_seconds`: its ``frames``, 4 s
+        for variable-length models) is scored in windows of that length, half a window apart, as ``lcnn serve``
+        does (:mod:`lcnn.score.segments`), its score their mean, with a fourth field: the lowest-scoring (most
+        spoof-like) window, ``lowest START-END s: SCORE``. A calibrated checkpoint (or ``prior``) gives
+        ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` instead
+        (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`). Every refusal comes before any scoring.
         """
-        import csv
         import math
         import tempfile
 
-        from lcnn.errors import DataError
-        from lcnn.score import TrialTable, read_scores_in_order, score_trials
+        import numpy as np
 
+        from lcnn.errors import DataError
+        from lcnn.score import TrialTable, score_trials
+        from lcnn.score.segments import HOP_OF_WINDOW, window_seconds
+        from lcnn.tasks.spoof.calibrate import calibrated_lines, prior_of
+
+        calibration = getattr(module, "calibration", None)
+        if prior is not None:
+            prior_of(calibration, prior)
         table = TrialTable("", "the files given")
-        for file in files:
+        for k, file in enumerate(files):
             if not Path(file).is_file():
                 raise DataError(f"{file}: no such audio file")
-            table.add(str(file), str(file))
+            table.add(str(k), str(file))  # the ids of a temporary score file: any path may be given, twice
         hp = module.hparams
-        segment = hp.frames * hp.frontend["hop_length"] / hp.frontend["sample_rate"] if hp.frames else PREDICT_SECONDS
+        window = window_seconds(hp.frontend, hp.frames)
         with tempfile.TemporaryDirectory() as tmp:
             summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
-                                   frames=hp.frames, batch_size=batch_size or 64, segment=segment, strict=True,
-                                   progress=False, precision=_inference_precision(module))  # fmt: skip
-            scores = read_scores_in_order(summary.out, table)
-            with open(summary.segments_file, newline="", encoding="utf-8") as f:
-                windows: dict[str, list[tuple[float, str, str]]] = {}
-                for row in csv.DictReader(f, delimiter="\t"):
-                    windows.setdefault(row["file"], []).append((float(row["score"]), row["start"], row["end"]))
-        calibration = getattr(module, "calibration", None)
+                                   frames=hp.frames, batch_size=64 if batch_size is None else batch_size,
+                                   segment=window, hop=HOP_OF_WINDOW * window, strict=True, progress=False,
+                                   precision=_inference_precision(module))  # fmt: skip
+        scores, windows, window_scores = summary.scores, summary.windows, summary.window_scores
         if calibration is not None or prior is not None:
-            from lcnn.tasks.spoof.calibrate import calibrated_lines
-
             return calibrated_lines(files, scores, calibration, prior, threshold)
         threshold = float(module.threshold) if threshold is None else float(threshold)
         decide = (lambda s: "-") if math.isnan(threshold) else (lambda s: "bonafide" if s >= threshold else "spoof")
         lines = []
-        for file, score in zip(files, scores):
+        for i, (file, score) in enumerate(zip(files, scores)):
             line = f"{file}\t{score:.6f}\t{decide(score)}"
-            if len(windows[str(file)]) > 1:
-                low, start, end = min(windows[str(file)])
-                line += f"\tlowest {float(start):.2f}-{float(end):.2f} s: {low:.6f}"
+            first, last = int(windows.first[i]), int(windows.first[i + 1])
+            if last - first > 1:
+                low = first + int(np.argmin(window_scores[first:last]))
+                start, end = windows.span(low)
+                line += f"\tlowest {start:.2f}-{end:.2f} s: {window_scores[low]:.6f}"
             lines.append(line)
         return lines
 
@@ -254,20 +268,22 @@ class SpoofTask(Task):
               num_nodes: int | None = None, strategy: str | None = None, precision: str | None = None) -> Any:
         """``lcnn score``: every trial of ``input`` (a protocol, CSV, list of paths or folder:
         :func:`lcnn.score.read_input`) scored into ``out`` by :func:`lcnn.score.score_trials` (the options of
-        :attr:`score_options`). Returns its Summary on process 0, ``None`` on the others."""
+        :attr:`score_options`; ``None``: the default, never a 0 read as one). Returns its Summary on process 0,
+        ``None`` on the others."""
         from lcnn.score import read_input, score_trials
+        from lcnn.tasks.spoof.data import cache_root
 
-        if isinstance(devices, str) and devices.isdigit():
-            devices = int(devices)
         if workers is None:  # the features cost ~1/25 of lcnn_lstm on a CPU core, ~all of it beside a GPU
             workers = min(16 if _on_gpu(accelerator) else 4, max(0, (os.cpu_count() or 1) - 1))
         hp = module.hparams
         return score_trials(module, read_input(input, audio_dir), out or "scores.txt", frontend=hp.frontend,
-                            frames=hp.frames, batch_size=batch_size or SCORE_BATCH, workers=workers,
-                            cache_dir=None if no_cache else _cache_root(hp.frontend, cache_dir or cfg.get("cache_dir")),
+                            frames=hp.frames, batch_size=SCORE_BATCH if batch_size is None else batch_size,
+                            workers=workers,
+                            cache_dir=None if no_cache else cache_root(cache_dir or cfg.get("cache_dir"), hp.frontend),
                             segment=segment, hop=hop, aggregate=aggregate or "mean", form=form or "2021",
                             strict=bool(strict), restart=bool(restart), accelerator=accelerator or "auto",
-                            devices=devices or 1, num_nodes=num_nodes or 1, strategy=strategy or "auto",
+                            devices=1 if devices is None else devices, num_nodes=1 if num_nodes is None else num_nodes,
+                            strategy=strategy or "auto",
                             precision=precision or _inference_precision(module))  # fmt: skip
 
     def example_input(self, module: Any) -> Any:
@@ -275,16 +291,6 @@ class SpoofTask(Task):
         import torch
 
         return torch.zeros(1, 1, module.hparams.frames or 400, module.hparams.n_features)
-
-
-def _cache_root(frontend: dict[str, Any], root: str | os.PathLike | None) -> Path | None:
-    """The feature cache folder: ``root``, else ``$LCNN_CACHE/features`` or ``~/.cache/lcnn/features``; ``None``
-    (no cache) for an ``ssl`` front-end, whose "features" are the waveform itself."""
-    from lcnn.data.download import cache_dir
-
-    if frontend["name"] == "ssl":
-        return None
-    return Path(root) if root else cache_dir() / "features"
 
 
 def _inference_precision(module: Any) -> str:
