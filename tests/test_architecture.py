@@ -211,3 +211,18 @@ def test_checkpoints_of_lcnn_0_1_still_load(task: str, tmp_path: Path) -> None:
     torch.save({"lcnn_task": task, "hyper_parameters": broken, "state_dict": {}}, path)
     with pytest.raises(UserError, match=r"old.ckpt: its stored hyper_parameters do not build a .* unknown model"):
         load_task(path)
+
+
+def test_a_run_config_names_its_files_absolutely(tmp_path, monkeypatch) -> None:
+    """What a config names by a path relative to the working directory is made absolute, so that a resumed or
+    moved run finds it from anywhere: data folders, protocols, a face run's file of people, augment folders."""
+    (tmp_path / "noise").mkdir()
+    (tmp_path / "people.txt").write_text("s1\n")
+    monkeypatch.chdir(tmp_path)
+    spoof = get_task("spoof").absolute_paths({"data_dir": ".", "protocol": ["train=people.txt"],
+                                              "augment": ["noise:noise@snr=0,5", "rawboost:3", "reverb:noise"]})
+    assert spoof["data_dir"] == str(tmp_path) and spoof["protocol"] == [f"train={tmp_path / 'people.txt'}"]
+    assert spoof["augment"] == [f"noise:{tmp_path / 'noise'}@snr=0,5", "rawboost:3", f"reverb:{tmp_path / 'noise'}"]
+    face = get_task("face").absolute_paths({"people": "people.txt", "data_dir": None})
+    assert face["people"] == str(tmp_path / "people.txt")
+    assert get_task("face").absolute_paths({"people": "s1-s30"})["people"] == "s1-s30"  # names, not a file

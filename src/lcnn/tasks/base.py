@@ -94,7 +94,8 @@ class Task:
         data_from_model: the DataModule's ``__init__`` parameters that follow from the model (its input
             channels), not from the config; :meth:`data_settings` computes them.
         path_settings: the settings that name files or folders (made absolute in a run's config, so that the
-            run folder can be moved and still finds its data).
+            run folder can be moved and still finds its data); ``path_prefixes``: in those settings, the
+            ``KIND:PATH`` items whose PATH is one.
         train_options, evaluate_options, predict_options, score_options: the task's own options of each command
             (a task with a command of its own adds them likewise: face's ``verify_options``).
     """
@@ -110,6 +111,7 @@ class Task:
     module_from_data: ClassVar[tuple[str, ...]] = ()
     data_from_model: ClassVar[tuple[str, ...]] = ()
     path_settings: ClassVar[tuple[str, ...]] = ("data_dir",)
+    path_prefixes: ClassVar[tuple[str, ...]] = ()
     train_options: ClassVar[tuple[Option, ...]] = ()
     evaluate_options: ClassVar[tuple[Option, ...]] = ()
     predict_options: ClassVar[tuple[Option, ...]] = ()
@@ -163,6 +165,10 @@ class Task:
             split, sep, file = value.partition("=")
             if sep and split in ("train", "dev", "eval"):
                 return f"{split}={absolute(file)}"
+            kind, sep, rest = value.partition(":")
+            if sep and kind in self.path_prefixes:  # KIND:PATH[@options], e.g. --augment noise:DIR@snr=0,15
+                path, at, options = rest.partition("@")
+                return f"{kind}:{absolute(path)}{at}{options}"
             return str(Path(value).resolve()) if Path(value).exists() else value
 
         paths = {k: absolute(cfg[k]) for k in self.path_settings if cfg.get(k) is not None}

@@ -49,7 +49,8 @@ class SpoofTask(Task):
                  "custom (with --protocol)")  # fmt: skip
     #: ``baseline`` is the ASVspoof 2021 recipe; ``article`` (every task's default recipe name) is the same.
     recipes = {"baseline": _RECIPE, "article": _RECIPE}
-    path_settings = ("data_dir", "cache_dir", "asv_scores", "protocol")
+    path_settings = ("data_dir", "cache_dir", "asv_scores", "protocol", "augment")
+    path_prefixes = ("noise", "reverb")  # --augment noise:DIR, reverb:DIR
     module = "lcnn.tasks.spoof.module:SpoofModule"
     datamodule = "lcnn.tasks.spoof.data:SpoofDataModule"
     module_from_data = ("n_features", "frames", "frontend")
