@@ -44,7 +44,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdecimal() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             error = too_large(f"the body is {declared.decode(errors='replace')} bytes; the limit is "
                               f"{self.max_bytes} bytes")  # fmt: skip
             if self.on_refused is not None:
