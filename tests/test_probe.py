@@ -161,8 +161,9 @@ def test_interleaved_keeps_each_steps_least_disturbed_run():
 
 
 def test_choose_follows_the_timings_only_where_the_guard_allows(monkeypatch, timings):
+    monkeypatch.setitem(KEEPS_RESULT, ("classify", "lcnn"), {"int8": "checked"})
     choice = choose("classify", "lcnn")
-    assert (choice["train"], choice["infer"]) == ("32-true", "int8")  # bf16 training not accuracy-checked yet
+    assert (choice["train"], choice["infer"]) == ("32-true", "int8")  # bf16 training not accuracy-checked
     assert "bf16-mixed (1.87x 32-true)" in choice["note"]
     monkeypatch.setitem(KEEPS_RESULT, ("classify", "lcnn"), {"int8": "checked", "bf16-mixed": "checked"})
     assert choose("classify", "lcnn")["train"] == "bf16-mixed"
@@ -171,6 +172,7 @@ def test_choose_follows_the_timings_only_where_the_guard_allows(monkeypatch, tim
     # where only fp32 is known to keep the result (spoof), nothing is measured at all
     monkeypatch.setattr(probe_module, "measure", _no_measuring)
     assert choose("spoof", "lcnn_lstm")["infer"] == "fp32" and choose("spoof", "lcnn")["train"] == "32-true"
+    monkeypatch.setitem(KEEPS_RESULT, ("classify", "lcnn"), {"int8": "checked"})
     assert resolve_precision("auto", "cpu", "classify", "lcnn", (1, 20, 20)) == "32-true"  # int8 known, not bf16
 
 
