@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 
 import pytest
@@ -239,9 +240,11 @@ def test_benchmark_probe_prints_the_table_and_the_choice(monkeypatch, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     for text in ("lcnn 1x16x16, batch 64", "train  32-true", "train  bf16-mixed", "infer  int8",
-                 "fastest (margin 1.10x)", "chosen for classify: train 32-true, infer ",
-                 "chosen for spoof: train 32-true, infer fp32 (only fp32", "cached in "):  # fmt: skip
+                 "fastest (margin 1.10x)", "chosen for spoof: train 32-true, infer fp32 (only fp32",
+                 "cached in "):  # fmt: skip
         assert text in out, text
+    # the guard admits bf16 training of the article's LCNN, so either is right; which depends on the CPU
+    assert re.search(r"chosen for classify: train (32-true|bf16-mixed), infer ", out), out
     monkeypatch.setattr(probe_module, "measure", _no_measuring)
     monkeypatch.setattr(probe_module, "_MEASURED", {})
     assert main(argv) == 0 and capsys.readouterr().out == out  # from the cache file
