@@ -4,6 +4,8 @@ one training epoch with the feature cache cold and warm.
     python benchmarks/spoof_minispoof.py --data-dir ../shared/data/minispoof            # everything
     python benchmarks/spoof_minispoof.py --only timing                                  # the cache timing only
     python benchmarks/spoof_minispoof.py --only augment --models lcnn_lstm --threads 2   # epoch time, augmented
+    python benchmarks/spoof_minispoof.py --only augment --models lcnn_lstm --threads 2 --workers 2 \
+        --augments none codec --ffmpeg /usr/bin/ffmpeg IMAGEIO_FFMPEG_BINARY              # which ffmpeg
     python benchmarks/spoof_minispoof.py --only accuracy --models lcnn_lstm --seeds 0
     python benchmarks/spoof_minispoof.py --report runs/bench-spoof-lcnn-* runs/bench-spoof-lcnn_lstm-*
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -80,10 +83,20 @@ def augment_timing(args: argparse.Namespace) -> None:
 
     spoof = get_task("spoof")
     rows = []
+    # Codec rows once per --ffmpeg binary (through $LCNN_FFMPEG, which the workers inherit), else the default.
+    variants = []
+    for name, augment in AUGMENTS.items():
+        if name in args.augments:
+            for ffmpeg in args.ffmpeg if args.ffmpeg and "codec" in name else [None]:
+                variants.append((f"{name} ({Path(ffmpeg).name})" if ffmpeg else name, augment, ffmpeg))
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            for workers in (0, 2):
-                for name, augment in AUGMENTS.items():
+            for workers in args.workers:
+                for name, augment, ffmpeg in variants:
+                    if ffmpeg:
+                        os.environ["LCNN_FFMPEG"] = ffmpeg
+                    else:
+                        os.environ.pop("LCNN_FFMPEG", None)
                     cfg = _cfg(args, model, epochs=1, patience=0, cache_dir=f"{tmp}/cache", num_workers=workers,
                                augment=augment or None)  # fmt: skip
                     L.seed_everything(0, verbose=False)
@@ -102,7 +115,8 @@ def augment_timing(args: argparse.Namespace) -> None:
     print("|---|---:|---|---:|---:|")
     base = {(m, w): t for m, w, name, t in rows if name == "none"}
     for model, workers, name, seconds in rows:
-        print(f"| {model} | {workers} | {name} | {seconds:.1f} | {seconds / base[model, workers]:.2f}x |")
+        against = f"{seconds / base[model, workers]:.2f}x" if (model, workers) in base else "-"
+        print(f"| {model} | {workers} | {name} | {seconds:.1f} | {against} |")
 
 
 def accuracy(args: argparse.Namespace) -> None:
@@ -162,6 +176,11 @@ def main() -> None:
     parser.add_argument("--only", choices=["timing", "augment", "accuracy"], default=None)
     parser.add_argument("--report", nargs="+", type=Path, metavar="RUN", help="only print the table of finished runs")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], help="augment: DataLoader workers")
+    parser.add_argument("--augments", nargs="+", default=list(AUGMENTS), metavar="NAME",
+                        help=f"augment: the rows, of {', '.join(map(repr, AUGMENTS))}")
+    parser.add_argument("--ffmpeg", nargs="+", metavar="BINARY",
+                        help="augment: codec rows once per ffmpeg binary (default: the library's choice)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.report:

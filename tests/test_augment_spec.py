@@ -30,7 +30,7 @@ from lcnn.audio import (
     parse_chain,
 )
 from lcnn.audio.codecs import check_codecs
-from lcnn.audio.ffmpeg import FFMPEG_ENV, _find_ffmpeg
+from lcnn.audio.ffmpeg import FFMPEG_ENV, _ffmpeg_candidates
 from lcnn.errors import DataError, UserError
 
 FS = 16000
@@ -39,7 +39,7 @@ FS = 16000
 @pytest.fixture(autouse=True)
 def _fresh_ffmpeg_lookup():
     yield
-    _find_ffmpeg.cache_clear()
+    _ffmpeg_candidates.cache_clear()
 
 
 @pytest.fixture

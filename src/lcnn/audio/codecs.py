@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lcnn.audio.channel import Wave, as_wave, like_input
-from lcnn.audio.ffmpeg import FFMPEG_ENV, ffmpeg_encoders, find_ffmpeg, run_ffmpeg
+from lcnn.audio.ffmpeg import FFMPEG_ENV, ffmpeg_candidates, ffmpeg_encoders, run_ffmpeg
 from lcnn.errors import UserError
 
 __all__ = [
@@ -174,27 +174,33 @@ class CodecStep:
         return self.codec if self.bitrate is None else f"{self.codec}:{_kbps(self.bitrate)}"
 
 
-def check_codecs(names: Iterable[str]) -> str:
-    """Check that every codec is known and that the ffmpeg in use has its encoder; return that ffmpeg.
+def check_codecs(names: Iterable[str]) -> dict[str, str]:
+    """Check that every codec is known and that an ffmpeg here has its encoder; return the ffmpeg of each
+    (the first of :func:`~lcnn.audio.ffmpeg.ffmpeg_candidates` with the encoder).
 
     Raises:
-        UserError: one line naming the first unknown codec, or the first missing encoder, which ffmpeg, and
-            what to install.
+        UserError: one line naming the first unknown codec, or the first encoder no ffmpeg has, which ffmpeg
+            was asked, and what to install.
     """
     names = list(names)
     for name in names:
         if name not in CODECS:
             raise UserError(f"unknown codec {name!r}; expected one of {', '.join(CODECS)}")
-    ffmpeg = find_ffmpeg()
-    encoders = ffmpeg_encoders(ffmpeg)
+    candidates = ffmpeg_candidates()
+    chosen = {}
     for name in names:
         codec = CODECS[name]
-        if codec.encoder not in encoders:
-            raise UserError(
-                f"codec {name} needs the ffmpeg encoder {codec.encoder}, which {ffmpeg} does not have: install "
-                f"{codec.install}, or set {FFMPEG_ENV} to an ffmpeg that has it"
+        found = [ffmpeg for ffmpeg in candidates if codec.encoder in ffmpeg_encoders(ffmpeg)]
+        if not found:
+            lacking = (
+                f"none of {', '.join(candidates)} has" if len(candidates) > 1 else f"{candidates[0]} does not have"
             )
-    return ffmpeg
+            raise UserError(
+                f"codec {name} needs the ffmpeg encoder {codec.encoder}, which {lacking}: install {codec.install}, "
+                f"or set {FFMPEG_ENV} to an ffmpeg that has it"
+            )
+        chosen[name] = found[0]
+    return chosen
 
 
 def _encode_decode(x: np.ndarray, step: CodecStep, sample_rate: int, ffmpeg: str, timeout: float) -> np.ndarray:
@@ -240,7 +246,7 @@ def codec_delay(step: CodecStep | str, sample_rate: int = 16000, timeout: float 
     the delay is the lag of maximum cross-correlation between it and its round trip.
     """
     step = _as_step(step)
-    ffmpeg = check_codecs([step.codec])
+    ffmpeg = check_codecs([step.codec])[step.codec]
     key = (ffmpeg, step.codec, step.bitrate, sample_rate)
     if key not in _DELAYS:
         rng = np.random.default_rng(20220523)
@@ -314,7 +320,7 @@ def codec_roundtrip(
     if step.bitrate is not None:
         codec.check_bitrate(step.bitrate)
     x = as_wave(wave)
-    ffmpeg = check_codecs([step.codec])
+    ffmpeg = check_codecs([step.codec])[step.codec]
     delay = codec_delay(step, sample_rate, timeout)
     padded = np.concatenate([x, np.zeros(_pad_samples(sample_rate), np.float32)])
     decoded = _encode_decode(padded, step, sample_rate, ffmpeg, timeout)

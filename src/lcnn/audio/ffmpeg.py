@@ -1,9 +1,12 @@
 """The ffmpeg binary that codec augmentation runs: where it is, which encoders it has, and running it through
 pipes with a timeout.
 
-Which ffmpeg: ``$LCNN_FFMPEG`` if set, else ``ffmpeg`` on ``PATH``, else the static binary of the
-``imageio-ffmpeg`` package (``pip install imageio-ffmpeg``, or ``lcnn[augment]``). Nothing is looked up at
-import time.
+Which ffmpeg: ``$LCNN_FFMPEG`` if set; else, per codec, the first of the static binary of the ``imageio-ffmpeg``
+package (``pip install imageio-ffmpeg``, or ``lcnn[augment]``) and ``ffmpeg`` on ``PATH`` that has the codec's
+encoder. The static binary comes first because codec augmentation starts two ffmpeg processes per codec
+and batch, and a distribution's ffmpeg, linked against a hundred shared libraries, takes several times as
+long to start; the one on ``PATH`` still serves the encoders the static one lacks (GSM). Nothing is looked
+up at import time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import subprocess
 
 from lcnn.errors import UserError
 
-__all__ = ["FFMPEG_ENV", "CodecError", "ffmpeg_encoders", "find_ffmpeg", "run_ffmpeg"]
+__all__ = ["FFMPEG_ENV", "CodecError", "ffmpeg_candidates", "ffmpeg_encoders", "find_ffmpeg", "run_ffmpeg"]
 
 FFMPEG_ENV = "LCNN_FFMPEG"
 
@@ -27,36 +30,49 @@ class CodecError(RuntimeError):
 
 
 def find_ffmpeg() -> str:
-    """The ffmpeg binary to use: ``$LCNN_FFMPEG``, else ``ffmpeg`` on ``PATH``, else imageio-ffmpeg's.
+    """The first ffmpeg binary to try (:func:`ffmpeg_candidates`).
 
     Raises:
         UserError: ``$LCNN_FFMPEG`` points at nothing executable, or no ffmpeg is found at all.
     """
-    return _find_ffmpeg(os.environ.get(FFMPEG_ENV, ""), os.environ.get("PATH", ""))
+    return ffmpeg_candidates()[0]
+
+
+def ffmpeg_candidates() -> tuple[str, ...]:
+    """The ffmpeg binaries to use, in order: ``$LCNN_FFMPEG`` alone if set, else imageio-ffmpeg's static binary
+    and ``ffmpeg`` on ``PATH``, those that exist.
+
+    Raises:
+        UserError: ``$LCNN_FFMPEG`` points at nothing executable, or no ffmpeg is found at all.
+    """
+    return _ffmpeg_candidates(os.environ.get(FFMPEG_ENV, ""), os.environ.get("PATH", ""))
 
 
 @functools.lru_cache(maxsize=8)
-def _find_ffmpeg(override: str, path_var: str) -> str:
+def _ffmpeg_candidates(override: str, path_var: str) -> tuple[str, ...]:
     if override:
         if not (os.path.isfile(override) and os.access(override, os.X_OK)):
             raise UserError(
                 f"{FFMPEG_ENV}={override}: no executable ffmpeg there; point it at an ffmpeg binary or unset it "
-                "to use ffmpeg on PATH or imageio-ffmpeg's"
+                "to use imageio-ffmpeg's or the one on PATH"
             )
-        return override
-    on_path = shutil.which("ffmpeg", path=path_var or None)
-    if on_path:
-        return on_path
+        return (override,)
+    found = []
     try:
         import imageio_ffmpeg
 
-        return str(imageio_ffmpeg.get_ffmpeg_exe())
+        found.append(str(imageio_ffmpeg.get_ffmpeg_exe()))
     except (ImportError, RuntimeError):
         pass
-    raise UserError(
-        "codec augmentation needs ffmpeg and none was found: pip install imageio-ffmpeg (or lcnn[augment]), "
-        f"install ffmpeg (apt-get install ffmpeg), or set {FFMPEG_ENV} to a binary"
-    )
+    on_path = shutil.which("ffmpeg", path=path_var or None)
+    if on_path:
+        found.append(on_path)
+    if not found:
+        raise UserError(
+            "codec augmentation needs ffmpeg and none was found: pip install imageio-ffmpeg (or lcnn[augment]), "
+            f"install ffmpeg (apt-get install ffmpeg), or set {FFMPEG_ENV} to a binary"
+        )
+    return tuple(dict.fromkeys(found))
 
 
 @functools.lru_cache(maxsize=8)
