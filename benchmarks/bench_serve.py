@@ -2,12 +2,13 @@
 
     python benchmarks/bench_serve.py --data-dir ../shared/data/minispoof        # 1, 8, 32 clients, 60 s each
     python benchmarks/bench_serve.py --duration 5 --clients 1,2                 # a quick look
+    python benchmarks/bench_serve.py --clients 32,32,32 --duration 30           # does RSS level off?
 
 Starts ``lcnn serve`` twice (subprocesses, one at a time): with its default batching and with
 ``--max-batch 1``. Against each, 1, 8 and 32 concurrent clients post MiniSpoof eval files (FLAC) to
 ``/v1/spoof`` for ``--duration`` seconds (at most ``--max-requests`` each): requests/s, latency percentiles,
 errors, the mean model batch (from ``/metrics``). Then the batched server gets the hostile requests, and is
-checked healthy. Server RSS is read at start and end, and temporary files left in its own ``TMPDIR`` (named
+checked healthy. Server RSS is read at start and after each row, and temporary files left in its own ``TMPDIR`` (named
 or open) are counted. Prints Markdown tables.
 
 The models are untrained unless ``--checkpoint`` is given: an lcnn_lstm on the MiniSpoof recipe's features
@@ -161,7 +162,8 @@ def load_tests(args: argparse.Namespace, models: list[str], files: list[bytes], 
                 items, batches = server.batch_stats()
                 result = asyncio.run(_load(server.url, files, clients, args.duration, args.max_requests))
                 items2, batches2 = server.batch_stats()
-                result.update(server=label, clients=clients, batch=(items2 - items) / max(batches2 - batches, 1))
+                result.update(server=label, clients=clients, batch=(items2 - items) / max(batches2 - batches, 1),
+                              rss=server.rss_mb())  # fmt: skip
                 rows.append(result)
                 print(f"{label}, {clients} clients: {result['rps']:.1f} requests/s", file=sys.stderr)
             rows[-1].update(rss_start=rss_start, rss_end=server.rss_mb(), temp_files=server.temp_files())
@@ -321,12 +323,13 @@ def main() -> None:
 
     print(f"{len(files)} MiniSpoof eval files, {statistics.mean(seconds):.2f} s on average; {os.cpu_count()} CPUs; "
           f"{args.duration:g} s per row\n")
-    print("| server | clients | requests | requests/s | p50 ms | p95 ms | p99 ms | errors | mean batch |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("| server | clients | requests | requests/s | p50 ms | p95 ms | p99 ms | errors | mean batch | RSS after MB "
+          "|")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "none"
         print(f"| {r['server']} | {r['clients']} | {r['requests']} | {r['rps']:.1f} | {r['p50']:.0f} | "
-              f"{r['p95']:.0f} | {r['p99']:.0f} | {errors} | {r['batch']:.1f} |")
+              f"{r['p95']:.0f} | {r['p99']:.0f} | {errors} | {r['batch']:.1f} | {r['rss']:.0f} |")
     print("\n| server | RSS at start MB | RSS at end MB | temporary files left |\n|---|---:|---:|---:|")
     for r in (r for r in rows if "rss_start" in r):
         print(f"| {r['server']} | {r['rss_start']:.0f} | {r['rss_end']:.0f} | {r['temp_files']} |")
