@@ -190,8 +190,8 @@ def check_codecs(names: Iterable[str]) -> dict[str, str]:
     chosen = {}
     for name in names:
         codec = CODECS[name]
-        found = [ffmpeg for ffmpeg in candidates if codec.encoder in ffmpeg_encoders(ffmpeg)]
-        if not found:
+        found = next((ffmpeg for ffmpeg in candidates if codec.encoder in ffmpeg_encoders(ffmpeg)), None)
+        if found is None:
             lacking = (
                 f"none of {', '.join(candidates)} has" if len(candidates) > 1 else f"{candidates[0]} does not have"
             )
@@ -199,7 +199,7 @@ def check_codecs(names: Iterable[str]) -> dict[str, str]:
                 f"codec {name} needs the ffmpeg encoder {codec.encoder}, which {lacking}: install {codec.install}, "
                 f"or set {FFMPEG_ENV} to an ffmpeg that has it"
             )
-        chosen[name] = found[0]
+        chosen[name] = found
     return chosen
 
 
