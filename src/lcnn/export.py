@@ -85,6 +85,8 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, frames_axi
     inputs = {0: "batch"} if frames_axis is None else {0: "batch", frames_axis: "frames"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks are constant here
+        # An LSTM's warning that other batch sizes "can cause an error": the check after the export runs one.
+        warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
         torch.onnx.export(
             model, (example,), str(path), input_names=["input"], output_names=["output"],
             dynamic_axes={"input": inputs, "output": {0: "batch"}}, opset_version=17, dynamo=False,
