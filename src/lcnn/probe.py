@@ -74,7 +74,7 @@ _TORCH_FLAG = {"avx512_vnni": "vnni"}
 #: The accuracy guard, as data: (task, model) -> {precision: the evidence that it keeps the task's result
 #: against fp32}. fp32 needs no entry. ``"bf16-mixed"``: bf16 autocast training, entered only after fp32
 #: and bf16 runs of 3 seeds agree within the fp32 seeds' spread (issue 17: the article's LCNN on MNIST-5k,
-#: lcnn_lstm on MiniSpoof; none recorded yet, so every task trains in fp32 on CPUs). ``"bf16"`` / ``"int8"``:
+#: lcnn_lstm on MiniSpoof); a (task, model) without one trains in fp32 on CPUs. ``"bf16"`` / ``"int8"``:
 #: inference; predict also checks int8 against fp32 on its first batch.
 KEEPS_RESULT: dict[tuple[str, str], dict[str, str]] = {
     ("classify", "lcnn"): {
