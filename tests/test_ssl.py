@@ -81,3 +81,16 @@ def test_refusals(tiny_ssl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(UserError, match=r"pip install 'lcnn\[ssl\]'"):
         SSLFrontend(str(tiny_ssl))
+
+
+def test_a_recipe_front_end_setting_the_ssl_front_end_lacks_is_dropped(tiny_ssl: Path, tmp_path: Path) -> None:
+    """The MiniSpoof recipe's f_max belongs to its spectrogram: under ssl: it goes back to its default; given
+    explicitly it is refused as a setting the front-end does not have."""
+    from lcnn.tasks.spoof.data import SpoofDataModule
+
+    cfg = resolve_config("spoof", "minispoof", frontend=f"ssl:{tiny_ssl}", data_dir=str(tmp_path))
+    assert cfg["f_max"] is None and cfg["trim_silence"] is True  # trimming applies to the waveform the model sees
+    assert resolve_config("spoof", "minispoof", data_dir=str(tmp_path))["f_max"] == 4000.0
+    given = resolve_config("spoof", "minispoof", frontend=f"ssl:{tiny_ssl}", data_dir=str(tmp_path), f_max=3000.0)
+    with pytest.raises(UserError, match=r"front-end ssl has no settings \['f_max'\]"):
+        SpoofDataModule(data="minispoof", data_dir=str(tmp_path), frontend=given["frontend"], f_max=given["f_max"])

@@ -125,6 +125,19 @@ class SpoofTask(Task):
                "precision probe's inference choice, 32-true while no spoof model is known to keep its scores in bf16"),
     )  # fmt: skip
 
+    def resolve(self, data: str | None = None, recipe: str = "article", **overrides: Any) -> dict[str, Any]:
+        """As :meth:`Task.resolve`, but a front-end setting of the recipe that the chosen front-end does not have
+        (the MiniSpoof recipe's ``f_max`` under ``--frontend ssl:...``) goes back to its default; given
+        explicitly, it is refused as before."""
+        from lcnn.audio.pipeline import FRONTENDS
+
+        cfg = super().resolve(data, recipe, **overrides)
+        settings = FRONTENDS.get(str(cfg["frontend"]).partition(":")[0], {})
+        for key in ("f_max", "trim_silence"):
+            if overrides.get(key) is None and key not in settings:
+                cfg[key] = None
+        return cfg
+
     def data_settings(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """Whole utterances (no fixed frame count) for variable-length models."""
         from lcnn.models import model_info
