@@ -234,3 +234,27 @@ def test_rank_zero_from_what_launchers_set(monkeypatch, env: dict, zero: bool) -
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert is_rank_zero() is zero
+
+
+def test_fit_seconds_count_the_fit_only() -> None:
+    """Neither the test after the fit nor its loading of the best checkpoint adds to ``fit_seconds`` (loading
+    it added that checkpoint's seconds a second time); a resumed fit starts from its checkpoint's."""
+    from types import SimpleNamespace
+
+    from lcnn.callbacks import RunState
+
+    fit, test = (SimpleNamespace(state=SimpleNamespace(fn=fn), datamodule=None) for fn in ("fit", "test"))
+    state = RunState()
+    state.on_fit_start(fit, None)
+    time.sleep(0.05)
+    checkpoint: dict = {}
+    state.on_save_checkpoint(fit, None, checkpoint)
+    state.on_fit_end(fit, None)
+    seconds = state.fit_seconds
+    time.sleep(0.05)
+    state.on_load_checkpoint(test, None, checkpoint)
+    assert state.fit_seconds == seconds >= 0.05
+    resumed = RunState()
+    resumed.on_load_checkpoint(fit, None, checkpoint)
+    resumed.on_fit_start(fit, None)
+    assert resumed.fit_seconds >= checkpoint["lcnn_fit_seconds"]

@@ -109,15 +109,20 @@ class RunState(Callback):
     def __init__(self) -> None:
         self.earlier_seconds = 0.0
         self._started = time.perf_counter()
+        self._ended: float | None = None
         self._restore: dict[str, Any] | None = None
 
     @property
     def fit_seconds(self) -> float:
-        """Seconds spent fitting, over every segment of the run (up to each segment's last checkpoint)."""
-        return self.earlier_seconds + time.perf_counter() - self._started
+        """Seconds spent fitting, over every segment of the run (up to each segment's last checkpoint); the
+        test after the fit does not count."""
+        return self.earlier_seconds + (self._ended or time.perf_counter()) - self._started
 
     def on_fit_start(self, trainer, module) -> None:
-        self._started = time.perf_counter()
+        self._started, self._ended = time.perf_counter(), None
+
+    def on_fit_end(self, trainer, module) -> None:
+        self._ended = time.perf_counter()
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
         checkpoint["lcnn_rng"] = rng_states()
@@ -127,6 +132,8 @@ class RunState(Callback):
         checkpoint["lcnn_fit_seconds"] = self.fit_seconds
 
     def on_load_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+        if trainer.state.fn != "fit":  # the test of the best checkpoint: its weights, not the run's clock
+            return
         self.earlier_seconds = float(checkpoint.get("lcnn_fit_seconds", 0.0))
         self._restore = checkpoint.get("lcnn_rng")
         generator = getattr(trainer.datamodule, "generator", None)
