@@ -116,7 +116,8 @@ class RunState(Callback):
     def fit_seconds(self) -> float:
         """Seconds spent fitting, over every segment of the run (up to each segment's last checkpoint); the
         test after the fit does not count."""
-        return self.earlier_seconds + (self._ended or time.perf_counter()) - self._started
+        ended = time.perf_counter() if self._ended is None else self._ended
+        return self.earlier_seconds + ended - self._started
 
     def on_fit_start(self, trainer, module) -> None:
         self._started, self._ended = time.perf_counter(), None
