@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_spoof_task import make_la_tree
+from test_spoof_task import PROTOCOL, make_la_tree
 
 from lcnn.errors import UserError
 from lcnn.train import resolve_config, train
@@ -74,7 +74,7 @@ def minispoof_subset(minispoof: Path, root: Path, per_system: int) -> Path:
     files, linked), so that a front-end as slow as wav2vec 2.0 runs a whole epoch, dev and eval in the tests."""
     protocols = root / "LA" / "ASVspoof2019_LA_cm_protocols"
     protocols.mkdir(parents=True)
-    for split, protocol in (("train", "train.trn"), ("dev", "dev.trl"), ("eval", "eval.trl")):
+    for split, protocol in PROTOCOL.items():
         name = f"ASVspoof2019.LA.cm.{protocol}.txt"
         kept: dict[str, list[str]] = {}
         for line in (minispoof / "LA" / "ASVspoof2019_LA_cm_protocols" / name).read_text().splitlines():
