@@ -32,7 +32,7 @@ ALLOWED = {
     "lcnn.models": {"lcnn.layers", "lcnn.models"},
     "lcnn.inference": {"lcnn.layers", "lcnn.models", "lcnn.inference"},
     "lcnn.audio": {"lcnn.audio"},
-    "lcnn.faces": {"lcnn.faces"},
+    "lcnn.faces": {"lcnn.faces", "lcnn.metrics"},
     "lcnn.data": {"lcnn.audio", "lcnn.data", "lcnn.faces"},
     "lcnn.score": {"lcnn.audio", "lcnn.data", "lcnn.score"},
     "lcnn.plots": set(),
