@@ -70,7 +70,9 @@ class Gallery:
     threshold: float = float("nan")  # below it a query is unknown (nan: fewer than two people, or none with 2 images)
 
     def __post_init__(self) -> None:
-        self.embeddings = unit(self.embeddings)
+        self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
+        if len(self.embeddings) and np.abs(np.linalg.norm(self.embeddings, axis=1) - 1).max() > 1e-5:
+            self.embeddings = unit(self.embeddings)  # stored ones are unit already: loading keeps their bits
         self.identities = np.asarray(self.identities, dtype=str)
         self.images = np.asarray(self.images, dtype=str)
         self._index = None
