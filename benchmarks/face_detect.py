@@ -82,7 +82,8 @@ def main() -> None:
                                                   for a in orl])):  # fmt: skip
         found, t = timed(detector, images, args.batch)
         hit = sum(len(f) > 0 for f in found)
-        print(f"| {name} | {len(images)} | {hit} ({100 * hit / len(images):.2f} %) | {sum(map(len, found))} | {t:.4f} |")
+        rate = f"{hit} ({100 * hit / len(images):.2f} %)"
+        print(f"| {name} | {len(images)} | {rate} | {sum(map(len, found))} | {t:.4f} |")
         if name.startswith("ORL, tight"):
             tight = found
     photos = [rgb(args.photos / n) for n in WITH_FACE]

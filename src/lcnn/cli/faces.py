@@ -8,7 +8,6 @@ checkpoint's own preprocessing, with ``--align`` for photos: the rule of every f
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +117,9 @@ class Embedder:
         self.align = bool(self.module.hparams.get("align", False))
         self.transform = self.module.transform(train=False)
         self.batch_size = args.batch_size
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-        self.fingerprint = f"{self.module.hparams.model} sha256:{digest}"
+        from lcnn.faces.gallery import fingerprint
+
+        self.fingerprint = fingerprint(path, self.module.hparams.model)
 
     def __call__(self, paths: list[Path]) -> tuple[Any, list[Path], list[str]]:
         """``(embeddings (n, 256) float32, the paths embedded, the messages of those skipped)``; a photo

@@ -13,6 +13,7 @@ extra (``faiss-cpu``) an HNSW graph index answers approximately in time that gro
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from lcnn.errors import DataError, UserError
 from lcnn.io import atomic_path
 from lcnn.metrics import compute_eer
 
-__all__ = ["Gallery", "Match", "exact_top_k", "unit"]
+__all__ = ["Gallery", "Match", "exact_top_k", "fingerprint", "unit"]
 
 CHUNK = 65536  # gallery rows per matrix product in exact search
 PAIR_SAMPLE = 3000  # at most this many rows (seeded sample) give the threshold's genuine and impostor pairs
@@ -32,6 +33,12 @@ def unit(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, float32."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def fingerprint(checkpoint: str | Path, arch: str) -> str:
+    """What a gallery records of the model that made it: the architecture and the checkpoint file's hash."""
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
+    return f"{arch} sha256:{digest}"
 
 
 @dataclass
