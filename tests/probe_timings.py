@@ -25,8 +25,8 @@ def unpinned(monkeypatch, tmp_path):
 
 @pytest.fixture
 def timings(monkeypatch):
-    """``measure`` replaced by one returning ``timings.table`` (EPYC's unless changed); ``timings.calls``
-    counts the measurements."""
+    """``measure`` replaced by ``timings.fake``, returning ``timings.table`` (EPYC's unless changed);
+    ``timings.calls`` counts the measurements."""
 
     class Timings:
         table = EPYC
@@ -37,6 +37,7 @@ def timings(monkeypatch):
         table = json.loads(json.dumps(Timings.table))
         return table, {}, {candidate: 1.1 for part in table.values() for candidate in part}
 
+    Timings.fake = staticmethod(fake)
     monkeypatch.setattr(probe_module, "measure", fake)
     return Timings
 

@@ -82,14 +82,24 @@ def test_the_guard_decides_per_task_and_model(monkeypatch, timings):
 
 def test_inference_picks_among_the_paths_the_caller_runs(monkeypatch, timings):
     """The scoring engine runs fp32 and bf16: where the guard lists both bf16 and int8 and int8 is the
-    fastest, it takes bf16 (not fp32); ``--accelerator cpu`` on a GPU machine is measured like any CPU."""
+    fastest, it takes bf16 (not fp32). On CUDA the guard holds for inference too; ``--accelerator cpu`` on a
+    GPU machine is measured like any CPU."""
     monkeypatch.setitem(KEEPS_RESULT, ("spoof", "lcnn"), {"bf16": "checked", "int8": "checked"})
     assert infer_precision("spoof", "lcnn") == "int8"
     assert infer_precision("spoof", "lcnn", runs=("fp32", "bf16")) == "bf16"
     on(monkeypatch, "cuda-bf16")
-    assert infer_precision("spoof", "lcnn") == "fp32"
-    assert infer_precision("spoof", "lcnn", accelerator="cpu") == "int8"
-    assert train_precision("auto", "cpu", "classify", "lcnn") == "bf16-mixed"  # the CPU's, not the GPU's
+    monkeypatch.setattr(probe_module, "measure", no_measuring)
+    assert infer_precision("spoof", "lcnn") == "bf16"  # untimed on a bf16 GPU, where the guard lists it
+    assert infer_precision("spoof", "lcnn", runs=("fp32",)) == "fp32"
+    assert infer_precision("face", "lightcnn9") == "fp32"  # int8 runs on CPUs only
+    on(monkeypatch, "cuda")
+    assert infer_precision("spoof", "lcnn") == "fp32"  # no bf16 on this GPU
+    monkeypatch.setattr(probe_module, "measure", timings.fake)
+    assert infer_precision("spoof", "lcnn", accelerator="cpu") == "int8"  # --accelerator cpu: the CPU's rule
+    assert train_precision("auto", "cpu", "classify", "lcnn") == "bf16-mixed"
+    on(monkeypatch, "cuda-bf16")
+    monkeypatch.setenv("LCNN_PRECISION", "bf16-mixed")
+    assert infer_precision("spoof", "lcnn") == "fp32"  # pinned: inference fp32 on every device
 
 
 def test_evaluate_is_fp32_with_tf32_off(monkeypatch):

@@ -1,23 +1,25 @@
 """The precision policy: what trains, infers and evaluates in which precision on which device. One rule, here:
 
-======================  ====================================  ========================  ===========
-part                    CPU                                   CUDA                      other (MPS)
-======================  ====================================  ========================  ===========
-train (``auto``)        the probe's fastest of what the guard  bf16-mixed where the GPU  32-true
-                        lists (:func:`choose`)                 has bf16, else 32-true
-infer (predict, score)  the probe's fastest of what the guard  fp32 (int8 is CPU-only;   fp32
-                        lists (fp32, bf16, int8)               the guard lists no bf16
-                                                               inference)
-evaluate                fp32: the reference the guard's figures are measured against
-======================  ====================================  ========================  ===========
+=========================  ===============================  ==========================  ============
+part                       CPU                              CUDA                        other (MPS)
+=========================  ===============================  ==========================  ============
+train (``--precision       the probe's fastest of what the  bf16-mixed where the GPU    32-true
+auto``)                    guard lists (bf16-mixed)         supports it, else 32-true
+infer (predict, score)     the probe's fastest of what the  bf16 where the GPU          fp32
+                           guard lists (bf16, int8)         supports it and the guard
+                                                            lists it, else fp32
+evaluate                   fp32 (TF32 off on CUDA)          fp32                        fp32
+=========================  ===============================  ==========================  ============
 
 An explicit setting (``--precision``, ``--int8`` / ``--no-int8``) beats everything; ``$LCNN_PRECISION``
 pins training to it and inference to fp32, without a probe. "Fastest": a less exact candidate replaces a
 more exact one where it is :data:`MARGIN` times as fast (:func:`decide`) on the probe's timings
-(:mod:`lcnn.probe`, which only measures). "The guard": :data:`KEEPS_RESULT`, the precisions accuracy runs
-showed to keep a task's result. GPUs train in bf16 without the guard, the documented default of bf16 GPUs;
-on them inference would take bf16 where the guard lists it for inference, which it does for no model yet.
-A chosen int8 must also agree with fp32 on real inputs (:func:`check_int8`, :data:`INT8_AGREEMENT`).
+(:mod:`lcnn.probe`, which only measures). "The guard": :data:`KEEPS_RESULT`, what accuracy runs showed to
+keep a task's result against fp32. On GPUs bf16 is taken untimed (their bf16 units are the fast path) and
+int8 never (CPU kernels); training there takes bf16 without the guard, the documented default of bf16 GPUs,
+while inference, whose scores users compare, keeps the guard (it lists bf16 inference for no model yet).
+Evaluate is fp32 everywhere: the reference the guard's figures are measured against. A chosen int8 must
+also agree with fp32 on real inputs (:func:`check_int8`, :data:`INT8_AGREEMENT`).
 """
 
 from __future__ import annotations
@@ -165,11 +167,14 @@ def train_precision(precision: str = "auto", accelerator: str | None = "auto", t
 def infer_precision(task: str, model: str, input_shape: Shape = None, accelerator: str | None = "auto",
                     runs: Sequence[str] = ORDER["infer"]) -> str:  # fmt: skip
     """The path predict and scoring run ``model`` of ``task`` in, of those the caller ``runs``: ``fp32``,
-    ``bf16`` or ``int8``. On a CPU what :func:`choose` picks (fp32 where ``$LCNN_PRECISION`` is set);
-    elsewhere fp32. (A caller's explicit ``--precision`` or ``--int8`` is used as given, without asking.)"""
-    if device_type(accelerator) != "cpu":
-        return "fp32"
-    return choose(task, model, input_shape, parts=("infer",), runs=runs)["infer"]
+    ``bf16`` or ``int8``. fp32 where ``$LCNN_PRECISION`` is set; on a CPU what :func:`choose` picks; on CUDA
+    bf16 where the GPU supports it and :data:`KEEPS_RESULT` lists it; else fp32. (A caller's explicit
+    ``--precision`` or ``--int8`` is used as given, without asking.)"""
+    device = device_type(accelerator)
+    if device == "cpu":
+        return choose(task, model, input_shape, parts=("infer",), runs=runs)["infer"]
+    guarded = "bf16" in KEEPS_RESULT.get((task, model), {}) and "bf16" in runs
+    return "bf16" if device == "cuda" and guarded and not pinned_precision() and cuda_supports_bf16() else "fp32"
 
 
 def evaluate_precision() -> str:
