@@ -59,11 +59,12 @@ class ServedModel:
         self.name, self.module, self.arch = name, module.eval(), arch
         self.threshold = _finite(float(getattr(module, "threshold", torch.tensor(math.nan))))
         self.precision = "fp32"
+        self.source = str(getattr(module, "source", ""))  # hf:ORG/NAME@COMMIT for a Hub model: the exact revision
 
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/models`` lists."""
         return {"name": self.name, "task": self.task, "architecture": self.arch, "threshold": self.threshold,
-                "precision": self.precision}  # fmt: skip
+                "precision": self.precision, "source": self.source}  # fmt: skip
 
     def run(self, batch: list[Any]) -> list[Any]:
         raise NotImplementedError
@@ -219,7 +220,10 @@ class ClassifyModel(_ImageModel):
 
 
 def model_name(path: str | Path) -> str:
-    """The default name of a served checkpoint: its run folder's name, else the file name without suffixes."""
+    """The default name of a served checkpoint: its run folder's name, else the file name without suffixes
+    (``NAME`` of ``hf:ORG/NAME@REVISION``)."""
+    if str(path).startswith("hf:"):
+        return str(path).partition("@")[0].rpartition("/")[2]
     path = Path(path)
     if path.is_dir():
         return path.resolve().name

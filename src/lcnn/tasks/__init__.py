@@ -25,8 +25,16 @@ def get_task(name: str) -> Task:
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder's best checkpoint."""
+    """What the user named, as a loadable path: a checkpoint file, a run folder's best checkpoint, a folder in
+    the Hub layout (``config.json`` and ``model.safetensors``: :mod:`lcnn.hub`), or ``hf:ORG/NAME[@REVISION]``
+    (its snapshot folder in the Hugging Face cache, downloaded if needed)."""
+    from lcnn import hub
+
+    if hub.is_name(path):
+        return hub.download(str(path))
     path = Path(path)
+    if hub.is_folder(path):
+        return path
     if path.is_dir():
         for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
             if candidate.exists():
@@ -35,24 +43,32 @@ def find_checkpoint(path: str | Path) -> Path:
         if seeds:
             raise UserError(f"{path}: a run of several seeds; give one of its seed folders ({', '.join(seeds)}), "
                             f"e.g. {path / seeds[0]}")  # fmt: skip
-        raise UserError(f"{path}: no checkpoints/best.ckpt in this run folder")
+        raise UserError(f"{path}: no checkpoints/best.ckpt in this run folder (nor model.safetensors and config.json)")
     if not path.exists():
-        raise UserError(f"{path}: no such checkpoint or run folder")
+        raise UserError(f"{path}: no such checkpoint, run folder or model folder (a Hub model: hf:ORG/NAME)")
     return path
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """An lcnn training checkpoint, read with ``weights_only=True`` (memory-mapped: cheap to peek into)."""
+    """An lcnn training checkpoint, read with ``weights_only=True`` (memory-mapped: cheap to peek into), or a
+    Hub-layout folder in the same form (:func:`lcnn.hub.read_folder`: safetensors only). ``lcnn_source`` is
+    where it came from: the path, or ``hf:ORG/NAME@COMMIT``."""
     import torch
 
+    from lcnn import hub
+
     path = find_checkpoint(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    if not isinstance(ckpt, dict) or "lcnn_task" not in ckpt:
-        raise UserError(f"{path}: not an lcnn training checkpoint (no 'lcnn_task' entry); for a released "
-                        f"LightCNN checkpoint name its architecture with --model")  # fmt: skip
+    if path.is_dir():
+        ckpt = hub.read_folder(path)
+    else:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # torch raises many types for a file that is not a checkpoint
+            raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+        if not isinstance(ckpt, dict) or "lcnn_task" not in ckpt:
+            raise UserError(f"{path}: not an lcnn training checkpoint (no 'lcnn_task' entry); for a released "
+                            f"LightCNN checkpoint name its architecture with --model")  # fmt: skip
+        ckpt.setdefault("lcnn_source", str(path))
     if ckpt["lcnn_task"] not in TASKS or not isinstance(ckpt.get("hyper_parameters"), dict):
         raise UserError(f"{path}: an inconsistent checkpoint (task {ckpt['lcnn_task']!r}, hyper_parameters "
                         f"{type(ckpt.get('hyper_parameters')).__name__})")  # fmt: skip
@@ -65,12 +81,16 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     The module is in eval mode on the CPU. Weights are read with ``weights_only=True``; any key that does
     not fit the architecture is reported by name. A spoof checkpoint's calibration (``lcnn calibrate``) becomes
     ``module.calibration``. ``model`` names the architecture of a released LightCNN
-    checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder.
+    checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder. ``path`` is anything
+    :func:`find_checkpoint` takes; ``module.source`` says where the weights came from (``hf:ORG/NAME@COMMIT``
+    for a Hub model: the exact revision).
     """
     path = find_checkpoint(path)
     if model is not None:
         face = get_task("face")
-        return face.load_released(path, model), {"task": "face", "model": model}, face
+        module = face.load_released(path, model)
+        module.source = str(path)
+        return module, {"task": "face", "model": model}, face
     ckpt = read_checkpoint(path)
     task = get_task(ckpt["lcnn_task"])
     module = task.restore(dict(ckpt["hyper_parameters"]), str(path))
@@ -89,4 +109,5 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
         from lcnn.tasks.spoof.calibrate import read_calibration
 
         module.calibration = read_calibration(ckpt, str(path))
+    module.source = ckpt["lcnn_source"]
     return module.eval(), dict(ckpt.get("lcnn_config") or {}), task

@@ -32,6 +32,8 @@ def store_calibration(checkpoint: str | os.PathLike, calibration: Calibration) -
 
     path = find_checkpoint(checkpoint)
     task = read_checkpoint(path)["lcnn_task"]
+    if path.is_dir():  # a Hub-layout folder: its config.json is the export's, made from a checkpoint
+        raise UserError(f"{path}: an exported model folder; calibrate the run's checkpoint and export it again")
     if task != "spoof":
         raise UserError(f"{path}: a {task} checkpoint; a calibration maps the scores of spoof models")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)  # whole, not memory-mapped: it is rewritten
