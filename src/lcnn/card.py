@@ -129,7 +129,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], command: str, na
         + (f", front-end `{hp['frontend']['name']}` at {hp['frontend'].get('sample_rate')} Hz" if hp.get("frontend")
            else "") + (f", head `{hp['loss']}`" if hp.get("loss") else "") + ".", "",
         "## Results", "",
-        ("| metric | data | value |\n|---|---|---|\n" + rows) if rows else "No test results were recorded with the run.",
+        ("| metric | data | value |\n|---|---|---|\n" + rows) if rows else "No test results were recorded.",
         "",
     ]  # fmt: skip
     if plot:
