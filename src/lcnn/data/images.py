@@ -84,7 +84,8 @@ class ImageFileDataset(Dataset):
         return image_tensor(open_image(path), self.shape, self.resize, str(path))
 
 
-def image_tensor(image: Image.Image, shape: tuple[int, ...], resize: bool = False, where: str = "image") -> Tensor:
+def image_tensor(image: Image.Image, shape: tuple[int, ...], resize: bool = False,
+                 where: str = "image") -> torch.Tensor:  # fmt: skip
     """A Pillow image as the float32 ``(C, H, W)`` in [0, 1] of a model taking ``shape`` (``resize``: resized to
     it; otherwise another size is a :class:`DataError` naming ``where``)."""
     channels, height, width = shape
