@@ -45,7 +45,7 @@ def find_checkpoint(path: str | Path) -> Path:
                             f"e.g. {path / seeds[0]}")  # fmt: skip
         raise UserError(f"{path}: no checkpoints/best.ckpt in this run folder (nor model.safetensors and config.json)")
     if not path.exists():
-        raise UserError(f"{path}: no such checkpoint, run folder or model folder (a Hub model: hf:ORG/NAME)")
+        raise UserError(f"{path}: no such checkpoint or run folder (a model on the Hugging Face Hub: hf:ORG/NAME)")
     return path
 
 
