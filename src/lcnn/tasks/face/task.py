@@ -191,7 +191,7 @@ class FaceTask(Task):
 
         from lcnn.inference import calibration_subset
         from lcnn.io import atomic_path, atomic_write
-        from lcnn.probe import min_cosine
+        from lcnn.precision import min_cosine
         from lcnn.tasks.common import predict_precision
         from lcnn.tasks.face.verification import embed_images
 
