@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,24 +65,29 @@ def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     return path == folder or folder in path.parents
 
 
-def refuse_overwrite(outputs: dict[str, str | os.PathLike | None], inputs: dict[str, str | os.PathLike | None]) -> None:
+#: Paths paired with what the user called them: a mapping or ``(name, path)`` pairs.
+Named = Mapping[str, "str | os.PathLike | None"] | Iterable[tuple[str, "str | os.PathLike | None"]]
+
+
+def refuse_overwrite(outputs: Named, inputs: Named) -> None:
     """Stop, before any work, where an output would replace one of the command's inputs.
 
-    ``outputs`` and ``inputs`` map what the user gave (``"--out"``, ``"SCORES"``, ...) to paths; ``None`` entries
+    ``outputs`` and ``inputs`` pair what the user gave (``"--out"``, ``"SCORES"``, ...) with paths; ``None`` paths
     are skipped. An output is refused when it is an input (the same path, a symlink to it or a hard link of it),
     when it would be written inside an input folder, or when an input lies inside an output folder.
 
     Raises:
         UserError: naming both, e.g. ``--out scores.txt is the input SCORES (scores.txt): ...``.
     """
-    for out_name, out in outputs.items():
+    inputs = list(inputs.items() if isinstance(inputs, Mapping) else inputs)
+    for out_name, out in outputs.items() if isinstance(outputs, Mapping) else outputs:
         if out is None:
             continue
-        for in_name, src in inputs.items():
+        for in_name, src in inputs:
             if src is None:
                 continue
             if same_file(out, src):
-                why = "the same file" if Path(out).resolve() == Path(src).resolve() else "a link to the same file"
+                why = "the same file" if os.path.abspath(out) == os.path.abspath(src) else "a link to the same file"
                 raise UserError(f"{out_name} {out} is the input {in_name} {src} ({why}): the command would write over "
                                 "its own input; choose another output")  # fmt: skip
             if Path(src).is_dir() and inside(out, src):

@@ -155,7 +155,7 @@ def run_fuse(args: argparse.Namespace) -> int:
     import numpy as np
 
     from lcnn.data.protocols import Trial
-    from lcnn.io import write_json
+    from lcnn.io import refuse_overwrite, write_json
     from lcnn.metrics import fit_fusion
     from lcnn.score.files import aligned, check_scores, load_scores, read_scores, write_score_file
     from lcnn.tasks.spoof.tables import metric_row
@@ -164,10 +164,9 @@ def run_fuse(args: argparse.Namespace) -> int:
     weights_path = Path(args.weights) if args.weights else out.with_suffix(".json")
     if weights_path == out:
         raise UserError(f"--out {out} would be overwritten by the weights; give --weights JSON")
-    inputs = {Path(p).resolve() for p in [*args.dev, *(args.apply or []), *([args.protocol] if args.protocol else [])]}
-    for written, option in ((out, "--out"), (weights_path, "--weights")):
-        if written.resolve() in inputs:
-            raise UserError(f"{option} {written} is one of the inputs; write the fused scores to a new file")
+    if not args.weights:  # the derived name; what the user gives is checked with every command's outputs
+        named = [("DEV", p) for p in args.dev] + [("--apply", p) for p in args.apply or []]
+        refuse_overwrite([("--weights (from --out)", weights_path)], named + [("--protocol", args.protocol)])
     if args.apply and len(args.apply) != len(args.dev):
         raise UserError(f"{len(args.dev)} dev score files but {len(args.apply)} in --apply: give the same systems, "
                         f"in the same order")  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -17,13 +18,17 @@ __all__ = ["WORKER_KILLED", "interruptible"]
 
 #: The error a DataLoader raises in the main process when a worker died of a signal: under a group kill the
 #: workers may go before the main process has run its own handler.
-WORKER_KILLED = re.compile(r"DataLoader worker \(pid.*\) (is killed by signal: (Terminated|Interrupt)|exited unexpectedly)")
+WORKER_KILLED = re.compile(r"DataLoader worker \(pid.*\) (is killed by signal: (Terminated|Interrupt)|exited "
+                           r"unexpectedly)")
 
 
 @contextmanager
 def interruptible() -> Iterator[None]:
     """While the block runs, SIGINT and SIGTERM raise :class:`~lcnn.errors.Interrupted` in this process; forked
     workers (DataLoader, scoring) that inherit the handler leave at once and quietly, their parent reports."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
     main = os.getpid()
 
     def handler(signum: int, frame: FrameType | None) -> None:
