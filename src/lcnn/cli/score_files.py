@@ -15,6 +15,7 @@ from typing import Any
 
 from lcnn.cli.parsing import command, short_names
 from lcnn.errors import UserError
+from lcnn.tasks.base import fraction
 
 KEY_HELP = "the key: a protocol or key file (ASVspoof 2019 / 2021 / 5, In-the-Wild meta.csv, CSV); default: the " \
            "labels of the score files themselves (ID ATTACK KEY SCORE)"  # fmt: skip
@@ -38,7 +39,7 @@ def add(commands: Any, task: str | None = None) -> None:
     p.add_argument("--protocol", "--key", dest="protocol", metavar="DEV_KEY", help=KEY_HELP)
     p.add_argument("--out", required=True, metavar="JSON", help="where to write the calibration")
     p.add_argument("--checkpoint", metavar="CKPT", help="a spoof checkpoint or run folder to store the calibration in")
-    p.add_argument("--p-spoof", type=float, default=0.05, help="prior of a spoof at the operating point (0.05)")
+    p.add_argument("--p-spoof", type=fraction, default=0.05, help="prior of a spoof at the operating point (0.05)")
     p.set_defaults(run=run_calibrate)
 
     p = command(commands, "fuse", help="learn a logistic-regression fusion of systems on dev; apply it to eval",
@@ -51,7 +52,7 @@ def add(commands: Any, task: str | None = None) -> None:
     p.add_argument("--apply", nargs="+", metavar="EVAL_SCORES", help="the same systems' scores to fuse")
     p.add_argument("--out", required=True, metavar="FILE", help="fused scores (ID SCORE; .tsv: ASVspoof 5 form)")
     p.add_argument("--weights", metavar="JSON", help="where to write the fusion (default: --out with .json)")
-    p.add_argument("--p-spoof", type=float, default=0.05, help="prior of a spoof at the operating point (0.05)")
+    p.add_argument("--p-spoof", type=fraction, default=0.05, help="prior of a spoof at the operating point (0.05)")
     p.set_defaults(run=run_fuse)
 
 

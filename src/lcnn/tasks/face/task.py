@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
-from lcnn.tasks.base import Task, count, fraction, option, positive
+from lcnn.tasks.base import Task, count, finite, fraction, option, positive
 
 # The official LightCNN training (github.com/AlfredXiangWu/LightCNN, train.py): 80 epochs of SGD, lr 0.01
 # scaled by 0.457305 every 10 epochs, batch 128, random 128 crops and flips of 144x144 faces.
@@ -60,7 +60,7 @@ class FaceTask(Task):
     train_options = (
         option("--loss", choices=["softmax", "amsoftmax", "arcface"],
                help="identity loss (default softmax; small recipe amsoftmax)"),
-        option("--margin", type=float, help="margin (AM-softmax 0.35, ArcFace 0.5 radians by default)"),
+        option("--margin", type=positive, help="margin (AM-softmax 0.35, ArcFace 0.5 radians by default)"),
         option("--scale", type=positive, help="logit scale of the margin losses (AM-softmax 30, ArcFace 64)"),
         option("--init", metavar="PATH", help="fine-tune from an official LightCNN checkpoint (fresh classifier)"),
         option("--people", metavar="SPEC", help="people to train on, e.g. s1-s30, 'alice,bob' or a file of names "
@@ -83,7 +83,7 @@ class FaceTask(Task):
         _RELEASED,
     )  # fmt: skip
     verify_options = (
-        option("--threshold", type=float, help="similarity threshold (default: the one chosen in training)"),
+        option("--threshold", type=finite, help="similarity threshold (default: the one chosen in training)"),
         _RELEASED,
     )
 
