@@ -1,10 +1,11 @@
 """The ``lcnn`` command: train, evaluate, predict, score, verify, export, models, benchmark, cache, check-scores,
-calibrate, fuse, degrade, serve.
+calibrate, fuse, degrade, faces, serve.
 
 Building the parser imports no torch or Lightning: each task's options come from its :class:`~lcnn.tasks.Task`
 (light classes), and the commands import what they run. ``evaluate`` and ``predict`` take the options of the
 checkpoint's task (``--task`` to see them without one); an option of another task is an error. One module per
-group of commands (``train``, ``trained``, ``score``, ``info``, ``score_files``, ``degrade``, ``serve``), each with
+group of commands (``train``, ``trained``, ``score``, ``info``, ``score_files``, ``degrade``, ``faces``, ``serve``),
+each with
 ``add(commands, task)``.
 """
 
@@ -16,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from lcnn.cli import degrade, info, score, score_files, serve, train, trained
+from lcnn.cli import degrade, faces, info, score, score_files, serve, train, trained
 from lcnn.cli.parsing import TASK_COMMANDS, Parser, refuse_writing_inputs
 from lcnn.cli.signals import WORKER_KILLED, interruptible
 from lcnn.errors import Interrupted, UserError
@@ -129,6 +130,6 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)
     parser.commands = commands  # the subcommands, for the checks made on a parsed command line
-    for module in (train, trained, score, info, score_files, degrade, serve):
+    for module in (train, trained, score, info, score_files, degrade, faces, serve):
         module.add(commands, task)
     return parser

@@ -13,7 +13,7 @@ from lcnn.errors import UserError
 from lcnn.serve.settings import Settings
 from lcnn.tasks.base import count, non_negative, port, positive
 
-__all__ = ["add_arguments", "serve"]
+__all__ = ["add_arguments", "attach_galleries", "serve"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                  "the images in DIR (each stays fp32 where int8 disagrees)")
     p.add_argument("--decode-threads", type=count(1), default=d.decode_threads, metavar="N",
                    help="threads decoding uploads (default %(default)s)")
+    p.add_argument("--gallery", action="append", default=[], metavar="NAME=G",
+                   help="the gallery (lcnn faces enroll) that face model NAME searches in /v1/identify")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -80,6 +82,7 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
     tune_cpu_allocator()  # batches reuse freed memory instead of mapping it afresh: faster, and a flat RSS
     models = load_models(args.checkpoints, args.model, args.int8)
+    attach_galleries(models, args.checkpoints, args.gallery)
     for m in models:
         print(f"serving {m.name}: {m.task}, {m.arch}, {m.precision}, threshold {m.threshold}", file=sys.stderr)
     if not _is_local(args.host) and key is None:
@@ -88,3 +91,23 @@ def serve(args: argparse.Namespace) -> int:
     uvicorn.run(create_app(models, settings), host=args.host, port=args.port, log_level=args.log_level,
                 timeout_keep_alive=5, server_header=False)  # fmt: skip
     return 0
+
+
+def attach_galleries(models: list, specs: list[str], galleries: list[str]) -> None:
+    """Give each face model named in ``galleries`` (``NAME=G``) its gallery, made with that same checkpoint."""
+    from lcnn.faces.gallery import Gallery, fingerprint
+    from lcnn.tasks import find_checkpoint
+
+    paths = {m.name: spec.split("=", 1)[1] if "=" in spec and not Path(spec).exists() else spec
+             for m, spec in zip(models, specs)}  # load_models keeps the order of its specs
+    for item in galleries:
+        name, _, path = item.partition("=")
+        model = next((m for m in models if m.name == name and m.task == "face"), None)
+        if model is None or not path:
+            raise UserError(f"--gallery {item}: expected NAME=GALLERY with NAME a face model served here")
+        gallery = Gallery.load(path)
+        made = fingerprint(find_checkpoint(paths[name]), model.module.hparams.model)
+        if gallery.model != made or gallery.align != bool(model.module.hparams.get("align", False)):
+            raise UserError(f"{path}: enrolled with {gallery.model} (align {gallery.align}), not {name}'s checkpoint "
+                            f"({made}, align {bool(model.module.hparams.get('align', False))})")
+        model.gallery = gallery
