@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lcnn.tasks.base import Task, count, option, positive
+from lcnn.tasks.base import Task, count, finite, fraction, option, positive
 
 # The ASVspoof 2021 LFCC-LCNN baseline (NII), the defaults of the module and data signatures: lcnn_lstm on 60
 # LFCCs, Adam 3e-4 halved every 10 epochs, batches of 64 grouped by length; 100 epochs, stopping after 50
@@ -85,16 +85,16 @@ class SpoofTask(Task):
         option("--split", choices=["dev", "eval"], help="which split to score (default eval)"),
         _protocol, _asv, _cache, _workers,
     )  # fmt: skip
-    _segment = option("--segment", type=float, metavar="SECONDS",
+    _segment = option("--segment", type=positive, metavar="SECONDS",
                       help="score windows of SECONDS (long recordings), each file's score their --aggregate "
                       "(default: each file whole)")
-    _hop = option("--hop", type=float, metavar="SECONDS", help="step between windows (default: --segment)")
+    _hop = option("--hop", type=positive, metavar="SECONDS", help="step between windows (default: --segment)")
     _aggregate = option("--aggregate", metavar="HOW", help="a file's score from its windows: mean (default), min "
                         "(the most spoof-like window: scores are higher for bona fide) or quantile:Q")
     predict_options = (
-        option("--threshold", type=float, help="decision threshold of the score (default: the dev EER one, or for a "
+        option("--threshold", type=finite, help="decision threshold of the score (default: the dev EER one, or for a "
                "calibrated checkpoint the Bayes decision of the LLR at its operating point)"),
-        option("--prior", type=float, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
+        option("--prior", type=fraction, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
                "spoof for the posterior (default: the calibration's, 0.05); lines then read FILE score llr decision "
                "P(bonafide)"),
         _segment, _hop, _aggregate,
