@@ -107,21 +107,14 @@ class Countermeasure(Model):
         return np.asarray(summary.scores, dtype=np.float64)
 
     def _score_waves(self, waves: list[Any], sample_rate: int | None) -> np.ndarray:
-        """Waveforms through the same engine: each written as a 32-bit float WAV (exact samples), then read back
-        and resampled as ``lcnn score`` reads a file."""
-        import tempfile
+        """Decoded waveforms through the one spoof path (:func:`lcnn.score.score_waveforms`: the steps of the
+        engine, in memory), resampled from ``sample_rate`` as a file would be."""
+        from lcnn.score import score_waveforms
 
-        import soundfile as sf
-
-        with tempfile.TemporaryDirectory() as tmp:
-            paths = []
-            for k, wave in enumerate(waves):
-                wave = np.asarray(wave.detach().cpu() if isinstance(wave, torch.Tensor) else wave, dtype=np.float32)
-                if wave.ndim != 1 or not len(wave):
-                    raise UserError(f"expected a mono waveform, (samples,), got shape {tuple(wave.shape)}")
-                paths.append(Path(tmp) / f"{k}.wav")
-                sf.write(paths[-1], wave, sample_rate or self.sample_rate, subtype="FLOAT")
-            return self._score_files(paths, 32)
+        try:
+            return score_waveforms(self.module, waves, sample_rate).scores
+        except ValueError as err:  # not a mono waveform
+            raise UserError(str(err)) from None
 
     def _verdicts(self, scores: np.ndarray) -> list[dict[str, Any]]:
         """Score, LLR and decision, as ``lcnn predict`` decides: the Bayes decision of the LLR for a calibrated
