@@ -114,7 +114,7 @@ def test_local_folder_refusals(exported: Path, tmp_path: Path, capsys) -> None:
     assert main(["score", str(bad), str(tmp_path)]) == 2
     assert "not a readable safetensors file" in capsys.readouterr().err
     assert main(["export", str(exported), "--format", "hf", "--out", str(exported)]) == 2
-    assert "the model's own folder" in capsys.readouterr().err
+    assert "would write over its own input" in capsys.readouterr().err
     for name in ("hf:justaname", "hf:a/b/c", "hf:org/name@", "hf:org/../x"):
         with pytest.raises(UserError, match="expected hf:ORG/NAME"):
             parse_name(name)

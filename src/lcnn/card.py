@@ -153,9 +153,7 @@ def export_hf(checkpoint: Path, module: Any, cfg: dict[str, Any], task: Any, out
     config, model card and the run's plot; the results come from the run's ``metrics.json``."""
     import torch
 
-    out = Path(out)
-    if out.resolve() == Path(checkpoint).resolve() or Path(checkpoint).resolve().is_relative_to(out.resolve()):
-        raise UserError(f"{out}: the model's own folder; export into another one")
+    out = Path(out)  # never the checkpoint's own folder: the command line checks every --out against its inputs
     hp = dict(module.hparams)
     calibration = getattr(module, "calibration", None)
     threshold = float(getattr(module, "threshold", torch.tensor(math.nan)))
