@@ -179,19 +179,15 @@ def test_hf_names_through_huggingface_hub_then_offline(run: Path, exported: Path
         np.testing.assert_allclose([got[f.stem] for f in files[:4]], expected[:4], rtol=0, atol=1e-6)
 
 
-def test_readme_quick_start_python_example(tmp_path: Path, monkeypatch) -> None:
-    """The three lines after the quick start's commands, run as written on a run folder like the one the first
-    command writes (a classifier checkpoint built directly: training is the first command's test)."""
+@pytest.fixture
+def digits_run(tmp_path: Path, monkeypatch) -> Path:
+    """The current folder holds ``runs/digits`` like the one the quick start's first command writes (a classifier
+    checkpoint built directly: training is the first command's own test) and ``digit.png``."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
     from lcnn.tasks.classify.module import ClassificationModule
 
-    readme = (SRC.parent / "README.md").read_text()
-    quick = readme[readme.index("## Quick start") : readme.index("\n## ", readme.index("## Quick start") + 5)]
-    code = quick.split("```python\n", 1)[1].split("```", 1)[0]
-    assert len(code.strip().splitlines()) == 3 and "lcnn.load(" in code
-    assert "--out runs/digits" in quick
     torch.manual_seed(0)
     module = ClassificationModule(classes=[str(i) for i in range(10)])
     (tmp_path / "runs" / "digits" / "checkpoints").mkdir(parents=True)
@@ -200,8 +196,58 @@ def test_readme_quick_start_python_example(tmp_path: Path, monkeypatch) -> None:
                tmp_path / "runs" / "digits" / "checkpoints" / "best.ckpt")  # fmt: skip
     Image.fromarray((load_digits().images[7] * 15).astype(np.uint8)).save(tmp_path / "digit.png")
     monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_readme_quick_start_python_example(digits_run: Path, capsys) -> None:
+    """The three lines after the quick start's commands, run as written; the same answer as ``lcnn predict``."""
+    readme = (SRC.parent / "README.md").read_text()
+    quick = readme[readme.index("## Quick start") : readme.index("\n## ", readme.index("## Quick start") + 5)]
+    code = quick.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) == 3 and "lcnn.load(" in code
+    assert "--out runs/digits" in quick
     printed: list = []
     exec(compile(code, "README.md", "exec"), {"print": printed.append})
     [result] = printed
-    assert result["label"] in module.hparams.classes and 0 < result["probability"] <= 1
-    assert result == lcnn.load("runs/digits").predict("digit.png", resize=True)
+    assert result["label"] in [str(i) for i in range(10)] and 0 < result["probability"] <= 1
+    assert main(["predict", "runs/digits", "digit.png", "--resize", "--no-int8"]) == 0
+    assert capsys.readouterr().out == f"digit.png\t{result['label']}\t{result['probability']:.4f}\n"
+
+
+def test_api_docstring_examples(digits_run: Path) -> None:
+    import doctest
+
+    import lcnn.api
+
+    result = doctest.testmod(lcnn.api, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+def test_face_model_api_matches_verify(tmp_path: Path, capsys) -> None:
+    """A face model exported to the Hub layout: ``embed`` / ``verify`` give ``lcnn verify``'s similarity."""
+    from PIL import Image
+
+    from lcnn.tasks.face.module import FaceModule
+
+    torch.manual_seed(0)
+    module = FaceModule(model="lightcnn9", num_classes=2, classes=["a", "b"])
+    module.threshold.fill_(0.5)
+    torch.save({"lcnn_task": "face", "hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(),
+                "lcnn_config": {"task": "face"}}, tmp_path / "face.ckpt")  # fmt: skip
+    assert main(["export", str(tmp_path / "face.ckpt"), "--format", "hf", "--out", str(tmp_path / "face")]) == 0
+    rng = np.random.default_rng(0)
+    faces = []
+    for k in range(2):
+        faces.append(tmp_path / f"{k}.png")
+        Image.fromarray(rng.integers(0, 255, (144, 144), dtype=np.uint8)).save(faces[-1])
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "face"), str(faces[0]), str(faces[1])]) == 0
+    line = capsys.readouterr().out
+    model = lcnn.load(tmp_path / "face")
+    assert isinstance(model, lcnn.api.FaceEmbedder) and model.threshold == 0.5
+    result = model.verify(faces[0], Image.open(faces[1]))
+    assert line.startswith(f"cosine similarity {result['similarity']:.4f}")
+    assert result["same"] == (result["similarity"] >= 0.5)
+    assert model.embed(faces[0]).shape == (256,)
+    with pytest.raises(UserError, match="expected an image path or a PIL.Image"):
+        model.embed(np.zeros((128, 128)))

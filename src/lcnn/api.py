@@ -14,9 +14,14 @@ Images are paths or Pillow images; audio is a path, or a mono waveform (NumPy ar
 ``sample_rate`` (default: the model's). Everything runs in fp32 on the CPU, the reference precision.
 
 >>> import lcnn
->>> model = lcnn.load(run)                                 # doctest: +SKIP  (tests/test_api.py runs these)
->>> model.predict("digit.png")["label"]                    # doctest: +SKIP
-'7'
+>>> model = lcnn.load("runs/digits")
+>>> model
+<lcnn Classifier lcnn from runs/digits/checkpoints/best.ckpt>
+>>> result = model.predict("digit.png", resize=True)
+>>> result["label"] in model.classes, 0 < result["probability"] <= 1
+(True, True)
+
+(``tests/test_hub.py`` runs these lines on a run folder of its own.)
 """
 
 from __future__ import annotations
