@@ -89,8 +89,7 @@ def source_of(folder: str | Path) -> str | None:
 
 def read_folder(folder: str | Path) -> dict[str, Any]:
     """A Hub-layout folder as an lcnn checkpoint dict: ``lcnn_task``, ``hyper_parameters``, ``state_dict``,
-    ``lcnn_config``, ``lcnn_calibration`` (where calibrated) and ``lcnn_source`` (the folder, or
-    ``hf:ORG/NAME@COMMIT``). Only safetensors weights are read."""
+    ``lcnn_config`` and ``lcnn_calibration`` (where calibrated). Only safetensors weights are read."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -109,8 +108,7 @@ def read_folder(folder: str | Path) -> dict[str, Any]:
     except (SafetensorError, OSError) as err:
         raise UserError(f"{folder / WEIGHTS}: not a readable safetensors file ({err})") from None
     ckpt = {"lcnn_task": config["task"], "hyper_parameters": config["hyper_parameters"], "state_dict": state,
-            "lcnn_config": config.get("run_config") or {"task": config["task"]},
-            "lcnn_source": source_of(folder) or str(folder)}  # fmt: skip
+            "lcnn_config": config.get("run_config") or {"task": config["task"]}}  # fmt: skip
     if config.get("calibration") is not None:
         ckpt["lcnn_calibration"] = config["calibration"]
     return ckpt

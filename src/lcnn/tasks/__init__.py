@@ -27,7 +27,8 @@ def get_task(name: str) -> Task:
 def find_checkpoint(path: str | Path) -> Path:
     """What the user named, as a loadable path: a checkpoint file, a run folder's best checkpoint, a folder in
     the Hub layout (``config.json`` and ``model.safetensors``: :mod:`lcnn.hub`), or ``hf:ORG/NAME[@REVISION]``
-    (its snapshot folder in the Hugging Face cache, downloaded if needed)."""
+    (its snapshot folder in the Hugging Face cache, downloaded if needed), or the name of a released model
+    (``lcnn pretrained list``)."""
     from lcnn import hub
 
     if hub.is_name(path):
@@ -45,14 +46,26 @@ def find_checkpoint(path: str | Path) -> Path:
                             f"e.g. {path / seeds[0]}")  # fmt: skip
         raise UserError(f"{path}: no checkpoints/best.ckpt in this run folder (nor model.safetensors and config.json)")
     if not path.exists():
+        released = _released(str(path))
+        if released is not None:
+            return released
         raise UserError(f"{path}: no such checkpoint or run folder (a model on the Hugging Face Hub: hf:ORG/NAME)")
     return path
 
 
+def _released(name: str) -> Path | None:
+    """The converted checkpoint of a released model the registry lists by ``name`` (:func:`lcnn.released.fetch`:
+    downloaded and converted once, into the cache), ``None`` for any other name."""
+    try:
+        from lcnn.released import RELEASED, fetch
+    except ImportError:  # a version without the registry of released models
+        return None
+    return Path(fetch(name)) if name in RELEASED else None
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """An lcnn training checkpoint, read with ``weights_only=True`` (memory-mapped: cheap to peek into), or a
-    Hub-layout folder in the same form (:func:`lcnn.hub.read_folder`: safetensors only). ``lcnn_source`` is
-    where it came from: the path, or ``hf:ORG/NAME@COMMIT``."""
+    Hub-layout folder in the same form (:func:`lcnn.hub.read_folder`: safetensors only)."""
     import torch
 
     from lcnn import hub
@@ -68,7 +81,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if not isinstance(ckpt, dict) or "lcnn_task" not in ckpt:
             raise UserError(f"{path}: not an lcnn training checkpoint (no 'lcnn_task' entry); for a released "
                             f"LightCNN checkpoint name its architecture with --model")  # fmt: skip
-        ckpt.setdefault("lcnn_source", str(path))
     if ckpt["lcnn_task"] not in TASKS or not isinstance(ckpt.get("hyper_parameters"), dict):
         raise UserError(f"{path}: an inconsistent checkpoint (task {ckpt['lcnn_task']!r}, hyper_parameters "
                         f"{type(ckpt.get('hyper_parameters')).__name__})")  # fmt: skip
@@ -85,6 +97,8 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     :func:`find_checkpoint` takes; ``module.source`` says where the weights came from (``hf:ORG/NAME@COMMIT``
     for a Hub model: the exact revision).
     """
+    from lcnn import hub
+
     path = find_checkpoint(path)
     if model is not None:
         face = get_task("face")
@@ -109,5 +123,5 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
         from lcnn.tasks.spoof.calibrate import read_calibration
 
         module.calibration = read_calibration(ckpt, str(path))
-    module.source = ckpt["lcnn_source"]
+    module.source = hub.source_of(path) or str(path)
     return module.eval(), dict(ckpt.get("lcnn_config") or {}), task
