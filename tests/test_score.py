@@ -389,8 +389,9 @@ def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path, capsys, monkey
     table = read_input(corpus / "protocol.txt", corpus / "flac")
     module = EnergyScore()
     for kwargs, error in (({"aggregate": "median", "segment": 1}, "--aggregate 'median'"),
-                          ({"hop": 1}, "--hop needs --segment"), ({"segment": -1}, "must be positive"),
-                          ({"segment": 0}, "must be positive"), ({"segment": 1, "hop": 0}, "must be positive"),
+                          ({"hop": 1}, "--hop needs --segment"), ({"segment": -1}, "must be finite positive"),
+                          ({"segment": 0}, "must be finite positive"), ({"segment": float("nan")}, "finite positive"),
+                          ({"segment": 1, "hop": 0}, "must be finite positive"),
                           ({"form": "2020"}, "--format '2020'"), ({"batch_size": 0}, "--batch-size")):  # fmt: skip
         with pytest.raises(UserError, match=error):
             score_trials(module, table, tmp_path / "s.txt", frontend=frontend_config("lfcc"), **kwargs)
@@ -409,7 +410,7 @@ def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path, capsys, monkey
         (["--devices", "0"], "argument --devices: must be at least 1, got 0"),
         (["--num-nodes", "0"], "argument --num-nodes: must be at least 1, got 0"),
         (["--workers", "-1"], "argument --workers: must be at least 0, got -1"),
-        (["--segment", "0"], "--segment and --hop must be positive seconds, got 0.0 and 0.0"),
+        (["--segment", "0"], "argument --segment: must be a finite number above 0, got 0"),
         (["--out", str(tmp_path / "folder")], f"--out {tmp_path / 'folder'}: a folder; expected the score file"),
         (["--out", str(tmp_path / "s.txt" / "x.txt")], "cannot write into .*s.txt \\(expected a writable folder\\)"),
     ):  # fmt: skip
