@@ -46,7 +46,7 @@ def resolve_sources(
         if not p.is_absolute() and not p.exists() and (root / p).exists():
             p = root / p
         sources[split] = SplitSource(p, sources[split].audio_dir if split in sources else root)
-    return sources
+    return {split: sources[split] for split in SPLITS if split in sources}  # in one order, whatever the layout's
 
 
 def load_split(source: SplitSource) -> list[Trial]:

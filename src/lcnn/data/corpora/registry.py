@@ -93,18 +93,18 @@ def register_corpus(
 
 
 def list_corpora() -> list[str]:
-    """The registered corpus names, in the order they were registered."""
-    return list(_CORPORA)
+    """The registered corpus names, sorted."""
+    return sorted(_CORPORA)
 
 
 def get_corpus(name: str) -> Corpus:
     """The :class:`Corpus` registered as ``name``; a :class:`~lcnn.errors.UserError` naming the choices."""
     corpus = _CORPORA.get(name)
     if corpus is None:
-        raise UserError(f"unknown spoofing data {name!r}; expected one of {', '.join(_CORPORA)}")
+        raise UserError(f"unknown spoofing data {name!r}; expected one of {', '.join(list_corpora())}")
     return corpus
 
 
 def corpora_help() -> str:
     """The ``--data`` choices in words: each name with its note."""
-    return ", ".join(f"{c.name} ({c.note})" if c.note else c.name for c in _CORPORA.values())
+    return ", ".join(f"{name} ({_CORPORA[name].note})" if _CORPORA[name].note else name for name in list_corpora())
