@@ -179,8 +179,8 @@ def _asvspoof2021(track: str):
         _write(eval_dir / f"ASVspoof2021.{track}.cm.eval.trl.txt", f"{track}_E_1\n{track}_E_2\n")
         keys = (f"LA_1 {track}_E_1 alaw ita_tx - bonafide notrim eval\nLA_1 {track}_E_2 alaw ita_tx A07 spoof "
                 "notrim eval\n") if track == "LA" else (
-                f"LA_1 DF_E_1 nocodec asvspoof - bonafide notrim eval bonafide - - - -\n"
-                f"LA_1 DF_E_2 mp3m4a vcc2020 A14 spoof notrim progress neural_vocoder - - - -\n")  # fmt: skip
+                "LA_1 DF_E_1 nocodec asvspoof - bonafide notrim eval bonafide - - - -\n"
+                "LA_1 DF_E_2 mp3m4a vcc2020 A14 spoof notrim progress neural_vocoder - - - -\n")  # fmt: skip
         _write(root / "keys" / track / "CM" / "trial_metadata.txt", keys)
         return root, {}
 
@@ -188,9 +188,8 @@ def _asvspoof2021(track: str):
 
 
 def _asvspoof5(root: Path) -> tuple[Path, dict]:
-    for split, (name, (folder, *_)) in {"train": ("ASVspoof5.train.tsv", ("flac_T",)),
-                                        "dev": ("ASVspoof5.dev.track_1.tsv", ("flac_D",)),
-                                        "eval": ("ASVspoof5.eval.track_1.tsv", ("flac_E_eval",))}.items():  # fmt: skip
+    for name, folder in (("ASVspoof5.train.tsv", "flac_T"), ("ASVspoof5.dev.track_1.tsv", "flac_D"),
+                         ("ASVspoof5.eval.track_1.tsv", "flac_E_eval")):  # fmt: skip
         lines = ASVSPOOF5_EVAL.splitlines()[:4]
         for line in lines:
             _tone(root / folder / f"{line.split()[1]}.flac")
