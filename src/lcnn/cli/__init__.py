@@ -4,7 +4,7 @@ calibrate, fuse, degrade, serve.
 Building the parser imports no torch or Lightning: each task's options come from its :class:`~lcnn.tasks.Task`
 (light classes), and the commands import what they run. ``evaluate`` and ``predict`` take the options of the
 checkpoint's task (``--task`` to see them without one); an option of another task is an error. One module per
-group of commands (``train``, ``trained``, ``info``, ``scores``, ``degrade``, ``serve``), each with
+group of commands (``train``, ``trained``, ``score``, ``info``, ``score_files``, ``degrade``, ``serve``), each with
 ``add(commands, task)``.
 """
 
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from lcnn.cli import degrade, info, scores, serve, train, trained
+from lcnn.cli import degrade, info, score, score_files, serve, train, trained
 from lcnn.cli.parsing import TASK_COMMANDS, Parser
 from lcnn.errors import UserError
 
@@ -109,6 +109,6 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     parser.task = task
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (train, trained, info, scores, degrade, serve):
+    for module in (train, trained, score, info, score_files, degrade, serve):
         module.add(commands, task)
     return parser

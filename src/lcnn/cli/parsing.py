@@ -1,9 +1,10 @@
-"""The pieces every command's parser is built from: one-line errors, the task options of a command, a
-refusal that names the tasks an unknown option belongs to. Imports nothing heavy."""
+"""The pieces the commands are built from: one-line errors, the task options of a command, a refusal that
+names the tasks an unknown option belongs to, the short names of files in tables. Imports nothing heavy."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
@@ -81,3 +82,10 @@ def print_metrics(result: dict) -> None:
     for key, value in result.items():
         if not isinstance(value, (dict, list)):
             print(f"{key:<24}{value}")
+
+
+def short_names(paths: list[str]) -> list[str]:
+    """A name per path for tables, legends and folders: its last part, or where two share it, the whole path
+    (``/`` as ``-``)."""
+    last = [Path(p).name for p in paths]
+    return [name if last.count(name) == 1 else p.replace("/", "-") for name, p in zip(last, paths)]

@@ -14,8 +14,9 @@ then merges the shards into the output, written once (atomically) in the input's
   utterance score is the aggregate of its windows (:mod:`lcnn.score.segments`).
 
 Either list left by an earlier run into the same ``OUT`` is removed when this run has none. The exact scores
-(of the files, and of the windows) come back in the :class:`Summary`, so that no caller reads the 6-decimal
-file back. At ``32-true`` TF32 is off (cuDNN and matmul) while scoring: fp32 is the reference.
+(of the files, and of the windows) come back in the :class:`Summary`; the files hold them in
+:data:`lcnn.score.files.SCORE_FORMAT`, which gives back every float32. At ``32-true`` TF32 is off (cuDNN
+and matmul) while scoring: fp32 is the reference.
 
 Scores are higher for bona fide. The module's ``predict_step`` takes batches ``(x (B, 1, T, F), lengths,
 labels, index, failed)`` and returns ``(scores (B,), index (B,))``, as
@@ -30,7 +31,6 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,12 @@ from lcnn.data.features import FeatureCache
 from lcnn.errors import DataError, UserError
 from lcnn.io import atomic_path
 from lcnn.score.data import ScoringData, TrialFeatures, WindowFeatures
+from lcnn.score.files import SCORE_FORMAT, write_score_file
 from lcnn.score.segments import Windows, parse_aggregate
 from lcnn.score.trials import TrialTable
 from lcnn.score.writer import PartialRun, ScoreWriter
 
-__all__ = ["FORMATS", "ExactFP32", "Summary", "module_digest", "read_scores_in_order", "score_trials",
-           "write_score_lines"]
+__all__ = ["FORMATS", "ExactFP32", "Summary", "module_digest", "score_trials"]
 
 FORMATS = ("2021", "2019")
 
@@ -172,7 +172,8 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     else:
         failed, segments_file = {**failed, **failed_before}, None
         _beside(out, "segments.tsv").unlink(missing_ok=True)  # the windows of an earlier run would mislead
-    files = write_score_lines(out, table.ids, scores, table.meta if form == "2019" else None)
+    write_score_file(out, table.ids, scores, table.meta if form == "2019" else None)
+    files = int(np.count_nonzero(~np.isnan(scores)))
     failed_file = _write_failed(out, table, failed)
     run.remove()
     return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
@@ -261,22 +262,8 @@ def _merge_windows(out: Path, table: TrialTable, windows: Windows, scores: np.nd
             utt = table.ids[i]
             for w in range(first, last):
                 start, end = windows.span(w)
-                f.write(f"{utt}\t{start:.3f}\t{end:.3f}\t{scores[w]:.6f}\n")
+                f.write(f"{utt}\t{start:.3f}\t{end:.3f}\t{scores[w]:{SCORE_FORMAT}}\n")
     return file_scores, files_failed, path
-
-
-def write_score_lines(path: str | os.PathLike, ids: Sequence[str], scores: np.ndarray,
-                      meta: Callable[[int], str | None] | None = None) -> int:  # fmt: skip
-    """Write ``ID SCORE`` lines (the 2021 form), or with ``meta`` (``i`` -> ``"ATTACK KEY"``) ``ID ATTACK KEY
-    SCORE`` (the 2019 form), of every score that is not NaN, with 6 decimals, atomically; returns the number of
-    lines. The one writer of these forms: the engine's output and the spoof reports' score files."""
-    lines = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for i, score in enumerate(np.asarray(scores, dtype=np.float64).tolist()):
-            if score == score:  # not NaN
-                f.write(f"{ids[i]} {meta(i)} {score:.6f}\n" if meta is not None else f"{ids[i]} {score:.6f}\n")
-                lines += 1
-    return lines
 
 
 def _beside(out: Path, suffix: str) -> Path:
@@ -293,19 +280,3 @@ def _write_failed(out: Path, table: TrialTable, failed: dict[int, str]) -> Path 
         f.write("id\tpath\treason\n")
         f.writelines(f"{table.ids[i]}\t{table.path(i)}\t{failed[i]}\n" for i in sorted(failed))
     return path
-
-
-def read_scores_in_order(path: str | os.PathLike, table: TrialTable) -> np.ndarray:
-    """The scores of a score file of :func:`score_trials` (2021 form: the table's order, failed trials left
-    out) in the table's order, NaN where a trial has no line."""
-    scores, i = np.full(len(table), np.nan), 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            utt, _, score = line.rstrip("\n").rpartition(" ")
-            while i < len(table) and table.ids[i] != utt:
-                i += 1
-            if i == len(table):
-                raise DataError(f"{path}: trial {utt!r} is not in {table.source}, or not in its order")
-            scores[i] = float(score)
-            i += 1
-    return scores

@@ -1,6 +1,6 @@
 """The score-file commands of ``lcnn``: ``check-scores``, ``calibrate`` and ``fuse``.
 
-They work on score files (:mod:`lcnn.scores`) and keys (any protocol :func:`lcnn.data.protocols.read_protocol`
+They work on score files (:mod:`lcnn.score.files`) and keys (any protocol :func:`lcnn.data.protocols.read_protocol`
 reads); each file is checked against the key first. Building their parsers imports nothing heavy; each command
 imports what it runs. Calibration and fusion are fitted at ASVspoof 5's operating point (Pspoof 0.05 by default,
 Cmiss 1, Cfa 10) with :func:`lcnn.metrics.fit_calibration` / :func:`lcnn.metrics.fit_fusion`.
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lcnn.cli.parsing import command
+from lcnn.cli.parsing import command, short_names
 from lcnn.errors import UserError
 
 KEY_HELP = "the key: a protocol or key file (ASVspoof 2019 / 2021 / 5, In-the-Wild meta.csv, CSV); default: the " \
@@ -55,13 +55,6 @@ def add(commands: Any, task: str | None = None) -> None:
     p.set_defaults(run=run_fuse)
 
 
-def short_names(paths: list[str]) -> list[str]:
-    """A name per path for tables, legends and folders: its last part, or where two share it, the whole path
-    (``/`` as ``-``)."""
-    last = [Path(p).name for p in paths]
-    return [name if last.count(name) == 1 else p.replace("/", "-") for name, p in zip(last, paths)]
-
-
 def _warn(check: Any) -> None:
     for warning in check.warnings:
         print(f"lcnn: warning: {check.name}: {warning}", file=sys.stderr)
@@ -70,7 +63,7 @@ def _warn(check: Any) -> None:
 def _key(protocol: str | None, first_scores: str) -> tuple[list, str]:
     """The key's trials and its name: ``protocol``, else the labels of the score file ``first_scores``."""
     from lcnn.data.protocols import Trial, read_protocol
-    from lcnn.scores import read_scores
+    from lcnn.score.files import read_scores
 
     if protocol:
         return read_protocol(protocol), protocol
@@ -83,7 +76,7 @@ def _key(protocol: str | None, first_scores: str) -> tuple[list, str]:
 def run_check_scores(args: argparse.Namespace) -> int:
     from lcnn.data.protocols import read_protocol
     from lcnn.errors import DataError
-    from lcnn.scores import check_scores, read_scores
+    from lcnn.score.files import check_scores, read_scores
 
     trials = read_protocol(args.protocol) if args.protocol else None
     failed = 0
@@ -112,7 +105,7 @@ def _labelled(trials: list, scores: Any) -> tuple[Any, Any]:
 def run_calibrate(args: argparse.Namespace) -> int:
     from lcnn.io import write_json
     from lcnn.metrics import fit_calibration
-    from lcnn.scores import load_scores
+    from lcnn.score.files import load_scores
     from lcnn.tasks.spoof.tables import metric_row
 
     trials, key = _key(args.protocol, args.scores)
@@ -164,7 +157,7 @@ def run_fuse(args: argparse.Namespace) -> int:
     from lcnn.data.protocols import Trial
     from lcnn.io import write_json
     from lcnn.metrics import fit_fusion
-    from lcnn.scores import aligned, check_scores, load_scores, read_scores, write_score_file
+    from lcnn.score.files import aligned, check_scores, load_scores, read_scores, write_score_file
     from lcnn.tasks.spoof.tables import metric_row
 
     out = Path(args.out)
