@@ -82,7 +82,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_run(uninterrupted: Path, tmp
                                                         batch: int) -> None:  # fmt: skip
     out = tmp_path / "run"
     killed = subprocess.run([sys.executable, "-c", KILLER, str(epoch), str(batch), "SIGKILL", *DIGITS, "--out",
-                             str(out)], capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             str(out)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not (out / "metrics.json").exists() and (out / ".lock").exists()
     assert "a stale lock of pid" in _error(capsys, [*DIGITS, "--out", str(out), "--resume"])
