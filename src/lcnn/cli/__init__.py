@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from lcnn.cli import degrade, info, scores, serve, train, trained
+from lcnn.cli import degrade, info, pretrained, scores, serve, train, trained
 from lcnn.cli.parsing import TASK_COMMANDS, Parser
 from lcnn.errors import UserError
 
@@ -109,6 +109,6 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     parser.task = task
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (train, trained, info, scores, degrade, serve):
+    for module in (train, trained, info, scores, degrade, serve, pretrained):
         module.add(commands, task)
     return parser

@@ -40,7 +40,7 @@ class SelfWeightedPooling(nn.Module):
 
     def pool(self, h: Tensor) -> Tensor:
         weighted = h * torch.softmax(torch.tanh(h @ self.weight.T), dim=1)   # (N, T, D) * (N, T, 1)
-        std = weighted.std(1) if h.shape[1] > 1 else torch.zeros_like(weighted[:, 0])
+        std = torch.nan_to_num(weighted.std(1), nan=0.0)  # one step: 0, not NaN
         return torch.cat([weighted.sum(1), std], 1)
 
 
@@ -121,7 +121,8 @@ def lcnn_attention(
     return LCNNAttention(int(input_shape[-1]), num_classes, dropout, filterbank)
 
 
-@register_model(family="lcnn", input_shape=(1, None, 60), tasks=("spoof",), variable_length=True)
+@register_model(family="lcnn", input_shape=(1, None, 60), tasks=("spoof",), variable_length=True,
+                exports=("torchscript",))  # ONNX refuses the per-item window's gather
 def lcnn_fixed(
     num_classes: int = 2, input_shape: tuple[int, int | None, int] = (1, None, 60), dropout: float = 0.7,
     hidden: int = 160, filterbank: int = 0,
