@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import SHARED
+
 from lcnn.cli import main
 
 FIXTURE = SHARED / "fixtures" / "nii_cm"

@@ -80,7 +80,7 @@ class OCSoftmax(nn.Module):
         self.m_bonafide, self.m_spoof, self.alpha = m_bonafide, m_spoof, alpha
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        return (F.normalize(embedding, dim=1) @ F.normalize(self.center, dim=1).T).squeeze(1)
+        return (F.normalize(embedding, dim=1) * F.normalize(self.center, dim=1)).sum(1)  # per row: batch-free
 
     def loss(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = self(embedding)
@@ -102,7 +102,8 @@ class CosineHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.renorm(2, 1, 1e-5).mul(1e5)
-        return (x.mm(w) / x.pow(2).sum(1).pow(0.5)[:, None]).clamp(-1, 1)
+        # a product and a sum per row rather than a matrix product, whose rounding depends on the batch size
+        return ((x[:, :, None] * w[None]).sum(1) / x.pow(2).sum(1).pow(0.5)[:, None]).clamp(-1, 1)
 
 
 def am_softmax_loss(cos: torch.Tensor, labels: torch.Tensor, margin: float = 0.9, scale: float = 20.0) -> torch.Tensor:

@@ -20,6 +20,7 @@ by length keep it small).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -81,9 +82,11 @@ def run_trunk(trunk: nn.Sequential, x: Tensor, lengths: Tensor | None) -> tuple[
 
 
 def one_by_one(embed, x: Tensor, lengths: Tensor) -> Tensor:
-    """``embed`` of each item of ``x (N, 1, T, F)`` alone, on its first ``lengths[n]`` frames (at least 16)."""
-    frames = lengths.clamp(POOLING, x.shape[2]).tolist()
-    return torch.cat([embed(x[i : i + 1, :, : int(n)].contiguous()) for i, n in enumerate(frames)])
+    """``embed`` (or ``forward``) of each item of ``x (N, 1, T, F)`` alone, on its first ``lengths[n]`` frames
+    (zero-padded to 16 where fewer)."""
+    frames = lengths.clamp(1, x.shape[2]).tolist()
+    return torch.cat([embed(F.pad(x[i : i + 1, :, : int(n)], (0, 0, 0, max(0, POOLING - int(n)))).contiguous())
+                      for i, n in enumerate(frames)])  # fmt: skip
 
 
 class TrainableFilterbank(nn.Module):
@@ -169,6 +172,8 @@ class LCNNLSTM(nn.Module):
         return total / valid[:, None].to(h.dtype) if self.pooling == "mean" else total
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if lengths is not None and not self.training:  # the output layer too rounds by the batch's size
+            return one_by_one(self.forward, x, lengths)
         feature = self.embed(x, lengths)
         return feature if self.classifier is None else self.classifier(feature)
 

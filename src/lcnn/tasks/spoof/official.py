@@ -73,6 +73,19 @@ class Variant:
         return settings
 
 
+def train_arguments(variant: Variant) -> list[str]:
+    """The ``lcnn train --task spoof`` options that train ``variant``'s design from scratch."""
+    settings = variant.module_settings
+    frontend = settings["frontend"]
+    args = ["--model", settings["model"], "--frontend", frontend["name"], "--loss", settings["loss"]]
+    if frontend["name"] == "lfcc":
+        args += ["--n-fft", str(frontend["n_fft"]), "--f-max", str(frontend["f_max"])]
+    for key in ("pooling", "hidden", "filterbank", "embedding", "margin", "scale"):
+        if settings.get(key) is not None:
+            args += [f"--{key}", str(settings[key])]
+    return args
+
+
 def parse_format(text: str) -> Variant:
     """``asvspoof2021`` (the LA, DF and PA baselines: one architecture) or ``nii-mega:FEATURE-lcnn-NET-LOSS``."""
     if text == "asvspoof2021":
