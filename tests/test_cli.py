@@ -303,7 +303,7 @@ BAD_ARGUMENTS = [  # (command line, what the one line must say)
     (["train", "--recipe", "fast"], "unknown recipe 'fast' for task classify"),
     (["train", "--data", "nowhere"], "unknown image dataset 'nowhere'"),
     (["train", "--task", "spoof", "--frames", "8"], "argument --frames: must be at least 16, got 8"),
-    (["train", "--task", "spoof", "--frontend", "mfcc"], "unknown front-end 'mfcc'; expected lfcc, spec, lfb, power or ssl:"),
+    (["train", "--task", "spoof", "--frontend", "mfcc"], "unknown front-end 'mfcc'; expected lfcc, spec, lfb, power"),
     (["train", "--task", "face", "--image-size", "100"], "argument --image-size: must be at least 128, got 100"),
     (["train", "--task", "face", "--pairs", "x"], "unrecognized arguments: --pairs x"),
     (["train", "--resume"], "--resume continues the run in --out: give the run folder"),
