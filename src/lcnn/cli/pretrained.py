@@ -1,4 +1,4 @@
-"""``lcnn pretrained list | convert``: the released anti-spoofing models (:mod:`lcnn.released`)."""
+"""``lcnn pretrained list | convert | get``: the released anti-spoofing models (:mod:`lcnn.released`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def add(commands, task: str | None) -> None:
     convert.add_argument("--out", required=True, metavar="CKPT", help="the lcnn checkpoint to write")
     convert.add_argument("--source", metavar="TEXT", help="where the file came from, recorded in the checkpoint")
     convert.set_defaults(run=_run_convert)
+    get = actions.add_parser("get", help="download a released system (once), convert it, print its checkpoint",
+                             description="Download the release archive of NAME into the cache ($LCNN_CACHE/released; "
+                                         "resumed where a download stopped, checked against its md5 where known), "
+                                         "take its trained_network.pt and convert it, once.")  # fmt: skip
+    get.add_argument("name", metavar="NAME", help="a name of lcnn pretrained list")
+    get.set_defaults(run=_run_get)
 
 
 def _run_list(args: argparse.Namespace) -> int:
@@ -46,4 +52,11 @@ def _run_convert(args: argparse.Namespace) -> int:
     print(f"{args.out}: {source['variant']} ({checkpoint['hyper_parameters']['model']}, "
           f"{checkpoint['hyper_parameters']['frontend']['name']}, {checkpoint['hyper_parameters']['loss']}) "
           f"from {args.file} (sha256 {source['sha256'][:12]}...)")  # fmt: skip
+    return 0
+
+
+def _run_get(args: argparse.Namespace) -> int:
+    from lcnn.released import fetch
+
+    print(fetch(args.name))
     return 0
