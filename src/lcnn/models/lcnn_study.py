@@ -40,7 +40,8 @@ class SelfWeightedPooling(nn.Module):
 
     def pool(self, h: Tensor) -> Tensor:
         weighted = h * torch.softmax(torch.tanh(h @ self.weight.T), dim=1)   # (N, T, D) * (N, T, 1)
-        std = torch.nan_to_num(weighted.std(1), nan=0.0)  # one step: 0, not NaN
+        # one step: 0 (the unbiased deviation would be NaN, and its gradient too)
+        std = weighted.std(1) if h.shape[1] > 1 else torch.zeros_like(weighted[:, 0])
         return torch.cat([weighted.sum(1), std], 1)
 
 
@@ -112,7 +113,8 @@ class LCNNFixed(LCNNLSTM):
         return self.hidden(self.features(x).flatten(1))      # (C, T, F) order, as the official
 
 
-@register_model(family="lcnn", input_shape=(1, None, 60), tasks=("spoof",), variable_length=True)
+@register_model(family="lcnn", input_shape=(1, None, 60), tasks=("spoof",), variable_length=True,
+                exports=())  # a trace would fix the one-step case of the pooling for every length
 def lcnn_attention(
     num_classes: int = 2, input_shape: tuple[int, int | None, int] = (1, None, 60), dropout: float = 0.7,
     filterbank: int = 0,
