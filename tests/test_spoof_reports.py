@@ -13,7 +13,7 @@ import pytest
 from lcnn.data.protocols import Trial
 from lcnn.errors import DataError
 from lcnn.metrics import Calibration, act_dcf, cllr, compute_eer, min_cllr, min_dcf, min_tdcf
-from lcnn.scores import read_scores
+from lcnn.score.files import read_scores
 from lcnn.tasks.spoof import report as spoof_report
 from lcnn.tasks.spoof.data import SpoofDataModule
 from lcnn.tasks.spoof.report import ASVSPOOF5_ASV_RATES, revised_tdcf, write_det_overlay, write_report
@@ -113,7 +113,7 @@ def test_calibrated_report(tmp_path: Path) -> None:
         assert metrics[f"{split}_cllr_raw"] == cllr(scores[bona], scores[~bona])
         assert metrics[f"{split}_min_cllr"] == pytest.approx(min_cllr(scores[bona], scores[~bona]))
         written = read_scores(tmp_path / f"llrs-{split}.txt")
-        assert written.ids == tuple(t.utt for t in trials) and np.allclose(written.scores, llrs, rtol=1e-9)
+        assert written.ids == tuple(t.utt for t in trials) and np.allclose(written.scores, llrs, rtol=1e-8, atol=0)
     assert metrics["calibration"] == calibration.to_dict()
     row = metrics["tables"]["eval"]["conditions"]["codec"]["rows"]["C05"]
     sel = np.array([t.conditions["codec"] == "C05" for t in trials])

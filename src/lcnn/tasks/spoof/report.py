@@ -2,7 +2,7 @@
 model), EER tables, the DET plot, the pooled and per-condition tables (``report.md``), and the flat metrics
 (pooled, per subset, per attack, min DCF, min t-DCF; act DCF and Cllr before and after calibration).
 
-Every split's scores first pass :func:`lcnn.scores.check_scores`: NaN, infinite or constant scores stop the
+Every split's scores first pass :func:`lcnn.score.files.check_scores`: NaN, infinite or constant scores stop the
 report (one line); inverted-looking scores are a warning, logged once and kept in the metrics."""
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from lcnn.metrics import (
     read_asv_scores,
     split_metrics,
 )
-from lcnn.score.engine import write_score_lines
-from lcnn.scores import ScoreFile, check_scores, read_scores, write_score_file
+from lcnn.score.files import ScoreFile, check_scores, read_scores, write_score_file
 from lcnn.tasks.spoof.tables import condition_tables, markdown_report
 
 log = logging.getLogger(__name__)
@@ -47,12 +46,12 @@ def revised_tdcf(data: str) -> bool:
 def write_scores(out_dir: Path, split: str, trials: list[Trial], scores: np.ndarray, wrote_2021: bool = False) -> None:
     """``scores-SPLIT.txt`` in the ASVspoof 2019 format (``utt attack key score``, labelled trials only) and
     ``scores-SPLIT-2021.txt`` in the 2021 format (``utt score``; not with ``wrote_2021``: the scoring engine wrote
-    it), by the engine's writer (:func:`lcnn.score.engine.write_score_lines`)."""
+    it), by the one writer of score files (:func:`lcnn.score.files.write_score_file`)."""
     ids = [t.utt for t in trials]
     if all(t.key is not None for t in trials):
-        write_score_lines(out_dir / f"scores-{split}.txt", ids, scores, lambda i: f"{trials[i].attack} {trials[i].key}")
+        write_score_file(out_dir / f"scores-{split}.txt", ids, scores, lambda i: f"{trials[i].attack} {trials[i].key}")
     if not wrote_2021:
-        write_score_lines(out_dir / f"scores-{split}-2021.txt", ids, scores)
+        write_score_file(out_dir / f"scores-{split}-2021.txt", ids, scores)
 
 
 def write_report(out_dir: Path, results: dict[str, tuple[list[Trial], np.ndarray]], threshold: float,
@@ -161,7 +160,7 @@ def _notes(metrics: dict[str, Any], threshold: float, calibration: Calibration |
 def write_det_overlay(score_files: Mapping[str, str | os.PathLike], path: str | os.PathLike,
                       title: str | None = None) -> Path:  # fmt: skip
     """One DET plot of several systems: ``{name: labelled score file}`` (``scores-SPLIT.txt``, or any file of
-    :func:`lcnn.scores.read_scores` that carries the key), each checked first."""
+    :func:`lcnn.score.files.read_scores` that carries the key), each checked first."""
     from lcnn.plots import plot_det
 
     curves = {}
