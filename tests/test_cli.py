@@ -288,7 +288,7 @@ def test_help_reads_well():
 
 
 BAD_ARGUMENTS = [  # (command line, what the one line must say)
-    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_attention, lcnn_fixed, lcnn_lstm"),
+    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_attention, lcnn_fixed"),
     (["train", "--model", "lightcnn9"], "model 'lightcnn9' is not built for the classify task"),
     (["train", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
     (["train", "--epochs", "two"], "argument --epochs: expected a whole number, got 'two'"),
