@@ -1,7 +1,8 @@
 """One answer per input (issues 22 and 23): the same utterance scores the same through ``lcnn score``,
 ``lcnn evaluate``, ``lcnn predict``, ``POST /v1/spoof`` and :func:`lcnn.score.score_waveforms` (whole
-utterances, at any length), and the same face pair has the same similarity through ``lcnn verify`` and
-``POST /v1/verify``."""
+utterances, at any length), and the same face pair has the same similarity through ``lcnn verify``,
+``POST /v1/verify`` and :func:`lcnn.tasks.face.verification.embed_images`, the same embeddings through
+``lcnn predict`` and ``POST /v1/embed``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from PIL import Image
 from serving import CALIBRATION, image_bytes, save_checkpoint, speech
 
 from lcnn.audio import frontend_config
@@ -19,6 +21,7 @@ from lcnn.cli import main
 from lcnn.score import score_waveforms
 from lcnn.tasks import load_task
 from lcnn.tasks.face.module import FaceModule
+from lcnn.tasks.face.verification import embed_images
 from lcnn.tasks.spoof.module import SpoofModule
 
 SECONDS = (3.7, 7.9, 1.3, 2.6)  # the issue's two lengths, and two more for evaluate's score check
@@ -130,8 +133,16 @@ def test_one_face_similarity_through_verify_and_the_service(tmp_path: Path,
     capsys.readouterr()
     assert main(["verify", str(ckpt), str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]) == 0
     verified = float(capsys.readouterr().out.split("cosine similarity ")[1].split(":")[0])
+    assert main(["predict", str(ckpt), str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "--out",
+                 str(tmp_path / "emb")]) == 0  # fmt: skip
+    predicted = np.load(tmp_path / "emb" / "embeddings.npy")
     with TestClient(create_app(load_models([str(ckpt)]), Settings())) as client:
         files = {"image1": ("a.png", io.BytesIO(a)), "image2": ("b.jpg", io.BytesIO(b))}
         served = client.post("/v1/verify", files=files).json()["similarity"]
+        embedded = client.post("/v1/embed", files=[("image", ("a", a)), ("image", ("b", b))]).json()["embeddings"]
     assert served == pytest.approx(verified, abs=1e-5)
     assert -1 <= served <= 1 and served != pytest.approx(1.0, abs=1e-4)  # two different faces
+    np.testing.assert_allclose(embedded, predicted, atol=1e-5, rtol=0)
+    module = load_task(ckpt)[0]
+    api = embed_images(module, [Image.open(io.BytesIO(a)), tmp_path / "b.jpg"], normalize=True)
+    assert float(api[0] @ api[1]) == pytest.approx(served, abs=1e-5)

@@ -18,6 +18,7 @@ from lcnn.serve.decode import decode_audio, decode_image
 from lcnn.serve.errors import ClientError, invalid, undecodable, unsupported
 from lcnn.serve.limits import check_api_key
 from lcnn.serve.models import ServedModel, SpoofRequest
+from lcnn.tasks.face.verification import cosine_similarity
 
 __all__ = ["read_form", "v1_router"]
 
@@ -146,8 +147,7 @@ def v1_router(settings: Any) -> APIRouter:
         model, inputs, values = await images(request, "face", ("image1", "image2"), ("threshold",))
         threshold = _number(values.get("threshold"), "threshold", -1, 1)
         threshold = model.threshold if threshold is None else threshold
-        a, b = (e / max(float(np.linalg.norm(e)), 1e-12) for e in await request.app.state.service.run(model, inputs))
-        similarity = float(a @ b)
+        similarity = cosine_similarity(*await request.app.state.service.run(model, inputs))
         same = None if threshold is None else similarity >= threshold
         return {"model": model.name, "similarity": similarity, "same": same, "threshold": threshold}
 

@@ -1,4 +1,5 @@
-"""Spoofed-speech detection (ASVspoof 2019 LA / PA, ASVspoof 2021 LA / DF, MiniSpoof, the user's own data).
+"""Spoofed-speech detection on the corpora of :mod:`lcnn.data.corpora` (ASVspoof, In-the-Wild, FoR, MLAAD, MiniSpoof,
+the user's own data).
 
 Pipeline: audio -> front-end features (cached on disk, :mod:`lcnn.data.features`) -> a 1-channel image
 ``(N, 1, frames, features)`` (time along H, features along W, as the ASVspoof 2021 baseline) -> ``lcnn`` on
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lcnn.data.corpora import corpora_help
 from lcnn.tasks.base import Task, count, finite, fraction, option, positive
 
 # The ASVspoof 2021 LFCC-LCNN baseline (NII), the defaults of the module and data signatures: lcnn_lstm on 60
@@ -44,9 +46,7 @@ class SpoofTask(Task):
     description = "spoofed-speech detection (ASVspoof): LCNN / LCNN-LSTM on LFCC or spectrogram features"
     monitor = ("val_eer", "min")
     default_data = "minispoof"
-    data_help = ("minispoof (default; --data-dir or $LCNN_MINISPOOF), asvspoof2019-la, asvspoof2019-pa, "
-                 "asvspoof2021-la, asvspoof2021-df, asvspoof5, in-the-wild (evaluation only), "
-                 "custom (with --protocol)")  # fmt: skip
+    data_help = corpora_help()
     #: ``baseline`` is the ASVspoof 2021 recipe; ``article`` (every task's default recipe name) is the same.
     recipes = {"baseline": _RECIPE, "article": _RECIPE}
     path_settings = ("data_dir", "cache_dir", "asv_scores", "protocol", "augment")
