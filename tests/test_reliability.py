@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -15,12 +16,15 @@ import numpy as np
 import pytest
 
 from lcnn.audio.augment import parse_augment
+from lcnn.audio.io import AudioError, load_audio
 from lcnn.cli import main
 from lcnn.data.protocols import read_protocol
 from lcnn.errors import UserError
 from lcnn.io import BOM, iter_lines, printable, refuse_overwrite
 from lcnn.metrics import fit_calibration, fit_fusion
 from lcnn.runs import hold, output_lock
+from lcnn.serve.decode import decode_audio
+from lcnn.serve.errors import ClientError
 
 
 def test_a_bom_opening_a_text_file_is_dropped(tmp_path: Path) -> None:
@@ -240,3 +244,16 @@ def test_sigterm_stops_scoring_cleanly_and_the_same_command_resumes_it(long_run,
     subprocess.run([*argv, "--out", str(tmp_path / "stopped.txt")], env=_ENV, check=True, capture_output=True,
                    timeout=300)  # fmt: skip
     assert (tmp_path / "stopped.txt").read_bytes() == whole
+
+
+def test_a_wav_declaring_1_hz_is_refused_at_once(tmp_path: Path) -> None:
+    """A 244-byte WAV whose header says 1 Hz took seconds of CPU (resampled into minutes of audio) and scored."""
+    samples = np.zeros(100, np.int16).tobytes()
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, 1, 2, 2, 16)  # PCM, mono, 1 Hz, 2 bytes a second, 16-bit
+    size = struct.pack("<I", len(samples))
+    data = b"RIFF" + struct.pack("<I", 36 + len(samples)) + b"WAVEfmt " + fmt + b"data" + size
+    (tmp_path / "one-hz.wav").write_bytes(data + samples)
+    with pytest.raises(AudioError, match=r"one-hz.wav: a sample rate of 1 Hz; expected speech .* 4000 Hz or more"):
+        load_audio(tmp_path / "one-hz.wav")
+    with pytest.raises(ClientError, match="a sample rate of 1 Hz"):
+        decode_audio(data + samples, 16000, 300)
