@@ -35,6 +35,7 @@ def interruptible() -> Iterator[None]:
         yield
         return
     main = os.getpid()
+    received.clear()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if os.getpid() != main:
