@@ -44,12 +44,12 @@ def _signal(attack: str, rng: np.random.Generator) -> np.ndarray:
     return 0.1 * x / np.abs(x).max()
 
 
-def make_la_tree(root: Path, seed: int = 0) -> Path:
+def make_la_tree(root: Path, seed: int = 0, splits: dict[str, list[tuple[str, int]]] = SPLITS) -> Path:
     """A miniature ``LA/`` tree in the ASVspoof 2019 layout, FLAC at 16 kHz."""
     rng = np.random.default_rng(seed)
     protocols = root / "LA" / "ASVspoof2019_LA_cm_protocols"
     protocols.mkdir(parents=True)
-    for split, groups in SPLITS.items():
+    for split, groups in splits.items():
         flac = root / "LA" / f"ASVspoof2019_LA_{split}" / "flac"
         flac.mkdir(parents=True)
         lines = []
@@ -137,6 +137,26 @@ def test_losses(loss: str, outputs: int, model: str, frames: int | None) -> None
     assert math.isfinite(value.item())
     if loss == "ocsoftmax":
         assert module.oc.center.grad is not None
+
+
+LEARNING_SPLITS = {  # enough trials for the EER to mean something: chance is 50 %
+    "train": [("-", 24), ("A01", 12), ("A02", 12)],
+    "dev": [("-", 8), ("A01", 4), ("A02", 4)],
+    "eval": [("-", 8), ("A01", 4), ("A02", 4), ("A04", 4)],
+}
+
+
+def test_lcnn_lstm_learns_to_tell_bona_fide_from_spoof(tmp_path: Path) -> None:
+    """The spoof model learns: on a task the LFCC separates (a harmonic 'voice' in noise against a pure tone,
+    white noise and, unseen in training, a square wave), 6 epochs bring the eval EER from chance (50 %) to
+    15 % or less (0 % at the four data seeds tried). Broken, it fails (measured once by hand): training labels
+    shuffled 35 %, the MFM replaced by the identity on its first half 25 %, by noise 40 %."""
+    torch.set_num_threads(1)
+    la = make_la_tree(tmp_path / "data", splits=LEARNING_SPLITS)
+    cfg = resolve_config("spoof", "asvspoof2019-la", data_dir=str(la), epochs=6, batch_size=8,
+                         cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run"))  # fmt: skip
+    metrics = train(cfg)
+    assert metrics["eval_count"] == 20 and metrics["eval_eer"] <= 0.15, metrics["eval_eer"]
 
 
 def test_train_outputs_and_summary(trained: tuple[Path, dict]) -> None:
