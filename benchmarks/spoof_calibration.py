@@ -21,7 +21,7 @@ import numpy as np
 
 
 def _split(run: Path, split: str):
-    from lcnn.scores import read_scores
+    from lcnn.score.files import read_scores
 
     scores = read_scores(run / f"scores-{split}.txt")
     bona = np.array([k == "bonafide" for k in scores.keys])

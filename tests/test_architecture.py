@@ -23,7 +23,8 @@ MODULES = sorted(
 
 # Which packages a package may import at module level (lcnn.errors, lcnn.io and lcnn.config are free for all).
 # Layers, then models, then inference; data and audio never see models or tasks, nor does the scoring engine
-# (score, on data and audio); tasks, train, cli and serve on top.
+# (score, on data, audio and metrics: the engine and the score files; runs for the lock of its output); tasks,
+# train, cli and serve on top.
 ALLOWED = {
     "lcnn.layers": set(),
     "lcnn.speed": set(),
@@ -32,13 +33,14 @@ ALLOWED = {
     "lcnn.models": {"lcnn.layers", "lcnn.models"},
     "lcnn.inference": {"lcnn.layers", "lcnn.models", "lcnn.inference"},
     "lcnn.audio": {"lcnn.audio"},
-    "lcnn.data": {"lcnn.audio", "lcnn.data"},
-    "lcnn.score": {"lcnn.audio", "lcnn.data", "lcnn.score"},
+    "lcnn.faces": {"lcnn.faces", "lcnn.metrics"},
+    "lcnn.data": {"lcnn.audio", "lcnn.data", "lcnn.faces"},
+    "lcnn.score": {"lcnn.audio", "lcnn.data", "lcnn.metrics", "lcnn.runs", "lcnn.score"},
     "lcnn.plots": set(),
     "lcnn.export": set(),
     "lcnn.probe": {"lcnn.models", "lcnn.inference", "lcnn.speed", "lcnn.data"},
-    "lcnn.benchmark": {"lcnn.models", "lcnn.speed", "lcnn.probe"},
-    "lcnn.scores": {"lcnn.data", "lcnn.metrics"},
+    "lcnn.precision": {"lcnn.inference", "lcnn.speed", "lcnn.probe"},
+    "lcnn.benchmark": {"lcnn.models", "lcnn.speed", "lcnn.probe", "lcnn.precision"},
 }
 FREE = {"lcnn.errors", "lcnn.io", "lcnn.config"}
 

@@ -16,7 +16,7 @@ from lcnn.cli import main
 from lcnn.errors import UserError
 from lcnn.metrics import Calibration, act_dcf, min_dcf
 from lcnn.metrics.dcf import bayes_threshold
-from lcnn.scores import read_scores, write_score_file
+from lcnn.score.files import read_scores, write_score_file
 from lcnn.tasks import get_task, load_task
 
 N = 1000  # trials per class

@@ -31,7 +31,7 @@ from lcnn.data.protocols import read_protocol
 from lcnn.errors import UserError
 from lcnn.metrics import read_asv_scores
 from lcnn.models import load_lightcnn
-from lcnn.scores import read_scores
+from lcnn.score.files import read_scores
 from lcnn.tasks import read_checkpoint
 from lcnn.train import resume_config
 

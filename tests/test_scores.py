@@ -1,4 +1,4 @@
-"""Score files (lcnn.scores): the forms read and written, and the check every evaluation runs first; the
+"""Score files (lcnn.score.files): the forms read and written, and the check every evaluation runs first; the
 verdict table of `lcnn check-scores` on broken files, with the exact messages a user sees."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from lcnn.cli import main
 from lcnn.data.protocols import Trial
 from lcnn.errors import DataError
-from lcnn.scores import ScoreFile, check_scores, load_scores, read_scores, write_score_file
+from lcnn.score.files import ScoreFile, check_scores, load_scores, read_scores, write_score_file
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("score_check_verdicts", ROOT / "benchmarks" / "score_check_verdicts.py")
@@ -83,12 +83,31 @@ def test_write_score_file(tmp_path: Path) -> None:
     for name in ("out.txt", "out.tsv"):
         write_score_file(tmp_path / name, ["a", "b", "c"], scores)
         back = read_scores(tmp_path / name)
-        assert back.ids == ("a", "b", "c") and np.allclose(back.scores, scores, rtol=1e-9, atol=0)
-    assert (tmp_path / "out.tsv").read_text().startswith("filename\tcm-score\na\t0.3333333333\n")
+        assert back.ids == ("a", "b", "c") and np.allclose(back.scores, scores, rtol=1e-8, atol=0)
+    assert (tmp_path / "out.tsv").read_text().startswith("filename\tcm-score\na\t0.333333333\n")
     assert (tmp_path / "out.txt").read_text().splitlines()[1] == "b -12345.6789"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv", "out.txt"]  # written atomically, no leftovers
     with pytest.raises(ValueError, match="2 ids but 3 scores"):
         write_score_file(tmp_path / "x.txt", ["a", "b"], scores)
+    with pytest.raises(ValueError, match="no attack and key columns"):
+        write_score_file(tmp_path / "x.tsv", ["a"], [1.0], lambda i: "A01 spoof")
+
+
+def test_a_written_score_file_gives_back_every_float32(tmp_path: Path) -> None:
+    """What a model scores (float32, any magnitude, the neighbours of a value) reads back bit for bit, in every
+    form written: ties the detector did not make would change the EER."""
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**32, 20000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    near = np.nextafter(np.float32(0.1), np.float32(1), dtype=np.float32) * np.ones(1, np.float32)
+    scores = np.concatenate([bits[np.isfinite(bits)], near, [np.float32(0.1), np.float32(-0.0)]])
+    ids = [f"u{i}" for i in range(scores.size)]
+    for name, meta in (("a.txt", None), ("b.txt", lambda i: "A01 spoof"), ("c.tsv", None)):
+        write_score_file(tmp_path / name, ids, scores, meta)
+        back = read_scores(tmp_path / name).scores.astype(np.float32)
+        assert back.view(np.uint32).tolist() == scores.view(np.uint32).tolist(), name
+    assert read_scores(tmp_path / "b.txt").keys[0] == "spoof"
+    write_score_file(tmp_path / "d.txt", ["a", "b", "c"], [0.5, np.nan, 0.25])  # NaN: a trial that failed
+    assert (tmp_path / "d.txt").read_text() == "a 0.5\nc 0.25\n"
 
 
 def test_check_without_a_key_and_against_trial_lists(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
-"""The pieces every command's parser is built from: one-line errors, the task options of a command, a
-refusal that names the tasks an unknown option belongs to. Imports nothing heavy."""
+"""The pieces the commands are built from: one-line errors, the task options of a command, a refusal that
+names the tasks an unknown option belongs to, the short names of files in tables. Imports nothing heavy."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
@@ -40,6 +41,35 @@ def foreign_option(extra: list[str], command: str, task: str | None) -> str | No
             where = f"the {task} task" if task else f"lcnn {command} without --task"
             return f"{flag} is not an option of {where} ({', '.join(owners)} take{'s' * (len(owners) == 1)} it)"
     return None
+
+
+#: The destinations of the arguments that name what a command writes; every other argument naming an existing file
+#: or folder is one of its inputs.
+OUTPUTS = ("out", "weights")
+
+
+def refuse_writing_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The one check that no command writes over one of its inputs (:func:`lcnn.io.refuse_overwrite`), made on
+    the parsed command line before the command runs: ``--out`` (and ``--weights``) against every argument that
+    names an existing file or folder (a checkpoint, an input list, score files, a data folder)."""
+    from lcnn.io import refuse_overwrite
+
+    sub = getattr(parser, "commands", None)
+    sub = sub.choices.get(getattr(args, "command", None)) if sub is not None else None
+    if sub is None:
+        return
+    outputs, inputs = [], []
+    for action in sub._actions:
+        value = getattr(args, action.dest, None)
+        label = action.option_strings[0] if action.option_strings else (action.metavar or action.dest.upper())
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or not item:
+                continue
+            if action.dest in OUTPUTS:
+                outputs.append((label, item))
+            elif Path(item).exists():
+                inputs.append((label, item))
+    refuse_overwrite(outputs, inputs)
 
 
 def options_of(task: Any, command: str) -> tuple:
@@ -81,3 +111,10 @@ def print_metrics(result: dict) -> None:
     for key, value in result.items():
         if not isinstance(value, (dict, list)):
             print(f"{key:<24}{value}")
+
+
+def short_names(paths: list[str]) -> list[str]:
+    """A name per path for tables, legends and folders: its last part, or where two share it, the whole path
+    (``/`` as ``-``)."""
+    last = [Path(p).name for p in paths]
+    return [name if last.count(name) == 1 else p.replace("/", "-") for name, p in zip(last, paths)]

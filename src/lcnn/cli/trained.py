@@ -1,4 +1,5 @@
-"""The commands on a trained checkpoint: ``evaluate``, ``predict``, ``score``, ``verify``, ``export``."""
+"""The commands on a trained checkpoint: ``evaluate``, ``predict``, ``verify``, ``export`` (``score``:
+:mod:`lcnn.cli.score`)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lcnn.cli.parsing import add_task_options, command, options_of, print_metrics, task_choice
-from lcnn.cli.scores import short_names
+from lcnn.cli.parsing import add_task_options, command, options_of, print_metrics, short_names, task_choice
 from lcnn.errors import UserError
 from lcnn.tasks.base import count
 
 
 def add(commands, task: str | None) -> None:
-    """``lcnn evaluate``, ``predict``, ``score``, ``verify`` and ``export``."""
-    for add_one in (_add_evaluate, _add_predict, _add_score, _add_verify, _add_export):
+    """``lcnn evaluate``, ``predict``, ``verify`` and ``export``."""
+    for add_one in (_add_evaluate, _add_predict, _add_verify, _add_export):
         add_one(commands, task)
 
 
@@ -23,7 +23,7 @@ def _bare_name(path: Path) -> str:
     return path.name.split(".")[0]
 
 
-def _task_call_options(args: argparse.Namespace, command: str, task: Any, common: tuple[str, ...]) -> dict:
+def task_call_options(args: argparse.Namespace, command: str, task: Any, common: tuple[str, ...]) -> dict:
     """The values given for ``common`` options and the task's own options of ``command`` (not ``--model``, which
     names the architecture of a released file and is used to load it)."""
     dests = [*common, *(o.dest for o in options_of(task, command) if o.dest != "model")]
@@ -50,7 +50,7 @@ def _add_evaluate(commands, task: str | None) -> None:
     p.set_defaults(run=_run_evaluate)
 
 
-def _load(args: argparse.Namespace) -> tuple[Path, Any, dict, Any]:
+def load(args: argparse.Namespace) -> tuple[Path, Any, dict, Any]:
     """``(checkpoint path, module, run config, task)``; refuses a ``--task`` that is not the checkpoint's."""
     from lcnn.tasks import find_checkpoint, load_task
 
@@ -66,7 +66,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     outs: dict[str, Path] = {}
     failed = False
     for name, checkpoint in zip(short_names(given), given):
-        ckpt, module, cfg, task = _load(argparse.Namespace(**{**vars(args), "checkpoint": checkpoint}))
+        ckpt, module, cfg, task = load(argparse.Namespace(**{**vars(args), "checkpoint": checkpoint}))
         args.task = task.name  # the options parsed are this task's: the others must be of it too
         if args.plot and task.name != "spoof":
             raise UserError(f"--plot draws DET curves of spoof checkpoints; {ckpt} is a {task.name} one")
@@ -76,7 +76,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         out = out / name if args.more and args.out else out
         if out in outs.values():
             raise UserError(f"{checkpoint}: its results would overwrite another's in {out}; give --out DIR")
-        options = _task_call_options(args, "evaluate", task, ("data", "data_dir", "batch_size"))
+        options = task_call_options(args, "evaluate", task, ("data", "data_dir", "batch_size"))
         result = task.evaluate(module, cfg, out, **options)
         print_metrics(result)
         print(f"written to {out}")
@@ -109,33 +109,11 @@ def _add_predict(commands, task: str | None) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    _, module, cfg, task = _load(args)
-    options = _task_call_options(args, "predict", task, ("batch_size",))
+    _, module, cfg, task = load(args)
+    options = task_call_options(args, "predict", task, ("batch_size",))
     for line in task.predict(module, cfg, [Path(f) for f in args.files], **options):
         print(line)
     return 0
-
-
-def _add_score(commands, task: str | None) -> None:
-    from lcnn.tasks import TASKS
-
-    p = command(commands, "score", task, help="spoof: score a protocol, CSV, list or folder of audio into a file",
-                description="Score every trial of INPUT (an ASVspoof protocol or trial list, a CSV path,label[,speaker"
-                ",attack], a list of paths, a folder of .flac/.wav, or one file), one line per trial in INPUT's "
-                "order; higher = bona fide. The same command resumes a killed run. Exit 1 when some files failed.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("input", metavar="INPUT")
-    for opt in TASKS["spoof"].score_options:
-        p.add_argument(*opt.flags, **opt.kwargs)
-    p.set_defaults(run=_run_score)
-
-
-def _run_score(args: argparse.Namespace) -> int:
-    _, module, cfg, task = _load(args)
-    summary = task.score(module, cfg, args.input, **_task_call_options(args, "score", task, ()))
-    if summary is not None:  # process 0 of several
-        print(summary)
-    return int(bool(summary and summary.failed))
 
 
 def _add_verify(commands, task: str | None) -> None:
@@ -155,8 +133,9 @@ def _add_verify(commands, task: str | None) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    _, module, cfg, task = _load(args)
-    print(task.verify(module, cfg, Path(args.image1), Path(args.image2), threshold=args.threshold))
+    _, module, cfg, task = load(args)
+    print(task.verify(module, cfg, Path(args.image1), Path(args.image2), threshold=args.threshold,
+                      align=args.align))
     return 0
 
 
@@ -177,7 +156,7 @@ def _add_export(commands, task: str | None) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from lcnn.export import FORMATS, export_model
 
-    ckpt, module, cfg, task = _load(args)
+    ckpt, module, cfg, task = load(args)
     if getattr(module, "ssl", None) is not None:
         raise UserError(f"{ckpt}: a model with an SSL front-end does not export (only its back-end would go)")
     out = Path(args.out) if args.out else ckpt.parent / (_bare_name(ckpt) + FORMATS[args.format])

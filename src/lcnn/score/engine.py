@@ -14,8 +14,9 @@ then merges the shards into the output, written once (atomically) in the input's
   utterance score is the aggregate of its windows (:mod:`lcnn.score.segments`).
 
 Either list left by an earlier run into the same ``OUT`` is removed when this run has none. The exact scores
-(of the files, and of the windows) come back in the :class:`Summary`, so that no caller reads the 6-decimal
-file back. At ``32-true`` TF32 is off (cuDNN and matmul) while scoring: fp32 is the reference.
+(of the files, and of the windows) come back in the :class:`Summary`; the files hold them in
+:data:`lcnn.score.files.SCORE_FORMAT`, which gives back every float32. At ``32-true`` TF32 is off (cuDNN
+and matmul) while scoring: fp32 is the reference.
 
 Scores are higher for bona fide. The module's ``predict_step`` takes batches ``(x (B, 1, T, F), lengths,
 labels, index, failed)`` and returns ``(scores (B,), index (B,))``, as
@@ -28,9 +29,10 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,13 +46,14 @@ from lcnn.audio.pipeline import FeaturePipeline
 from lcnn.data.features import FeatureCache
 from lcnn.errors import DataError, UserError
 from lcnn.io import atomic_path
+from lcnn.runs import hold, is_rank_zero, output_lock
 from lcnn.score.data import ScoringData, TrialFeatures, WindowFeatures
+from lcnn.score.files import SCORE_FORMAT, write_score_file
 from lcnn.score.segments import Windows, parse_aggregate
 from lcnn.score.trials import TrialTable
 from lcnn.score.writer import PartialRun, ScoreWriter
 
-__all__ = ["FORMATS", "ExactFP32", "Summary", "module_digest", "read_scores_in_order", "score_trials",
-           "write_score_lines"]
+__all__ = ["FORMATS", "ExactFP32", "Summary", "module_digest", "score_trials"]
 
 FORMATS = ("2021", "2019")
 
@@ -134,49 +137,53 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         i = min(failed_before)
         raise DataError(f"{table.path(i)}: {failed_before[i]} (--strict stops at the first failure)")
 
-    fingerprint = {"model": module_digest(module), "trials": table.digest, "frontend": frontend, "frames": frames,
-                   "segment": segment, "hop": hop, "batch_size": batch_size, "precision": precision}  # fmt: skip
-    run = PartialRun(out, fingerprint, n)
-    data = ScoringData(items, lengths, run, batch_size, workers, restart)
+    # One writer per output: a second run on the same --out stops at once, naming the first (its partial files
+    # would mix); processes other than the first of a distributed run write only their own shards.
+    with hold(output_lock(out), out) if is_rank_zero() else nullcontext():
+        fingerprint = {"model": module_digest(module), "trials": table.digest, "frontend": frontend, "frames": frames,
+                       "segment": segment, "hop": hop, "batch_size": batch_size, "precision": precision}  # fmt: skip
+        run = PartialRun(out, fingerprint, n)
+        data = ScoringData(items, lengths, run, batch_size, workers, restart)
 
-    def describe(i: int) -> str:
-        if windows is None:
-            return table.path(i)
-        start, end = windows.span(i)
-        return f"{table.path(windows.locate(i)[0])} at {start:.2f}-{end:.2f} s"
+        def describe(i: int) -> str:
+            if windows is None:
+                return table.path(i)
+            start, end = windows.span(i)
+            return f"{table.path(windows.locate(i)[0])} at {start:.2f}-{end:.2f} s"
 
-    unit = "file" if windows is None else "window"
-    writer = ScoreWriter(run, data, describe, unit, strict, progress)
-    trainer = _trainer([writer, ExactFP32()] if precision in FP32 else [writer], accelerator=accelerator,
-                       devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)  # fmt: skip
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
-        warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # the writer needs none
-        warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")  # all done
-        trainer.predict(module, datamodule=data, return_predictions=False)
-    trainer.strategy.barrier("lcnn-score-merge")
-    if not trainer.is_global_zero:
-        return None
-    scores, failed = run.read()
-    scored = ~np.isnan(scores)
-    failed = {i: reason for i, reason in failed.items() if not scored[i]}  # a batch rerun after a passing fault
-    done = int(scored.sum()) + len(failed)
-    unplanned = len(failed_before) if windows is None else 0  # missing files are in no batch
-    if done + unplanned != n:
-        raise RuntimeError(f"internal error: {n - done - unplanned} of {n} items neither scored nor failed")
-    window_scores = None
-    if windows is not None:
-        window_scores = scores
-        scores, failed, segments_file = _merge_windows(out, table, windows, scores, failed, how)
-    else:
-        failed, segments_file = {**failed, **failed_before}, None
-        _beside(out, "segments.tsv").unlink(missing_ok=True)  # the windows of an earlier run would mislead
-    files = write_score_lines(out, table.ids, scores, table.meta if form == "2019" else None)
-    failed_file = _write_failed(out, table, failed)
-    run.remove()
-    return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
-                   unit, out, failed_file, segments_file, scores, windows, window_scores)  # fmt: skip
+        unit = "file" if windows is None else "window"
+        writer = ScoreWriter(run, data, describe, unit, strict, progress)
+        trainer = _trainer([writer, ExactFP32()] if precision in FP32 else [writer], accelerator=accelerator,
+                           devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)  # fmt: skip
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
+            warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # the writer needs none
+            warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")  # all done
+            trainer.predict(module, datamodule=data, return_predictions=False)
+        trainer.strategy.barrier("lcnn-score-merge")
+        if not trainer.is_global_zero:
+            return None
+        scores, failed = run.read()
+        scored = ~np.isnan(scores)
+        failed = {i: reason for i, reason in failed.items() if not scored[i]}  # a batch rerun after a passing fault
+        done = int(scored.sum()) + len(failed)
+        unplanned = len(failed_before) if windows is None else 0  # missing files are in no batch
+        if done + unplanned != n:
+            raise RuntimeError(f"internal error: {n - done - unplanned} of {n} items neither scored nor failed")
+        window_scores = None
+        if windows is not None:
+            window_scores = scores
+            scores, failed, segments_file = _merge_windows(out, table, windows, scores, failed, how)
+        else:
+            failed, segments_file = {**failed, **failed_before}, None
+            _beside(out, "segments.tsv").unlink(missing_ok=True)  # the windows of an earlier run would mislead
+        write_score_file(out, table.ids, scores, table.meta if form == "2019" else None)
+        files = int(np.count_nonzero(~np.isnan(scores)))
+        failed_file = _write_failed(out, table, failed)
+        run.remove()
+        return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
+                       unit, out, failed_file, segments_file, scores, windows, window_scores)  # fmt: skip
 
 
 def _check_out(out: Path) -> None:
@@ -189,6 +196,13 @@ def _check_out(out: Path) -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"--out {out}: cannot write into {parent} (expected a writable folder)")
+    if parent == out.parent:  # permissions are not all: /proc, a read-only mount
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
+        except OSError as err:
+            raise UserError(f"--out {out}: cannot write into {parent} ({err.strerror or err})") from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 #: The precisions that compute in fp32: the scores of evaluate, the reference.
@@ -261,22 +275,8 @@ def _merge_windows(out: Path, table: TrialTable, windows: Windows, scores: np.nd
             utt = table.ids[i]
             for w in range(first, last):
                 start, end = windows.span(w)
-                f.write(f"{utt}\t{start:.3f}\t{end:.3f}\t{scores[w]:.6f}\n")
+                f.write(f"{utt}\t{start:.3f}\t{end:.3f}\t{scores[w]:{SCORE_FORMAT}}\n")
     return file_scores, files_failed, path
-
-
-def write_score_lines(path: str | os.PathLike, ids: Sequence[str], scores: np.ndarray,
-                      meta: Callable[[int], str | None] | None = None) -> int:  # fmt: skip
-    """Write ``ID SCORE`` lines (the 2021 form), or with ``meta`` (``i`` -> ``"ATTACK KEY"``) ``ID ATTACK KEY
-    SCORE`` (the 2019 form), of every score that is not NaN, with 6 decimals, atomically; returns the number of
-    lines. The one writer of these forms: the engine's output and the spoof reports' score files."""
-    lines = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for i, score in enumerate(np.asarray(scores, dtype=np.float64).tolist()):
-            if score == score:  # not NaN
-                f.write(f"{ids[i]} {meta(i)} {score:.6f}\n" if meta is not None else f"{ids[i]} {score:.6f}\n")
-                lines += 1
-    return lines
 
 
 def _beside(out: Path, suffix: str) -> Path:
@@ -293,19 +293,3 @@ def _write_failed(out: Path, table: TrialTable, failed: dict[int, str]) -> Path 
         f.write("id\tpath\treason\n")
         f.writelines(f"{table.ids[i]}\t{table.path(i)}\t{failed[i]}\n" for i in sorted(failed))
     return path
-
-
-def read_scores_in_order(path: str | os.PathLike, table: TrialTable) -> np.ndarray:
-    """The scores of a score file of :func:`score_trials` (2021 form: the table's order, failed trials left
-    out) in the table's order, NaN where a trial has no line."""
-    scores, i = np.full(len(table), np.nan), 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            utt, _, score = line.rstrip("\n").rpartition(" ")
-            while i < len(table) and table.ids[i] != utt:
-                i += 1
-            if i == len(table):
-                raise DataError(f"{path}: trial {utt!r} is not in {table.source}, or not in its order")
-            scores[i] = float(score)
-            i += 1
-    return scores

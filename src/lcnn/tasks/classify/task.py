@@ -131,7 +131,7 @@ class ClassifyTask(Task):
 
         from lcnn.data.images import ImageFileDataset
         from lcnn.inference import calibration_subset
-        from lcnn.probe import top1_agreement
+        from lcnn.precision import top1_agreement
         from lcnn.speed import prepare_input
         from lcnn.tasks.common import inference_trainer, predict_precision
 

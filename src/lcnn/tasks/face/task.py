@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
-from lcnn.tasks.base import Task, count, fraction, option, positive
+from lcnn.tasks.base import Task, count, finite, fraction, option, positive
 
 # The official LightCNN training (github.com/AlfredXiangWu/LightCNN, train.py): 80 epochs of SGD, lr 0.01
 # scaled by 0.457305 every 10 epochs, batch 128, random 128 crops and flips of 144x144 faces.
@@ -35,6 +35,10 @@ _SMALL = {
 }  # fmt: skip
 _ORL = {"people": "s1-s30"}  # ORL's usual split: train on s1-s30, verify on the ten others
 
+# The one rule of every face path: with --align the images are photos, each face detected and aligned first.
+_ALIGN = option("--align", action=argparse.BooleanOptionalAction,
+                help="the images are photos: detect the face (MTCNN) and align it as the official LightCNN images "
+                     "(default: as the checkpoint was trained; images taken as aligned crops)")
 _RELEASED = option("--model", metavar="ARCH",
                    help="CHECKPOINT is a released LightCNN file (.pth.tar) of this architecture, e.g. lightcnn29v2")
 
@@ -54,13 +58,13 @@ class FaceTask(Task):
     path_settings = ("data_dir", "init", "people")  # people: a file of names, where it names one
     module = "lcnn.tasks.face.module:FaceModule"
     datamodule = "lcnn.tasks.face.data:FaceDataModule"
-    module_from_data = ("num_classes", "classes", "image_size")
+    module_from_data = ("num_classes", "classes", "image_size", "align")
     data_from_model = ("channels",)
 
     train_options = (
         option("--loss", choices=["softmax", "amsoftmax", "arcface"],
                help="identity loss (default softmax; small recipe amsoftmax)"),
-        option("--margin", type=float, help="margin (AM-softmax 0.35, ArcFace 0.5 radians by default)"),
+        option("--margin", type=positive, help="margin (AM-softmax 0.35, ArcFace 0.5 radians by default)"),
         option("--scale", type=positive, help="logit scale of the margin losses (AM-softmax 30, ArcFace 64)"),
         option("--init", metavar="PATH", help="fine-tune from an official LightCNN checkpoint (fresh classifier)"),
         option("--people", metavar="SPEC", help="people to train on, e.g. s1-s30, 'alice,bob' or a file of names "
@@ -69,10 +73,12 @@ class FaceTask(Task):
                help="share of each person's images held out for validation (default 0.2)"),
         option("--image-size", type=count(128), metavar="PX",
                help="side the faces are resized to before the 128x128 crop (default 144)"),
+        _ALIGN,
     )  # fmt: skip
     evaluate_options = (
         option("--pairs", metavar="FILE", help="pairs file (LFW pairs.txt format or 'path1 path2 label' lines)"),
         _RELEASED,
+        _ALIGN,
     )
     predict_options = (
         option("--out", dest="out_dir", metavar="DIR", help="where to write embeddings.npy and its index"),
@@ -81,10 +87,12 @@ class FaceTask(Task):
                     "--no-int8: fp32 (default: int8 where it is the fastest here and agrees with fp32 on the first "
                     "batch)"),
         _RELEASED,
+        _ALIGN,
     )  # fmt: skip
     verify_options = (
-        option("--threshold", type=float, help="similarity threshold (default: the one chosen in training)"),
+        option("--threshold", type=finite, help="similarity threshold (default: the one chosen in training)"),
         _RELEASED,
+        _ALIGN,
     )
 
     def data_settings(self, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +148,7 @@ class FaceTask(Task):
 
     def evaluate(self, module: Any, cfg: dict[str, Any], out_dir: Path, pairs: str | None = None,
                  data: str | None = None, data_dir: str | None = None,
-                 batch_size: int | None = None) -> dict[str, Any]:  # fmt: skip
+                 batch_size: int | None = None, align: bool | None = None) -> dict[str, Any]:  # fmt: skip
         """Verification on pairs; writes ``metrics.json``, ``scores.txt`` and ``roc.png``.
 
         The pairs are ``pairs`` (LFW ``pairs.txt`` with ``data_dir`` as its image root, or a plain
@@ -154,6 +162,7 @@ class FaceTask(Task):
         from lcnn.tasks.face.data import data_root
         from lcnn.tasks.face.verification import cosine_scores, verification_metrics, write_verification
 
+        _set_align(module, align)
         out_dir = Path(out_dir)
         if pairs:
             pair_list = read_pairs(pairs, data_dir)
@@ -176,7 +185,8 @@ class FaceTask(Task):
         return metrics
 
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], out_dir: str | None = None,
-                int8: bool | None = None, batch_size: int | None = None) -> list[str]:  # fmt: skip
+                int8: bool | None = None, batch_size: int | None = None,
+                align: bool | None = None) -> list[str]:  # fmt: skip
         """Embed face images: ``embeddings.npy`` (``(N, 256)`` float32, row i = image i) and ``embeddings.txt``
         (image i's path on line i) in ``out_dir`` (default: the current folder), both written atomically.
         With ``int8`` the model runs in int8 (:func:`lcnn.inference.quantize_int8`), calibrated on up to 64 of
@@ -191,10 +201,11 @@ class FaceTask(Task):
 
         from lcnn.inference import calibration_subset
         from lcnn.io import atomic_path, atomic_write
-        from lcnn.probe import min_cosine
+        from lcnn.precision import min_cosine
         from lcnn.tasks.common import predict_precision
         from lcnn.tasks.face.verification import embed_images
 
+        _set_align(module, align)
         out = Path(out_dir or ".")
         paths = _expand(files)
         batch_size = batch_size or 64
@@ -216,11 +227,12 @@ class FaceTask(Task):
         return [f"{p}\t{i}\t{classes[k]}\t{v:.4f}" for i, (p, v, k) in rows]
 
     def verify(self, module: Any, cfg: dict[str, Any], image1: Path, image2: Path,
-               threshold: float | None = None) -> str:  # fmt: skip
+               threshold: float | None = None, align: bool | None = None) -> str:  # fmt: skip
         """Cosine similarity of two face images and a same / different decision, at ``threshold`` when given,
         else the one stored at training (EER on held-out images)."""
         from lcnn.tasks.face.verification import embed_images, unit
 
+        _set_align(module, align)
         emb = unit(embed_images(module, [Path(image1), Path(image2)]))
         similarity = float(emb[0] @ emb[1])
         source = "given"
@@ -239,9 +251,16 @@ class FaceTask(Task):
         return torch.rand(1, module.channels, 128, 128)
 
 
+def _set_align(module: Any, align: bool | None) -> None:
+    """``--align`` / ``--no-align`` over what the checkpoint was trained with."""
+    if align is not None:
+        module.hparams.align = bool(align)
+
+
 def _places_apart(a: float, b: float) -> int:
-    """Decimal places (at least 4) that print ``a`` and ``b`` as different numbers, where they differ."""
-    return next((p for p in range(4, 17) if f"{a:.{p}f}" != f"{b:.{p}f}"), 4)
+    """Decimal places (at least 6, as score files print scores) that print ``a`` and ``b`` as different numbers,
+    where they differ."""
+    return next((p for p in range(6, 17) if f"{a:.{p}f}" != f"{b:.{p}f}"), 6)
 
 
 def _stored_threshold(module: Any) -> float | None:

@@ -1,4 +1,5 @@
-"""Spoofed-speech detection (ASVspoof 2019 LA / PA, ASVspoof 2021 LA / DF, MiniSpoof, the user's own data).
+"""Spoofed-speech detection on the corpora of :mod:`lcnn.data.corpora` (ASVspoof, In-the-Wild, FoR, MLAAD, MiniSpoof,
+the user's own data).
 
 Pipeline: audio -> front-end features (cached on disk, :mod:`lcnn.data.features`) -> a 1-channel image
 ``(N, 1, frames, features)`` (time along H, features along W, as the ASVspoof 2021 baseline) -> ``lcnn`` on
@@ -13,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lcnn.tasks.base import Task, count, option, positive
+from lcnn.data.corpora import corpora_help
+from lcnn.tasks.base import Task, count, finite, fraction, option, positive
 
 # The ASVspoof 2021 LFCC-LCNN baseline (NII), the defaults of the module and data signatures: lcnn_lstm on 60
 # LFCCs, Adam 3e-4 halved every 10 epochs, batches of 64 grouped by length; 100 epochs, stopping after 50
@@ -44,9 +46,7 @@ class SpoofTask(Task):
     description = "spoofed-speech detection (ASVspoof): LCNN / LCNN-LSTM on LFCC or spectrogram features"
     monitor = ("val_eer", "min")
     default_data = "minispoof"
-    data_help = ("minispoof (default; --data-dir or $LCNN_MINISPOOF), asvspoof2019-la, asvspoof2019-pa, "
-                 "asvspoof2021-la, asvspoof2021-df, asvspoof5, in-the-wild (evaluation only), "
-                 "custom (with --protocol)")  # fmt: skip
+    data_help = corpora_help()
     #: ``baseline`` is the ASVspoof 2021 recipe; ``article`` (every task's default recipe name) is the same.
     recipes = {"baseline": _RECIPE, "article": _RECIPE}
     path_settings = ("data_dir", "cache_dir", "asv_scores", "protocol", "augment")
@@ -85,12 +85,19 @@ class SpoofTask(Task):
         option("--split", choices=["dev", "eval"], help="which split to score (default eval)"),
         _protocol, _asv, _cache, _workers,
     )  # fmt: skip
+    _segment = option("--segment", type=positive, metavar="SECONDS",
+                      help="score windows of SECONDS (long recordings), each file's score their --aggregate "
+                      "(default: each file whole)")
+    _hop = option("--hop", type=positive, metavar="SECONDS", help="step between windows (default: --segment)")
+    _aggregate = option("--aggregate", metavar="HOW", help="a file's score from its windows: mean (default), min "
+                        "(the most spoof-like window: scores are higher for bona fide) or quantile:Q")
     predict_options = (
-        option("--threshold", type=float, help="decision threshold of the score (default: the dev EER one, or for a "
+        option("--threshold", type=finite, help="decision threshold of the score (default: the dev EER one, or for a "
                "calibrated checkpoint the Bayes decision of the LLR at its operating point)"),
-        option("--prior", type=float, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
+        option("--prior", type=fraction, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
                "spoof for the posterior (default: the calibration's, 0.05); lines then read FILE score llr decision "
                "P(bonafide)"),
+        _segment, _hop, _aggregate,
     )  # fmt: skip
     score_options = (
         option("--out", metavar="FILE", help="the score file (default scores.txt); beside it, while running, "
@@ -104,12 +111,7 @@ class SpoofTask(Task):
         option("--workers", type=count(0), metavar="N",
                help="DataLoader processes decoding and computing features (default: the CPU cores but one, at most "
                "4 when the model runs on the CPU, 16 on a GPU)"),
-        option("--segment", type=float, metavar="SECONDS",
-               help="score windows of SECONDS (long recordings), each file's score their --aggregate"),
-        option("--hop", type=float, metavar="SECONDS", help="step between windows (default: --segment)"),
-        option("--aggregate", metavar="HOW", help="a file's score from its windows: mean (default), min (the most "
-               "spoof-like window: scores are higher for bona fide) or quantile:Q"),
-        _cache,
+        _segment, _hop, _aggregate, _cache,
         option("--no-cache", action="store_true", default=None, help="compute every file's features, store none"),
         option("--strict", action="store_true", default=None,
                help="stop at the first file that cannot be scored (default: list it in STEM.failed.tsv, exit 1)"),
@@ -180,6 +182,7 @@ class SpoofTask(Task):
         from lcnn.data.asvspoof import SPLITS, load_split, resolve_sources
         from lcnn.errors import DataError, UserError
         from lcnn.io import write_json
+        from lcnn.precision import LIGHTNING, evaluate_precision
         from lcnn.score import TrialTable, score_trials
         from lcnn.tasks.spoof.data import cache_root, parse_protocols
         from lcnn.tasks.spoof.report import write_report
@@ -208,7 +211,8 @@ class SpoofTask(Task):
         summary = score_trials(module, table, out_dir / f"scores-{split}-2021.txt", frontend=hp.frontend,
                                frames=hp.frames, batch_size=cfg.get("batch_size", 64) if batch_size is None else
                                batch_size, workers=num_workers or 0, restart=True,
-                               cache_dir=cache_root(cache_dir or cfg.get("cache_dir"), hp.frontend))  # fmt: skip
+                               cache_dir=cache_root(cache_dir or cfg.get("cache_dir"), hp.frontend),
+                               precision=LIGHTNING[evaluate_precision()])  # fmt: skip
         kept = ~np.isnan(summary.scores)  # the exact scores, as training's test reports them
         threshold = float(module.threshold)
         asv = asv_scores or (cfg.get("asv_scores") if same else None)
@@ -222,14 +226,16 @@ class SpoofTask(Task):
         return metrics
 
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], threshold: float | None = None,
-                batch_size: int | None = None, prior: float | None = None) -> list[str]:  # fmt: skip
+                batch_size: int | None = None, prior: float | None = None, segment: float | None = None,
+                hop: float | None = None, aggregate: str | None = None) -> list[str]:  # fmt: skip
         """``FILE<TAB>score<TAB>bonafide|spoof`` per file, deciding at the dev threshold stored in the checkpoint
         (``threshold`` overrides it; ``-`` when there is none).
 
-        A file longer than the model's input (:func:`lcnn.score.segments.window_seconds`: its ``frames``, 4 s
-        for variable-length models) is scored in windows of that length, half a window apart, as ``lcnn serve``
-        does (:mod:`lcnn.score.segments`), its score their mean, with a fourth field: the lowest-scoring (most
-        spoof-like) window, ``lowest START-END s: SCORE``. A calibrated checkpoint (or ``prior``) gives
+        Each file is scored whole, as ``lcnn score`` and ``lcnn evaluate`` score it (the same engine, the same
+        score); with ``segment`` in windows of ``segment`` seconds every ``hop`` (default: ``segment``), its score
+        their ``aggregate``, as ``lcnn score --segment`` (:mod:`lcnn.score.segments`), with a fourth field for a
+        file of several windows: the lowest-scoring (most spoof-like) one, ``lowest START-END s: SCORE``.
+        A calibrated checkpoint (or ``prior``) gives
         ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` instead
         (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`). Every refusal comes before any scoring.
         """
@@ -240,7 +246,7 @@ class SpoofTask(Task):
 
         from lcnn.errors import DataError
         from lcnn.score import TrialTable, score_trials
-        from lcnn.score.segments import HOP_OF_WINDOW, window_seconds
+        from lcnn.score.segments import parse_aggregate
         from lcnn.tasks.spoof.calibrate import calibrated_lines, prior_of
 
         calibration = getattr(module, "calibration", None)
@@ -251,13 +257,13 @@ class SpoofTask(Task):
             if not Path(file).is_file():
                 raise DataError(f"{file}: no such audio file")
             table.add(str(k), str(file))  # the ids of a temporary score file: any path may be given, twice
+        parse_aggregate(aggregate or "mean")  # refused before any scoring
         hp = module.hparams
-        window = window_seconds(hp.frontend, hp.frames)
         with tempfile.TemporaryDirectory() as tmp:
             summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
                                    frames=hp.frames, batch_size=64 if batch_size is None else batch_size,
-                                   segment=window, hop=HOP_OF_WINDOW * window, strict=True, progress=False,
-                                   precision=_inference_precision(module))  # fmt: skip
+                                   segment=segment, hop=hop, aggregate=aggregate or "mean", strict=True,
+                                   progress=False, precision=_inference_precision(module))  # fmt: skip
         scores, windows, window_scores = summary.scores, summary.windows, summary.window_scores
         if calibration is not None or prior is not None:
             return calibrated_lines(files, scores, calibration, prior, threshold)
@@ -266,7 +272,7 @@ class SpoofTask(Task):
         lines = []
         for i, (file, score) in enumerate(zip(files, scores)):
             line = f"{file}\t{score:.6f}\t{decide(score)}"
-            first, last = int(windows.first[i]), int(windows.first[i + 1])
+            first, last = (int(windows.first[i]), int(windows.first[i + 1])) if windows is not None else (0, 0)
             if last - first > 1:
                 low = first + int(np.argmin(window_scores[first:last]))
                 start, end = windows.span(low)
@@ -298,7 +304,7 @@ class SpoofTask(Task):
                             strict=bool(strict), restart=bool(restart), accelerator=accelerator or "auto",
                             devices=1 if devices is None else devices, num_nodes=1 if num_nodes is None else num_nodes,
                             strategy=strategy or "auto",
-                            precision=precision or _inference_precision(module))  # fmt: skip
+                            precision=precision or _inference_precision(module, accelerator))  # fmt: skip
 
     def example_input(self, module: Any) -> Any:
         """A batch for export: ``(1, 1, frames, n_features)``, 400 frames (4 s) for variable-length models."""
@@ -307,12 +313,13 @@ class SpoofTask(Task):
         return torch.zeros(1, 1, module.hparams.frames or 400, module.hparams.n_features)
 
 
-def _inference_precision(module: Any) -> str:
-    """The Trainer precision of the probe's inference path for the module (:func:`lcnn.tasks.common.inference_choice`):
-    the engine runs fp32 or bf16 autocast; int8 (which the accuracy guard lists for no spoof model) stays fp32."""
-    from lcnn.tasks.common import inference_choice
+def _inference_precision(module: Any, accelerator: str | None = None) -> str:
+    """The Trainer precision predict and score run the module in without ``--precision``: the policy's
+    inference path (:func:`lcnn.precision.infer_precision`) among those the scoring engine runs (fp32, bf16)."""
+    from lcnn.precision import LIGHTNING, infer_precision
 
-    return "bf16-mixed" if inference_choice(SpoofTask.name, module) == "bf16" else "32-true"
+    shape = getattr(module.model, "input_shape", None)
+    return LIGHTNING[infer_precision(SpoofTask.name, module.hparams.model, shape, accelerator, runs=("fp32", "bf16"))]
 
 
 def _on_gpu(accelerator: str | None) -> bool:

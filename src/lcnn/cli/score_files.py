@@ -1,6 +1,6 @@
 """The score-file commands of ``lcnn``: ``check-scores``, ``calibrate`` and ``fuse``.
 
-They work on score files (:mod:`lcnn.scores`) and keys (any protocol :func:`lcnn.data.protocols.read_protocol`
+They work on score files (:mod:`lcnn.score.files`) and keys (any protocol :func:`lcnn.data.protocols.read_protocol`
 reads); each file is checked against the key first. Building their parsers imports nothing heavy; each command
 imports what it runs. Calibration and fusion are fitted at ASVspoof 5's operating point (Pspoof 0.05 by default,
 Cmiss 1, Cfa 10) with :func:`lcnn.metrics.fit_calibration` / :func:`lcnn.metrics.fit_fusion`.
@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lcnn.cli.parsing import command
+from lcnn.cli.parsing import command, short_names
 from lcnn.errors import UserError
+from lcnn.tasks.base import fraction
 
 KEY_HELP = "the key: a protocol or key file (ASVspoof 2019 / 2021 / 5, In-the-Wild meta.csv, CSV); default: the " \
            "labels of the score files themselves (ID ATTACK KEY SCORE)"  # fmt: skip
@@ -38,7 +39,7 @@ def add(commands: Any, task: str | None = None) -> None:
     p.add_argument("--protocol", "--key", dest="protocol", metavar="DEV_KEY", help=KEY_HELP)
     p.add_argument("--out", required=True, metavar="JSON", help="where to write the calibration")
     p.add_argument("--checkpoint", metavar="CKPT", help="a spoof checkpoint or run folder to store the calibration in")
-    p.add_argument("--p-spoof", type=float, default=0.05, help="prior of a spoof at the operating point (0.05)")
+    p.add_argument("--p-spoof", type=fraction, default=0.05, help="prior of a spoof at the operating point (0.05)")
     p.set_defaults(run=run_calibrate)
 
     p = command(commands, "fuse", help="learn a logistic-regression fusion of systems on dev; apply it to eval",
@@ -51,15 +52,8 @@ def add(commands: Any, task: str | None = None) -> None:
     p.add_argument("--apply", nargs="+", metavar="EVAL_SCORES", help="the same systems' scores to fuse")
     p.add_argument("--out", required=True, metavar="FILE", help="fused scores (ID SCORE; .tsv: ASVspoof 5 form)")
     p.add_argument("--weights", metavar="JSON", help="where to write the fusion (default: --out with .json)")
-    p.add_argument("--p-spoof", type=float, default=0.05, help="prior of a spoof at the operating point (0.05)")
+    p.add_argument("--p-spoof", type=fraction, default=0.05, help="prior of a spoof at the operating point (0.05)")
     p.set_defaults(run=run_fuse)
-
-
-def short_names(paths: list[str]) -> list[str]:
-    """A name per path for tables, legends and folders: its last part, or where two share it, the whole path
-    (``/`` as ``-``)."""
-    last = [Path(p).name for p in paths]
-    return [name if last.count(name) == 1 else p.replace("/", "-") for name, p in zip(last, paths)]
 
 
 def _warn(check: Any) -> None:
@@ -70,7 +64,7 @@ def _warn(check: Any) -> None:
 def _key(protocol: str | None, first_scores: str) -> tuple[list, str]:
     """The key's trials and its name: ``protocol``, else the labels of the score file ``first_scores``."""
     from lcnn.data.protocols import Trial, read_protocol
-    from lcnn.scores import read_scores
+    from lcnn.score.files import read_scores
 
     if protocol:
         return read_protocol(protocol), protocol
@@ -83,7 +77,7 @@ def _key(protocol: str | None, first_scores: str) -> tuple[list, str]:
 def run_check_scores(args: argparse.Namespace) -> int:
     from lcnn.data.protocols import read_protocol
     from lcnn.errors import DataError
-    from lcnn.scores import check_scores, read_scores
+    from lcnn.score.files import check_scores, read_scores
 
     trials = read_protocol(args.protocol) if args.protocol else None
     failed = 0
@@ -112,7 +106,7 @@ def _labelled(trials: list, scores: Any) -> tuple[Any, Any]:
 def run_calibrate(args: argparse.Namespace) -> int:
     from lcnn.io import write_json
     from lcnn.metrics import fit_calibration
-    from lcnn.scores import load_scores
+    from lcnn.score.files import load_scores
     from lcnn.tasks.spoof.tables import metric_row
 
     trials, key = _key(args.protocol, args.scores)
@@ -162,19 +156,18 @@ def run_fuse(args: argparse.Namespace) -> int:
     import numpy as np
 
     from lcnn.data.protocols import Trial
-    from lcnn.io import write_json
+    from lcnn.io import refuse_overwrite, write_json
     from lcnn.metrics import fit_fusion
-    from lcnn.scores import aligned, check_scores, load_scores, read_scores, write_score_file
+    from lcnn.score.files import aligned, check_scores, load_scores, read_scores, write_score_file
     from lcnn.tasks.spoof.tables import metric_row
 
     out = Path(args.out)
     weights_path = Path(args.weights) if args.weights else out.with_suffix(".json")
     if weights_path == out:
         raise UserError(f"--out {out} would be overwritten by the weights; give --weights JSON")
-    inputs = {Path(p).resolve() for p in [*args.dev, *(args.apply or []), *([args.protocol] if args.protocol else [])]}
-    for written, option in ((out, "--out"), (weights_path, "--weights")):
-        if written.resolve() in inputs:
-            raise UserError(f"{option} {written} is one of the inputs; write the fused scores to a new file")
+    if not args.weights:  # the derived name; what the user gives is checked with every command's outputs
+        named = [("DEV", p) for p in args.dev] + [("--apply", p) for p in args.apply or []]
+        refuse_overwrite([("--weights (from --out)", weights_path)], named + [("--protocol", args.protocol)])
     if args.apply and len(args.apply) != len(args.dev):
         raise UserError(f"{len(args.dev)} dev score files but {len(args.apply)} in --apply: give the same systems, "
                         f"in the same order")  # fmt: skip

@@ -1,4 +1,6 @@
-"""Score files: read in the common forms, written atomically, and checked against a key before any metric.
+"""Score files: read in the common forms, written atomically in one number format, and checked against a key
+before any metric. The one home of these forms: ``lcnn score``, the spoof reports, ``check-scores``,
+``calibrate`` and ``fuse`` read and write through it. Imports no torch.
 
 Forms read (told apart by the first non-blank line; every line of a file has the same form):
 
@@ -12,12 +14,15 @@ Higher scores mean more bona fide. :func:`check_scores` gives the verdicts: erro
 against the key: missing, extra or duplicate ids, NaN or infinite scores, fewer than three distinct values,
 labels that contradict the key, a key without both classes) and warnings (a pooled EER above 50 %: inverted
 scores). Messages name the file, the lines and the ids.
+
+Scores are written ``%.9g`` (:data:`SCORE_FORMAT`): nine significant digits give back every float32 exactly,
+the precision a model scores in, so that a score file read back ranks the trials as the model did.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +34,13 @@ from lcnn.errors import DataError
 from lcnn.io import atomic_path, read_text
 from lcnn.metrics import compute_eer, min_dcf
 
-__all__ = ["ScoreCheck", "ScoreFile", "check_scores", "load_scores", "read_scores", "write_score_file"]
+__all__ = ["SCORE_FORMAT", "ScoreCheck", "ScoreFile", "aligned", "check_scores", "load_scores", "read_scores",
+           "write_score_file"]
 
 SHOWN = 3  # ids shown per problem
+
+#: The format of every score written: enough digits to give back any float32 exactly.
+SCORE_FORMAT = ".9g"
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,16 +149,27 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def write_score_file(path: str | os.PathLike, ids: Sequence[str], scores: ArrayLike) -> Path:
-    """Write ``ID SCORE`` lines, or for a ``.tsv`` path the ASVspoof 5 form (``filename<TAB>cm-score`` header),
-    atomically; scores with 10 significant digits (no ties that the detector did not make)."""
+def write_score_file(path: str | os.PathLike, ids: Sequence[str], scores: ArrayLike,
+                     meta: Callable[[int], str] | None = None) -> Path:  # fmt: skip
+    """Write the scores atomically, one line per score that is not NaN (NaN: a trial that failed, left out), in
+    :data:`SCORE_FORMAT`; returns ``path``. The forms: ``ID SCORE``; with ``meta`` (``i`` ->
+    ``"ATTACK KEY"``) ``ID ATTACK KEY SCORE`` (ASVspoof 2019); for a ``.tsv`` path the ASVspoof 5 submission
+    (a ``filename<TAB>cm-score`` header)."""
     path = Path(path)
     values = np.asarray(scores, dtype=np.float64).ravel()
     if len(ids) != values.size:
         raise ValueError(f"{len(ids)} ids but {values.size} scores")
-    sep, header = ("\t", "filename\tcm-score\n") if path.suffix.lower() == ".tsv" else (" ", "")
-    with atomic_path(path) as tmp:
-        tmp.write_text(header + "".join(f"{u}{sep}{s:.10g}\n" for u, s in zip(ids, values.tolist())))
+    tsv = path.suffix.lower() == ".tsv"
+    if tsv and meta is not None:
+        raise ValueError("the ASVspoof 5 form (.tsv) has no attack and key columns")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        if tsv:
+            f.write("filename\tcm-score\n")
+        for i, score in enumerate(values.tolist()):
+            if score != score:  # NaN
+                continue
+            utt = ids[i] if meta is None else f"{ids[i]} {meta(i)}"
+            f.write(f"{utt}\t{score:{SCORE_FORMAT}}\n" if tsv else f"{utt} {score:{SCORE_FORMAT}}\n")
     return path
 
 
