@@ -303,7 +303,7 @@ def test_help_reads_well():
 
 
 BAD_ARGUMENTS = [  # (command line, what the one line must say)
-    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_lstm"),
+    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_attention, lcnn_fixed"),
     (["train", "--model", "lightcnn9"], "model 'lightcnn9' is not built for the classify task"),
     (["train", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
     (["train", "--epochs", "two"], "argument --epochs: expected a whole number, got 'two'"),
@@ -318,7 +318,7 @@ BAD_ARGUMENTS = [  # (command line, what the one line must say)
     (["train", "--recipe", "fast"], "unknown recipe 'fast' for task classify"),
     (["train", "--data", "nowhere"], "unknown image dataset 'nowhere'"),
     (["train", "--task", "spoof", "--frames", "8"], "argument --frames: must be at least 16, got 8"),
-    (["train", "--task", "spoof", "--frontend", "mfcc"], "unknown front-end 'mfcc'; expected lfcc, spec or ssl:"),
+    (["train", "--task", "spoof", "--frontend", "mfcc"], "unknown front-end 'mfcc'; expected lfcc, spec, lfb, power"),
     (["train", "--task", "face", "--image-size", "100"], "argument --image-size: must be at least 128, got 100"),
     (["train", "--task", "face", "--pairs", "x"], "unrecognized arguments: --pairs x"),
     (["train", "--resume"], "--resume continues the run in --out: give the run folder"),
