@@ -324,7 +324,7 @@ BAD_ARGUMENTS = [  # (command line, what the one line must say)
     (["train", "--resume"], "--resume continues the run in --out: give the run folder"),
     (["evaluate"], "the following arguments are required: RUN_OR_CHECKPOINT"),
     (["evaluate", "nowhere.ckpt"], "nowhere.ckpt: no such checkpoint or run folder"),
-    (["predict", "--task", "spoof", "x.ckpt", "a.wav", "--threshold", "high"], "argument --threshold: invalid float"),
+    (["predict", "--task", "spoof", "x.ckpt", "a.wav", "--threshold", "high"], "--threshold: expected a number"),
     (["export", "x.ckpt", "--format", "pickle"], "argument --format: invalid choice: 'pickle'"),
     (["benchmark", "--steps", "0"], "argument --steps: must be at least 1, got 0"),
     (["nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),
