@@ -64,10 +64,13 @@ def test_an_output_folder_inside_an_input_folder_is_refused(tmp_path: Path) -> N
     corpus = tmp_path / "corpus"
     (corpus / "flac").mkdir(parents=True)
     with pytest.raises(UserError, match="lies inside the input DATA_DIR"):
-        refuse_overwrite({"--out": corpus / "copy"}, {"DATA_DIR": corpus})
+        refuse_overwrite({"--out": corpus / "copy"}, {}, {"DATA_DIR": corpus})
     with pytest.raises(UserError, match="holds the input"):
-        refuse_overwrite({"--out": tmp_path}, {"DATA_DIR": corpus})
-    refuse_overwrite({"--out": tmp_path / "copy"}, {"DATA_DIR": corpus})
+        refuse_overwrite({"--out": tmp_path}, {}, {"DATA_DIR": corpus})
+    with pytest.raises(UserError, match="holds the input CHECKPOINT"):
+        refuse_overwrite({"--out": tmp_path}, {"CHECKPOINT": corpus / "flac"})
+    refuse_overwrite({"--out": tmp_path / "copy"}, {}, {"DATA_DIR": corpus})
+    refuse_overwrite({"--out": corpus / "evaluation"}, {"RUN": corpus})  # a run folder may hold its evaluations
 
 
 def test_a_second_writer_of_one_output_stops_naming_the_first(tmp_path: Path) -> None:

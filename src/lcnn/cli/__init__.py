@@ -17,9 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
-from lcnn.cli import degrade, faces, info, score, score_files, serve, train, trained
+from lcnn.cli import degrade, faces, info, pretrained, score, score_files, serve, train, trained
 from lcnn.cli.parsing import TASK_COMMANDS, Parser, refuse_writing_inputs
-from lcnn.cli.signals import WORKER_KILLED, interruptible
+from lcnn.cli.signals import WORKER_KILLED, interruptible, received
 from lcnn.errors import Interrupted, UserError
 
 __all__ = ["build_parser", "main"]
@@ -47,7 +47,10 @@ def _main(argv: list[str]) -> int:
         parser = build_parser(_task_of(argv))
         args = parser.parse_args(argv)
         refuse_writing_inputs(parser, args)
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        if received:  # the exception was lost in a finaliser: the command ran on, but was told to stop
+            raise Interrupted(received[-1])
+        return code
     except Interrupted as err:
         print(f"lcnn: stopped by {err.name}; what was finished is kept (the same command resumes a scoring run, "
               "--resume a training run)", file=sys.stderr)  # fmt: skip
@@ -130,6 +133,6 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)
     parser.commands = commands  # the subcommands, for the checks made on a parsed command line
-    for module in (train, trained, score, info, score_files, degrade, faces, serve):
+    for module in (train, trained, score, info, score_files, degrade, faces, serve, pretrained):
         module.add(commands, task)
     return parser
