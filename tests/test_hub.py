@@ -123,6 +123,19 @@ def test_local_folder_refusals(exported: Path, tmp_path: Path, capsys) -> None:
     assert source_of(tmp_path) is None
 
 
+def test_released_names_resolve_through_the_registry(exported: Path, monkeypatch) -> None:
+    import lcnn.released
+    from lcnn.released import RELEASED
+    from lcnn.tasks import find_checkpoint
+
+    name = next(iter(RELEASED))
+    asked = []
+    monkeypatch.setattr(lcnn.released, "fetch", lambda n: asked.append(n) or exported)  # no download here
+    assert find_checkpoint(name) == exported and asked == [name]
+    with pytest.raises(UserError, match="no such checkpoint or run folder"):
+        find_checkpoint("no-such-released-model")
+
+
 _SCRIPT = """
 import contextlib, io, json, sys
 from lcnn.cli import main

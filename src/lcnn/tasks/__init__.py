@@ -56,10 +56,8 @@ def find_checkpoint(path: str | Path) -> Path:
 def _released(name: str) -> Path | None:
     """The converted checkpoint of a released model the registry lists by ``name`` (:func:`lcnn.released.fetch`:
     downloaded and converted once, into the cache), ``None`` for any other name."""
-    try:
-        from lcnn.released import RELEASED, fetch
-    except ImportError:  # a version without the registry of released models
-        return None
+    from lcnn.released import RELEASED, fetch
+
     return Path(fetch(name)) if name in RELEASED else None
 
 
