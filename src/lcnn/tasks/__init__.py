@@ -3,6 +3,7 @@ task from its checkpoint (:func:`load_task`), whatever the task."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     from lcnn.models.pretrained import load_failure
 
     path = find_checkpoint(path)
+    if not zipfile.is_zipfile(path):  # memory-mapping needs torch's zip format; say so rather than mmap's words
+        raise UserError(f"{path}: not a PyTorch checkpoint (expected the zip archive that torch.save writes)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
