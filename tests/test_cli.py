@@ -138,7 +138,7 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
         capsys, ["train", "--task", "spoof", "--val-fraction", "0.1", "--out", str(tmp_path / "s")])
     notckpt = tmp_path / "x.ckpt"
     notckpt.write_text("hello")
-    assert "x.ckpt: not a readable PyTorch checkpoint" in _error(capsys, ["evaluate", str(notckpt)])
+    assert "x.ckpt: not a PyTorch checkpoint" in _error(capsys, ["evaluate", str(notckpt)])
     assert "no such checkpoint" in _error(capsys, ["predict", str(tmp_path / "none.ckpt"), str(big)])
 
 
