@@ -3,6 +3,7 @@ task from its checkpoint (:func:`load_task`), whatever the task."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         ckpt = hub.read_folder(path)
     else:
+        if not zipfile.is_zipfile(path):  # memory-mapping needs torch's zip format; say so rather than mmap's words
+            raise UserError(f"{path}: not a PyTorch checkpoint (expected the zip archive that torch.save writes)")
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as err:  # torch raises many types for a file that is not a checkpoint
