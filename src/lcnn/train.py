@@ -26,7 +26,10 @@ from lcnn.callbacks import TRANSIENT, AtomicCheckpointIO, RunCheckpoint, RunConf
 from lcnn.config import check_run_settings
 from lcnn.errors import DataError, UserError
 from lcnn.io import read_text, write_json
+from lcnn.plots import plot_training_curves
+from lcnn.probe import choose, pinned_precision
 from lcnn.runs import RunFolder, is_rank_zero
+from lcnn.speed import default_precision, tune_cpu_allocator
 from lcnn.tasks import Task, get_task
 
 _RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
@@ -123,9 +126,6 @@ def resolve_precision(precision: str, accelerator: str, task: str | None = None,
     what keeps ``task``'s result (fp32 without them); elsewhere fp32."""
     if precision != "auto":
         return precision
-    from lcnn.probe import choose, pinned_precision
-    from lcnn.speed import default_precision
-
     pinned = pinned_precision()
     if pinned:
         return pinned
@@ -187,8 +187,6 @@ def _seed_dir(run_dir: Path, cfg: dict, seed: int) -> Path:
 
 def _train_seeds(cfg: dict, task: Task, run_dir: Path, first: tuple | None = None) -> dict:
     if cfg["accelerator"] == "cpu" or not torch.cuda.is_available():
-        from lcnn.speed import tune_cpu_allocator
-
         tune_cpu_allocator()
     seeds = cfg["seeds"]
     results = {}
@@ -229,8 +227,6 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
     With ``resume``, a seed that has finished (its metrics.json says so, and no more epochs are asked for)
     keeps its results; one with a last checkpoint continues from it; the others start afresh.
     """
-    from lcnn.plots import plot_training_curves
-
     done = run_dir / "metrics.json"
     if cfg.get("resume") and done.is_file():
         finished = json.loads(done.read_text())

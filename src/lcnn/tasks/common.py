@@ -12,6 +12,9 @@ import lightning as L
 import numpy as np
 import torch
 
+from lcnn.inference import quantize_int8
+from lcnn.probe import checked_int8, choose
+
 # Two messages every Trainer prints that users can do nothing about: Lightning's batch-size inference uses a
 # torch.utils._pytree API that torch 2.13 deprecates, and Lightning advertises its cloud logger.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
@@ -48,7 +51,6 @@ def inference_choice(task: str, module: L.LightningModule) -> str:
     ``task``'s result (:func:`lcnn.probe.choose`); ``fp32`` where a GPU runs it, or ``$LCNN_PRECISION`` is set."""
     if torch.cuda.is_available():
         return "fp32"
-    from lcnn.probe import choose
 
     shape = getattr(module.model, "input_shape", None)
     return choose(task, module.hparams.model, shape, parts=("infer",))["infer"]
@@ -65,9 +67,6 @@ def predict_precision(task: str, module: L.LightningModule, int8: bool | None, c
     precision = {True: "int8", False: "fp32"}.get(int8) or inference_choice(task, module)
     if precision != "int8":
         return precision
-    from lcnn.inference import quantize_int8
-    from lcnn.probe import checked_int8
-
     if int8:
         module.model = quantize_int8(module.model, calibration(), run)
         return precision
