@@ -14,7 +14,7 @@ would. ``lcnn_lstm`` rows time the ASVspoof baseline on 3-second LFCC inputs (30
 
 The report starts with where it ran (``lcnn.benchmark.machine_report``: CPU, flags, matmul peaks, the
 precision probe's tables). ``*`` marks the library's default training configuration on this machine and
-``†`` its default inference (``lcnn.probe.choose`` for classify / spoof: channels-last, the lean MFM
+``†`` its default inference (``lcnn.precision.choose`` for classify / spoof: channels-last, the lean MFM
 backward, the tuned allocator and the precision the probe chose); the lines under the table give each
 default against the best row of its model, measured in the same run. A last line puts the goals in
 arithmetic terms: the multiply-accumulates per second they need against the matmul peaks.
@@ -60,7 +60,7 @@ LSTM_CONFIGS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
     "lcnn_lstm bf16 CL +fastMFM +malloc": (True, True, False, True, True, False),
 }
 LSTM_SHAPE = (1, 300, 60)
-# what lcnn.probe.choose may pick -> the row that runs it (training and inference)
+# what lcnn.precision.choose may pick -> the row that runs it (training and inference)
 TRAIN_ROWS = {"32-true": "fp32 CL +fastMFM +malloc", "bf16-mixed": "bf16 CL +fastMFM +malloc"}
 INFER_ROWS = {"fp32": "fp32 CL +fastMFM +malloc", "bf16": "bf16 CL +fastMFM +malloc",
               "int8": "fp32 CL ... +int8 inference"}
@@ -282,8 +282,8 @@ def keep_best(best: dict[str, dict], row: dict) -> None:
 
 def library_defaults() -> dict[str, dict[str, str]]:
     """Per model (row prefix): the rows of the library's default training and inference on this machine, from
-    what ``lcnn.probe.choose`` picks (classify for the article's LCNN, spoof for lcnn_lstm), and why."""
-    from lcnn.probe import choose
+    what ``lcnn.precision.choose`` picks (classify for the article's LCNN, spoof for lcnn_lstm), and why."""
+    from lcnn.precision import choose
 
     defaults = {}
     for prefix, task, model, shape in (("torch", "classify", "lcnn", (1, 28, 28)), ("lcnn_lstm", "spoof", "lcnn_lstm",
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.clock == "cpu":
         print("throughputs are images per CPU-second of the measuring process (--clock cpu), not per second")
     print(format_table(rows, keras_best, defaults, peaks))
-    print("* = the library's default training here, † its default inference (lcnn.probe): channels-last (CL), "
+    print("* = the library's default training here, † its default inference (lcnn.precision): channels-last (CL), "
           "fastMFM = MaxFeatureMap 2/1 through lcnn.layers.max_feature_map (same forward, lean backward), malloc = "
           "tune_cpu_allocator(); train/bf16pk = training MACs/s (3x the forward's) over the bf16 matmul peak")
     print("\n".join(defaults_against_best(rows, defaults)))

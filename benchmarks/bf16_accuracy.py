@@ -5,7 +5,7 @@ seeds each, for the article's LCNN on MNIST-5k (test accuracy) and lcnn_lstm on 
     python benchmarks/bf16_accuracy.py --report runs/bf16-classify-lcnn-32-true runs/bf16-classify-lcnn-bf16-mixed
 
 bf16 keeps the result where its mean is no worse than fp32's by more than the fp32 seeds' spread (their
-sample standard deviation); such a task gets a ``"bf16-mixed"`` entry in ``lcnn.probe.KEEPS_RESULT`` (the
+sample standard deviation); such a task gets a ``"bf16-mixed"`` entry in ``lcnn.precision.KEEPS_RESULT`` (the
 line to paste is printed), and only then may ``--precision auto`` train it in bf16. The others keep fp32.
 Runs go to ``runs/bf16-TASK-MODEL-PRECISION`` (``seed-N`` inside). Prints Markdown.
 """
@@ -67,7 +67,7 @@ def report(runs: list[Path]) -> str:
             verdicts.append(f"- {task} / {model}: bf16 costs {cost:+.2f} points of {label} against a spread of "
                             f"{spread:.2f} over {seeds} fp32 seeds: "
                             + (f'**keeps the result**; add to the ("{task}", "{model}") entry of '
-                               "`lcnn.probe.KEEPS_RESULT`:\n"
+                               "`lcnn.precision.KEEPS_RESULT`:\n"
                                f'  `"bf16-mixed": "{TASKS[task][0]}, {seeds} seeds: '
                                f"{statistics.fmean(values['bf16-mixed']):.2f} % in bf16 against "
                                f"{statistics.fmean(values['32-true']):.2f} ± {spread:.2f} % in fp32 "

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from probe_timings import timings, unpinned  # noqa: F401 - fixtures of test_probe, test_precision
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -17,7 +18,7 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True, scope="session")
 def _fp32_unless_a_test_unpins():
     """Every test runs pinned to fp32 (``$LCNN_PRECISION``): results the same on every machine, and no test
-    times precisions or writes the probe's cache in passing. ``tests/test_probe.py`` unpins."""
+    times precisions or writes the probe's cache in passing. ``unpinned`` (test_probe, test_precision) unpins."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LCNN_PRECISION", "32-true")
         yield

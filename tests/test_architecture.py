@@ -38,7 +38,8 @@ ALLOWED = {
     "lcnn.plots": set(),
     "lcnn.export": set(),
     "lcnn.probe": {"lcnn.models", "lcnn.inference", "lcnn.speed", "lcnn.data"},
-    "lcnn.benchmark": {"lcnn.models", "lcnn.speed", "lcnn.probe"},
+    "lcnn.precision": {"lcnn.inference", "lcnn.speed", "lcnn.probe"},
+    "lcnn.benchmark": {"lcnn.models", "lcnn.speed", "lcnn.probe", "lcnn.precision"},
 }
 FREE = {"lcnn.errors", "lcnn.io", "lcnn.config"}
 

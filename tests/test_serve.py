@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 from serving import CALIBRATION, audio_bytes, image_bytes, make_checkpoints  # noqa: E402
 
+import lcnn.precision  # noqa: E402
 from lcnn.audio import frontend_config  # noqa: E402
 from lcnn.cli import main  # noqa: E402
 from lcnn.errors import UserError  # noqa: E402
@@ -428,7 +429,7 @@ def test_image_models_run_in_int8_when_it_agrees_with_fp32(checkpoints: dict, tm
     images = [face.preprocess(Image.open(io.BytesIO(image_bytes(seed=20 + i)))) for i in range(3)]
     a, b = torch.tensor(np.stack(face.embed(images))), torch.tensor(np.stack(fp32.embed(images)))
     assert not torch.equal(a, b) and torch.nn.functional.cosine_similarity(a, b).min() > 0.99
-    monkeypatch.setattr(served, "INT8_AGREEMENT", 1.01)  # int8 never agrees that well: the model stays fp32
+    monkeypatch.setattr(lcnn.precision, "INT8_AGREEMENT", 1.01)  # int8 never agrees that well: the model stays fp32
     calibration = [Image.open(p) for p in sorted(tmp_path.glob("*.png"))]
     assert fp32.use_int8(calibration).startswith("fp32: int8 agreement") and fp32.precision == "fp32"
 

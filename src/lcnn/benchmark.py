@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from lcnn.models import count_macs, create_model, list_models, model_info
-from lcnn.probe import MARGIN, ORDER, choose, interleaved, machine_key, probe
+from lcnn.precision import MARGIN, ORDER, choose, decide
+from lcnn.probe import interleaved, machine_key, probe
 from lcnn.speed import prepare_input, prepare_model
 
 
@@ -111,7 +112,7 @@ def matmul_peaks(threads: int | None = None, size: int = 2048) -> dict[str, floa
 
 def probe_text(result: dict[str, Any], tasks: Sequence[str] = ()) -> str:
     """The probe's table (examples/s, the ratio to fp32, and each candidate's median step over its fastest),
-    its choice before the accuracy guard, and :func:`lcnn.probe.choose`'s for each of ``tasks``."""
+    its choice before the accuracy guard, and :func:`lcnn.precision.choose`'s for each of ``tasks``."""
     shape = "x".join(map(str, result["input_shape"]))
     lines = [f"{result['model']} {shape}, batch {result['batch']}, measured {result['measured']}",
              f"{'':<7}{'candidate':<12}{'ex/s':>10}{'vs fp32':>9}{'spread':>8}"]  # fmt: skip
@@ -124,7 +125,8 @@ def probe_text(result: dict[str, Any], tasks: Sequence[str] = ()) -> str:
                 lines.append(f"{part:<7}{candidate:<12}{speeds[candidate]:>10,.0f}{ratio:>8.2f}x{spread:>7.2f}x")
             else:
                 lines.append(f"{part:<7}{candidate:<12}{'-':>10}  left out: {result['skipped'].get(candidate, '?')}")
-    lines.append(f"fastest (margin {MARGIN:.2f}x): train {result['train']}, infer {result['infer']}")
+    fastest = {part: decide(result["table"][part], ORDER[part]) for part in ORDER}
+    lines.append(f"fastest (margin {MARGIN:.2f}x): train {fastest['train']}, infer {fastest['infer']}")
     for task in tasks:
         choice = choose(task, result["model"], result["input_shape"], result=result)
         lines.append(f"chosen for {task}: train {choice['train']}, infer {choice['infer']} ({choice['note']})")

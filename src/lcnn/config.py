@@ -31,7 +31,7 @@ class RunSettings:
         epochs: maximum number of epochs.
         patience: early-stopping patience in epochs on the task's monitored metric (0: off).
         best_by: ``[metric, mode]`` the kept checkpoint is chosen by (default: the monitored metric).
-        accelerator, devices, strategy, precision: Lightning's (``precision="auto"``: see :mod:`lcnn.probe`).
+        accelerator, devices, strategy, precision: Lightning's (``precision="auto"``: see :mod:`lcnn.precision`).
         deterministic: Lightning's ``deterministic`` (reproducible kernels where torch has them).
         out: the run folder (default ``runs/TASK-DATA-MODEL-TIME``).
         resume: continue the run in ``out`` from its last checkpoint.

@@ -1,4 +1,4 @@
-"""Which precision trains, and which path infers, fastest on the machine at hand: measured, cached, guarded.
+"""How fast each precision trains, and each path infers, on the machine at hand: measured and cached.
 
 "bf16 pays on CPUs only with AMX" held on one Xeon and was wrong on an AMD EPYC with AVX512_BF16 and no
 AMX, where bf16 autocast trains the article's LCNN 1.9x faster than fp32 (issue 17). So it is measured:
@@ -8,10 +8,9 @@ shapes, each candidate for a fraction of a second, in turn (a burst of load from
 alike), each keeping its fastest step (the least disturbed): on a shared machine the ranking holds. The
 table is cached as JSON in ``cache_dir()/probe/<machine>/``; ``lcnn benchmark --probe`` shows it.
 
-:func:`choose` reads it for a task: a less exact candidate wins where it is :data:`MARGIN` times as fast as
-the more exact one and known to keep the task's result (:data:`KEEPS_RESULT`, from the accuracy runs in
-``benchmarks/RESULTS-*.md``). ``$LCNN_PRECISION`` pins the training precision (inference: fp32) without
-probing. A failing probe gives fp32 and a one-line warning: it never stops a run.
+The probe only measures: which precision runs where, from its table and the accuracy guard, is
+:mod:`lcnn.precision`'s policy (``choose``, ``KEEPS_RESULT``, ``MARGIN``, still readable here under the names
+they had).
 """
 
 from __future__ import annotations
@@ -31,26 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lcnn.config import PRECISIONS
 from lcnn.data.download import cache_dir
-from lcnn.errors import UserError
 from lcnn.inference import quantize_int8
 from lcnn.io import write_json
 from lcnn.models import count_macs, create_model, model_info
 from lcnn.speed import _cpu_flag, prepare_input, prepare_model
 
-__all__ = ["KEEPS_RESULT", "MARGIN", "ORDER", "checked_int8", "choose", "cpu_flags", "decide", "interleaved",
-           "machine_key", "measure", "min_cosine", "pinned_precision", "probe", "probe_shape", "top1_agreement"]
+__all__ = ["cpu_flags", "interleaved", "machine_key", "measure", "probe", "probe_shape"]
 
 log = logging.getLogger(__name__)
 
-#: A less exact candidate must run at least this many times as fast as the more exact one it would replace.
-#: 10 %: a smaller gain is within what a short probe on a shared machine can tell apart and not worth a change
-#: of numerics; a larger margin could leave the default more than 10 % behind the best (issue 17's bound:
-#: with this margin the choice is always within 1/1.10 of the fastest candidate allowed).
-MARGIN = 1.10
-#: The candidates, most exact first: training precisions (Lightning's names) and inference paths.
-ORDER = {"train": ("32-true", "bf16-mixed"), "infer": ("fp32", "bf16", "int8")}
 #: Timed seconds per candidate (a candidate stops after this, once it has run MIN_ROUNDS steps).
 BUDGET_S = 0.3
 MIN_ROUNDS, MAX_ROUNDS = 3, 20
@@ -63,32 +52,10 @@ PROBE_FRAMES = 300
 #: LCNN gets 64, lcnn_lstm on 3 s 8, LightCNN-9 2; a training step then takes a few tens of milliseconds
 #: to a few hundred.
 BATCH_MACS = 2e9
-#: Least agreement of int8 with fp32 on the first batch of a prediction: the share of equal top-1 classes
-#: (classify), the smallest cosine of the embeddings (face); as ``lcnn serve --int8``.
-INT8_AGREEMENT = 0.99
 #: CPU flags that decide bf16 and int8 speed (``/proc/cpuinfo`` names).
 FLAGS = ("avx512_bf16", "amx_tile", "avx512_vnni", "avx_vnni")
 #: The names of ``torch.cpu._is_<name>_supported`` where they are not those of :data:`FLAGS`.
 _TORCH_FLAG = {"avx512_vnni": "vnni"}
-
-#: The accuracy guard, as data: (task, model) -> {precision: the evidence that it keeps the task's result
-#: against fp32}. fp32 needs no entry. ``"bf16-mixed"``: bf16 autocast training, entered only after fp32
-#: and bf16 runs of 3 seeds agree within the fp32 seeds' spread (issue 17: the article's LCNN on MNIST-5k,
-#: lcnn_lstm on MiniSpoof); a (task, model) without one trains in fp32 on CPUs. ``"bf16"`` / ``"int8"``:
-#: inference; predict also checks int8 against fp32 on its first batch.
-KEEPS_RESULT: dict[tuple[str, str], dict[str, str]] = {
-    ("classify", "lcnn"): {
-        "bf16-mixed": "MNIST-5k, 3 seeds of the article recipe: 97.19 ± 0.16 % trained in bf16 against 97.21 ± 0.17 % "
-                      "in fp32 (benchmarks/RESULTS-classify.md, bf16_accuracy.py)",
-        "int8": "MNIST-5k, 3 seeds of the article recipe: 97.38 % in int8 against 97.40 % in fp32, the same class "
-                "for 99.74-99.88 % of the 10,000 test digits (benchmarks/RESULTS-classify.md)",
-    },
-    ("face", "lightcnn9"): {
-        "int8": "ORL, 3 seeds: EER 12.22 / 13.33 / 11.78 % in int8 against 12.22 / 13.56 / 11.78 % in fp32, "
-                "embeddings within cosine 0.9993 (benchmarks/RESULTS-face.md)",
-    },
-}  # fmt: skip
-
 
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
@@ -246,19 +213,6 @@ def measure(name: str, shape: tuple[int, ...], batch: int, budget_s: float = BUD
     return table, skipped, spread
 
 
-def decide(speeds: dict[str, float], order: Sequence[str], allowed: set[str] | None = None,
-           margin: float = MARGIN) -> str:  # fmt: skip
-    """The candidate to run, from ``speeds`` (examples/s) of the candidates of ``order`` (most exact first):
-    each less exact one that is ``allowed`` (default: all) replaces the pick so far where it is at least
-    ``margin`` times as fast. The pick is then within ``1/margin`` of the fastest allowed candidate."""
-    pick = order[0]
-    for candidate in order[1:]:
-        fast = speeds.get(candidate, 0.0) >= margin * speeds.get(pick, math.inf)
-        if fast and (allowed is None or candidate in allowed):
-            pick = candidate
-    return pick
-
-
 def _cache_file(key: dict[str, Any], name: str, shape: tuple[int, ...], batch: int | None) -> Path:
     size = "x".join(map(str, shape)) + (f"-b{batch}" if batch else "")
     return cache_dir() / "probe" / _machine_id(key) / f"{name}-{size}.json"
@@ -272,10 +226,9 @@ _MEASURED: dict[Path, dict[str, Any]] = {}
 def probe(model: str, input_shape: Sequence[int | None] | None = None, batch: int | None = None,
           budget_s: float = BUDGET_S, refresh: bool = False) -> dict[str, Any]:  # fmt: skip
     """The probe's table for ``model`` on this machine, measured once (or again with ``refresh``) and
-    cached: ``{"table": {"train": {...}, "infer": {...}}, "skipped", "spread", "train", "infer" (the fastest
-    by :data:`MARGIN`, before the accuracy guard), "machine", "model", "input_shape", "batch", "measured",
-    "cache" (None: too disturbed to cache, see :data:`STEADY`)}``. ``batch``: default about
-    :data:`BATCH_MACS` multiply-accumulates."""
+    cached: ``{"table": {"train": {...}, "infer": {...}}, "skipped", "spread", "machine", "model",
+    "input_shape", "batch", "measured", "cache" (None: too disturbed to cache, see :data:`STEADY`)}``.
+    ``batch``: default about :data:`BATCH_MACS` multiply-accumulates."""
     shape = probe_shape(model, input_shape)
     key = machine_key()
     path = _cache_file(key, model, shape, batch)
@@ -297,7 +250,6 @@ def probe(model: str, input_shape: Sequence[int | None] | None = None, batch: in
     result = {
         "machine": key, "model": model, "input_shape": list(shape), "batch": batch, "budget_s": budget_s,
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "table": table, "skipped": skipped, "spread": spread,
-        "train": decide(table["train"], ORDER["train"]), "infer": decide(table["infer"], ORDER["infer"]),
         "cache": str(path),
     }  # fmt: skip
     if max(spread.values(), default=1.0) > STEADY:
@@ -313,77 +265,14 @@ def probe(model: str, input_shape: Sequence[int | None] | None = None, batch: in
     return result
 
 
-def pinned_precision() -> str | None:
-    """``$LCNN_PRECISION`` (a Lightning precision; unset, empty or ``auto``: ``None``)."""
-    value = os.environ.get("LCNN_PRECISION", "").strip()
-    if value in ("", "auto"):
-        return None
-    if value not in PRECISIONS:
-        raise UserError(f"LCNN_PRECISION={value!r}: must be one of {', '.join(PRECISIONS)}")
-    return value
+_POLICY = ("KEEPS_RESULT", "MARGIN", "choose")
 
 
-def choose(task: str, model: str, input_shape: Sequence[int | None] | None = None, parts: Sequence[str] = ORDER,
-           result: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """What ``model`` of ``task`` should train and infer in on this CPU: ``{"train": "32-true" |
-    "bf16-mixed", "infer": "fp32" | "bf16" | "int8", "note": why, "probe": the table or None}``.
+def __getattr__(name: str) -> Any:
+    """The public names of the policy this module held before :mod:`lcnn.precision` (the same objects, imported
+    on use: the policy imports the probe)."""
+    if name in _POLICY:
+        import lcnn.precision
 
-    Only candidates :data:`KEEPS_RESULT` lists for ``(task, model)`` compete with fp32, each where it is
-    :data:`MARGIN` times as fast (:func:`decide`); nothing is measured for ``parts`` without such a
-    candidate; ``result``: a :func:`probe` result to decide from. ``$LCNN_PRECISION`` pins training to it
-    and inference to fp32. Never raises for a failing probe: fp32, with a one-line warning."""
-    pinned = pinned_precision()
-    if pinned:
-        return {"train": pinned, "infer": "fp32", "note": f"LCNN_PRECISION={pinned}", "probe": None}
-    known = set(KEEPS_RESULT.get((task, model), {}))
-    fp32 = {"train": "32-true", "infer": "fp32", "probe": None}
-    if not any(known & set(ORDER[part][1:]) for part in parts):
-        return {**fp32, "note": f"only fp32 is known to keep the result of {task} / {model}"}
-    try:
-        result = result or probe(model, input_shape)
-    except Exception as err:  # noqa: BLE001 - the probe must never break a run
-        note = f"the precision probe failed ({type(err).__name__}: {err}); running fp32"
-        log.warning("lcnn: warning: %s", note)
-        return {**fp32, "note": note}
-    table = result["table"]
-    picks = {part: decide(table[part], ORDER[part], known) for part in ORDER}
-    held = [f"{fastest} ({table[part][fastest] / table[part][picks[part]]:.2f}x {picks[part]})" for part in parts
-            if (fastest := decide(table[part], ORDER[part])) != picks[part]]  # fmt: skip
-    note = (f"not yet known to keep the result of {task} / {model}: " + ", ".join(held) if held
-            else f"the fastest of what keeps the result of {task} / {model}")  # fmt: skip
-    return {**picks, "note": note, "probe": result}
-
-
-def top1_agreement(reference: torch.Tensor, other: torch.Tensor) -> float:
-    """The share of rows whose largest entry is in the same place (classes)."""
-    return float((reference.argmax(1) == other.argmax(1)).float().mean())
-
-
-def min_cosine(reference: torch.Tensor, other: torch.Tensor) -> float:
-    """The smallest cosine similarity of matching rows (embeddings)."""
-    return float(F.cosine_similarity(reference.float(), other.float()).min())
-
-
-Run = Callable[[nn.Module, torch.Tensor], torch.Tensor]
-
-
-def checked_int8(model: nn.Module, calibration: torch.Tensor, batch: torch.Tensor,
-                 agreement: Callable[[torch.Tensor, torch.Tensor], float],
-                 run: Run | None = None) -> tuple[nn.Module, str]:  # fmt: skip
-    """``(int8 model, "int8")`` where :func:`lcnn.inference.quantize_int8` of ``model``, calibrated on
-    ``calibration``, agrees with fp32 on ``batch`` (``agreement(fp32 outputs, int8 outputs)`` at least
-    :data:`INT8_AGREEMENT`; ``run(model, x)`` the computation, default ``model.embed`` or ``model``), else
-    ``(model, "fp32")`` with a one-line warning."""
-    run = run or (lambda m, x: m.embed(x) if hasattr(m, "embed") else m(x))
-    try:
-        int8 = quantize_int8(model, calibration, run)
-        with torch.inference_mode():
-            score = agreement(run(model.eval(), batch), run(int8, batch))
-    except Exception as err:  # noqa: BLE001 - int8 is an optimisation: fp32 always works
-        log.warning("lcnn: warning: int8 failed (%s: %s); running fp32", type(err).__name__, err)
-        return model, "fp32"
-    if not score >= INT8_AGREEMENT:
-        log.warning("lcnn: warning: int8 agrees with fp32 at %.4f < %s on the first %d inputs; running fp32",
-                    score, INT8_AGREEMENT, len(batch))  # fmt: skip
-        return model, "fp32"
-    return int8, "int8"
+        return getattr(lcnn.precision, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

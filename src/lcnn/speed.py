@@ -10,8 +10,8 @@ Xeon with AVX-512 and AVX512_BF16 but no AMX; table in ``benchmarks/RESULTS-clas
   half of the CPU training step, and glibc re-mapped and faulted in each step's activations.
 - bf16 autocast: on this Xeon (AVX512_BF16 alone) oneDNN's bf16 convolutions were no faster than fp32 and
   the casts cost extra, while on an AMD EPYC with the same flags bf16 trains 1.9x faster (issue 17). So on
-  CPUs ``--precision auto`` is measured per machine (:mod:`lcnn.probe`); :func:`default_precision` is the
-  rule for GPUs (bf16 where supported).
+  CPUs ``--precision auto`` is measured per machine (:mod:`lcnn.probe`); which precision runs where is
+  :mod:`lcnn.precision`'s to say.
 - ``torch.inference_mode`` for inference.
 - ``torch.compile`` is not a default: on this CPU it took 1-2 minutes to compile under load, was slower than
   eager for fp32 training and no faster for inference.
@@ -29,7 +29,7 @@ from torch import nn
 __all__ = [
     "cpu_has_amx",
     "cpu_supports_bf16",
-    "default_precision",
+    "cuda_supports_bf16",
     "prepare_input",
     "prepare_model",
     "tune_cpu_allocator",
@@ -67,12 +67,9 @@ def cpu_has_amx() -> bool:
     return _cpu_flag("amx_tile")
 
 
-def default_precision(device: str | torch.device = "cuda") -> str:
-    """The Lightning ``precision`` that ``--precision auto`` trains in on a GPU: ``"bf16-mixed"`` on CUDA
-    devices with bf16, else ``"32-true"``. CPUs are measured instead (:func:`lcnn.probe.choose`), so any other
-    ``device`` gets ``"32-true"``."""
-    cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
-    return "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
+def cuda_supports_bf16() -> bool:
+    """Whether there is a CUDA device and torch supports bf16 on it (``torch.cuda.is_bf16_supported``)."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def uses_channels_last(model: nn.Module) -> bool:

@@ -27,9 +27,9 @@ from lcnn.config import check_run_settings
 from lcnn.errors import DataError, UserError
 from lcnn.io import read_text, write_json
 from lcnn.plots import plot_training_curves
-from lcnn.probe import choose, pinned_precision
+from lcnn.precision import train_precision
 from lcnn.runs import RunFolder, is_rank_zero
-from lcnn.speed import default_precision, tune_cpu_allocator
+from lcnn.speed import tune_cpu_allocator
 from lcnn.tasks import Task, get_task
 
 _RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
@@ -84,10 +84,9 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epo
     Early stopping watches ``monitor``; the best checkpoint is the best by ``cfg["best_by"]`` (``[metric,
     mode]``) where the recipe sets it, else by ``monitor`` too. ``resume_epoch`` keeps the log of the epochs
     before it. ``input_shape``: one example of the model's input, which precision ``auto`` is measured on
-    (:func:`resolve_precision`). Trainer settings Lightning refuses are a :class:`UserError`.
+    (:func:`lcnn.precision.train_precision`). Trainer settings Lightning refuses are a :class:`UserError`.
     """
-    precision = resolve_precision(cfg["precision"], cfg["accelerator"], cfg.get("task"), cfg.get("model"),
-                                  input_shape)  # fmt: skip
+    precision = train_precision(cfg["precision"], cfg["accelerator"], cfg.get("task"), cfg.get("model"), input_shape)
     metric, mode = monitor
     best_metric, best_mode = cfg.get("best_by") or monitor
     # ``last.ckpt`` has a checkpoint callback of its own: ``save_last`` only rewrites it when the best improves.
@@ -119,24 +118,8 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epo
         raise UserError(f"trainer settings: {err}") from None
 
 
-def resolve_precision(precision: str, accelerator: str, task: str | None = None, model: str | None = None,
-                      input_shape: tuple[int | None, ...] | None = None) -> str:  # fmt: skip
-    """``precision`` as given, but ``auto``: ``$LCNN_PRECISION`` where set; on CUDA bf16 mixed where the GPU has
-    bf16; on a CPU what :func:`lcnn.probe.choose` measured fastest for ``model`` (on ``input_shape``) among
-    what keeps ``task``'s result (fp32 without them); elsewhere fp32."""
-    if precision != "auto":
-        return precision
-    pinned = pinned_precision()
-    if pinned:
-        return pinned
-    if accelerator in ("auto", "gpu", "cuda"):  # as Lightning picks: CUDA, else Apple's GPU, else the CPU
-        mps = accelerator != "cuda" and torch.backends.mps.is_available()
-        accelerator = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
-    if accelerator == "cuda":
-        return default_precision("cuda")
-    if accelerator != "cpu" or task is None or model is None:
-        return "32-true"
-    return choose(task, model, input_shape, parts=("train",))["train"]
+#: The name ARCHITECTURE.md's public API has for the training rule (one function, in lcnn.precision).
+resolve_precision = train_precision
 
 
 def new_run_dir(cfg: dict) -> Path:
@@ -248,7 +231,7 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
         best_epoch=_best_epoch(trainer),
         stopped_early=bool(stopper is not None and stopper.stopped_epoch > 0),
         fit_seconds=round(state.fit_seconds, 1),
-        precision=trainer.precision,  # what precision auto chose here (lcnn.probe)
+        precision=trainer.precision,  # what precision auto chose here (lcnn.precision)
         best_checkpoint="checkpoints/best.ckpt",  # relative to the run folder, which can be moved
     )
     if trainer.is_global_zero:

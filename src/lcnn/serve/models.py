@@ -28,8 +28,9 @@ from lcnn.audio import build_frontend, trim_silence
 from lcnn.data.images import IMAGE_SUFFIXES, open_image, to_array
 from lcnn.data.speech import collate, fit_frames
 from lcnn.errors import DataError, UserError
-from lcnn.inference import calibration_subset, quantize_int8
+from lcnn.inference import calibration_subset
 from lcnn.metrics import Calibration
+from lcnn.precision import check_int8, min_cosine, top1_agreement
 from lcnn.score.segments import HOP_OF_WINDOW, segment_bounds, window_seconds
 from lcnn.speed import prepare_input
 from lcnn.tasks import find_checkpoint, load_task, read_checkpoint
@@ -41,9 +42,6 @@ log = logging.getLogger("lcnn.serve")
 #: Segments run through a spoof model at once (bounds the memory of a batch of long files: 64 windows of 4 s
 #: are 16 MB of samples and about 50 MB of spectra).
 SEGMENT_CHUNK = 64
-#: Least int8 agreement with fp32 on the calibration images: the cosine of the embeddings (face), the share
-#: of equal top-1 classes (classify).
-INT8_AGREEMENT = 0.99
 
 
 def _finite(value: float) -> float | None:
@@ -143,20 +141,15 @@ class _ImageModel(ServedModel):
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         raise NotImplementedError
 
-    def _int8(self, calibration: torch.Tensor) -> tuple[Any, float]:
-        """The int8 model and its agreement with fp32 on ``calibration``."""
+    def _int8(self, calibration: torch.Tensor) -> tuple[Any, str, str]:
+        """:func:`lcnn.precision.check_int8` of the model on ``calibration``, by the task's agreement."""
         raise NotImplementedError
 
     def use_int8(self, images: list[Image.Image]) -> str:
-        """Run in int8 when it agrees with fp32 on ``images`` (at least :data:`INT8_AGREEMENT`); says what happened."""
-        if not {"x86", "fbgemm"} & set(torch.backends.quantized.supported_engines):
-            return "fp32: this CPU has no int8 engine (x86 / fbgemm)"
-        calibration = torch.stack([self.preprocess(image) for image in images])
-        model, agreement = self._int8(calibration)
-        if agreement < INT8_AGREEMENT:
-            return f"fp32: int8 agreement with fp32 is {agreement:.4f} < {INT8_AGREEMENT} on {len(images)} images"
-        self.module.model, self.precision = model, "int8"
-        return f"int8 (agreement with fp32 {agreement:.4f} on {len(images)} images)"
+        """Run in int8 when it agrees with fp32 on ``images`` (:func:`lcnn.precision.check_int8`); says what
+        happened."""
+        self.module.model, self.precision, note = self._int8(torch.stack([self.preprocess(im) for im in images]))
+        return note if self.precision == "int8" else f"fp32: {note}"
 
 
 class FaceModel(_ImageModel):
@@ -178,11 +171,8 @@ class FaceModel(_ImageModel):
     def run(self, batch: list[torch.Tensor]) -> list[np.ndarray]:
         return self.embed(batch)
 
-    def _int8(self, calibration: torch.Tensor) -> tuple[Any, float]:
-        model = quantize_int8(self.module.model, calibration)
-        with torch.inference_mode():
-            fp32, int8 = self.module.model.embed(calibration), model.embed(calibration)
-        return model, float(torch.nn.functional.cosine_similarity(fp32, int8).min())
+    def _int8(self, calibration: torch.Tensor) -> tuple[Any, str, str]:
+        return check_int8(self.module.model, calibration, calibration, min_cosine)
 
 
 class ClassifyModel(_ImageModel):
@@ -210,12 +200,9 @@ class ClassifyModel(_ImageModel):
     def run(self, batch: list[torch.Tensor]) -> list[np.ndarray]:
         return self.classify(batch)
 
-    def _int8(self, calibration: torch.Tensor) -> tuple[Any, float]:
+    def _int8(self, calibration: torch.Tensor) -> tuple[Any, str, str]:
         x = prepare_input(calibration)
-        model = quantize_int8(self.module.model, x, run=lambda m, batch: m(batch))
-        with torch.inference_mode():
-            agreement = (self.module.model(x).argmax(1) == model(x).argmax(1)).float().mean()
-        return model, float(agreement)
+        return check_int8(self.module.model, x, x, top1_agreement, run=lambda m, batch: m(batch))
 
 
 def model_name(path: str | Path) -> str:

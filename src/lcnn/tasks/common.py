@@ -13,7 +13,10 @@ import numpy as np
 import torch
 
 from lcnn.inference import quantize_int8
-from lcnn.probe import checked_int8, choose
+from lcnn.precision import LIGHTNING, check_int8, evaluate_precision, infer_precision
+from lcnn.score.engine import ExactFP32
+
+log = logging.getLogger(__name__)
 
 # Two messages every Trainer prints that users can do nothing about: Lightning's batch-size inference uses a
 # torch.utils._pytree API that torch 2.13 deprecates, and Lightning advertises its cloud logger.
@@ -31,29 +34,22 @@ def check_loader_settings(batch_size: int, val_fraction: float) -> None:
 
 
 def inference_trainer(accelerator: str = "auto", devices: int | str = 1, progress: bool = False,
-                      precision: str = "fp32") -> L.Trainer:  # fmt: skip
+                      precision: str | None = None) -> L.Trainer:  # fmt: skip
     """A Trainer for ``trainer.test`` / ``trainer.predict`` of a trained module: no logger, no checkpoints,
     no model summary, no progress bar unless asked for, and not the device report of every new Trainer.
-    ``precision``: ``fp32``, ``bf16`` (autocast) or ``int8`` (a model quantized already: on the CPU)."""
+    ``precision``: ``fp32`` (TF32 off on CUDA), ``bf16`` (autocast) or ``int8`` (a model quantized already:
+    on the CPU); default evaluate's (:func:`lcnn.precision.evaluate_precision`)."""
+    precision = precision or evaluate_precision()
     report = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     level = report.level
     report.setLevel(logging.WARNING)
     try:
         return L.Trainer(accelerator="cpu" if precision == "int8" else accelerator, devices=devices, logger=False,
                          enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
-                         precision="bf16-mixed" if precision == "bf16" else "32-true")  # fmt: skip
+                         precision=LIGHTNING[precision],
+                         callbacks=[ExactFP32()] if precision == "fp32" else [])  # fmt: skip
     finally:
         report.setLevel(level)
-
-
-def inference_choice(task: str, module: L.LightningModule) -> str:
-    """``fp32``, ``bf16`` or ``int8``: the fastest path on this CPU for the module's model that is known to keep
-    ``task``'s result (:func:`lcnn.probe.choose`); ``fp32`` where a GPU runs it, or ``$LCNN_PRECISION`` is set."""
-    if torch.cuda.is_available():
-        return "fp32"
-
-    shape = getattr(module.model, "input_shape", None)
-    return choose(task, module.hparams.model, shape, parts=("infer",))["infer"]
 
 
 def predict_precision(task: str, module: L.LightningModule, int8: bool | None, calibration: Callable[[], torch.Tensor],
@@ -62,15 +58,18 @@ def predict_precision(task: str, module: L.LightningModule, int8: bool | None, c
     """The path ``predict`` runs the module in (``fp32``, ``bf16`` or ``int8``), its model made int8 for int8.
 
     ``int8=True``: int8, calibrated on ``calibration()`` (``run(model, x)`` the computation to calibrate);
-    ``False``: fp32; ``None``: :func:`inference_choice`, where a chosen int8 must also agree with fp32 on
-    ``first()``, the first batch (``agreement`` at least ``lcnn.probe.INT8_AGREEMENT``), else it is fp32."""
-    precision = {True: "int8", False: "fp32"}.get(int8) or inference_choice(task, module)
+    ``False``: fp32; ``None``: :func:`lcnn.precision.infer_precision`, where a chosen int8 must also agree
+    with fp32 on ``first()``, the first batch (:func:`lcnn.precision.check_int8`), else it is fp32."""
+    shape = getattr(module.model, "input_shape", None)
+    precision = {True: "int8", False: "fp32"}.get(int8) or infer_precision(task, module.hparams.model, shape)
     if precision != "int8":
         return precision
     if int8:
         module.model = quantize_int8(module.model, calibration(), run)
         return precision
-    module.model, precision = checked_int8(module.model, calibration(), first(), agreement, run)
+    module.model, precision, note = check_int8(module.model, calibration(), first(), agreement, run)
+    if precision != "int8":
+        log.warning("lcnn: warning: %s; running fp32", note)
     return precision
 
 

@@ -15,7 +15,7 @@ from lcnn.errors import UserError
 from lcnn.inference import calibration_subset
 from lcnn.io import write_json
 from lcnn.plots import plot_confusion
-from lcnn.probe import top1_agreement
+from lcnn.precision import top1_agreement
 from lcnn.speed import prepare_input
 from lcnn.tasks.classify.data import ImageDataModule
 from lcnn.tasks.classify.spec import ClassifySpec

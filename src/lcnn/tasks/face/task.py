@@ -27,7 +27,7 @@ from lcnn.inference import calibration_subset
 from lcnn.io import atomic_path, atomic_write, write_json
 from lcnn.models import load_lightcnn, model_info
 from lcnn.models.pretrained import released_architectures
-from lcnn.probe import min_cosine
+from lcnn.precision import min_cosine
 from lcnn.tasks.common import predict_precision
 from lcnn.tasks.face.data import data_root
 from lcnn.tasks.face.module import FaceModule

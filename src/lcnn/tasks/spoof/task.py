@@ -22,9 +22,9 @@ from lcnn.data.asvspoof import SPLITS, load_split, resolve_sources
 from lcnn.errors import DataError, UserError
 from lcnn.io import write_json
 from lcnn.models import model_info
+from lcnn.precision import LIGHTNING, evaluate_precision, infer_precision
 from lcnn.score import TrialTable, read_input, score_trials
 from lcnn.score.segments import HOP_OF_WINDOW, window_seconds
-from lcnn.tasks.common import inference_choice
 from lcnn.tasks.spoof.calibrate import calibrated_lines, prior_of, read_calibration
 from lcnn.tasks.spoof.data import cache_root, parse_protocols
 from lcnn.tasks.spoof.report import write_report
@@ -107,7 +107,8 @@ class SpoofTask(SpoofSpec):
         summary = score_trials(module, table, out_dir / f"scores-{split}-2021.txt", frontend=hp.frontend,
                                frames=hp.frames, batch_size=cfg.get("batch_size", 64) if batch_size is None else
                                batch_size, workers=num_workers or 0, restart=True,
-                               cache_dir=cache_root(cache_dir or cfg.get("cache_dir"), hp.frontend))  # fmt: skip
+                               cache_dir=cache_root(cache_dir or cfg.get("cache_dir"), hp.frontend),
+                               precision=LIGHTNING[evaluate_precision()])  # fmt: skip
         kept = ~np.isnan(summary.scores)  # the exact scores, as training's test reports them
         threshold = float(module.threshold)
         asv = asv_scores or (cfg.get("asv_scores") if same else None)
@@ -184,7 +185,7 @@ class SpoofTask(SpoofSpec):
                             strict=bool(strict), restart=bool(restart), accelerator=accelerator or "auto",
                             devices=1 if devices is None else devices, num_nodes=1 if num_nodes is None else num_nodes,
                             strategy=strategy or "auto",
-                            precision=_inference_precision(module) if precision in (None, "auto") else
+                            precision=_inference_precision(module, accelerator) if precision in (None, "auto") else
                             precision)  # fmt: skip
 
     def example_input(self, module: Any) -> Any:
@@ -192,10 +193,11 @@ class SpoofTask(SpoofSpec):
         return torch.zeros(1, 1, module.hparams.frames or 400, module.hparams.n_features)
 
 
-def _inference_precision(module: Any) -> str:
-    """The Trainer precision of the probe's inference path for the module (:func:`lcnn.tasks.common.inference_choice`):
-    the engine runs fp32 or bf16 autocast; int8 (which the accuracy guard lists for no spoof model) stays fp32."""
-    return "bf16-mixed" if inference_choice(SpoofTask.name, module) == "bf16" else "32-true"
+def _inference_precision(module: Any, accelerator: str | None = None) -> str:
+    """The Trainer precision predict and score run the module in without ``--precision``: the policy's
+    inference path (:func:`lcnn.precision.infer_precision`) among those the scoring engine runs (fp32, bf16)."""
+    shape = getattr(module.model, "input_shape", None)
+    return LIGHTNING[infer_precision(SpoofTask.name, module.hparams.model, shape, accelerator, runs=("fp32", "bf16"))]
 
 
 def _on_gpu(accelerator: str | None) -> bool:
