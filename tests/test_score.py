@@ -471,6 +471,7 @@ def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, 
     (stale / "scores-rank0.txt").write_text("0 0.5\n")
     from lcnn.score import engine
     from lcnn.tasks.spoof import report
+    from lcnn.tasks.spoof import task as spoof_task
 
     written, reported, write_lines, write_report = [], [], engine.write_score_file, report.write_report
 
@@ -484,7 +485,7 @@ def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, 
 
     monkeypatch.setattr(engine, "write_score_file", count_writes)
     monkeypatch.setattr(report, "write_score_file", count_writes)
-    monkeypatch.setattr(report, "write_report", keep_scores)
+    monkeypatch.setattr(spoof_task, "write_report", keep_scores)  # where evaluate finds it
     assert main(["evaluate", str(checkpoint), "--data", "custom", "--data-dir", str(flac), "--protocol",
                  f"eval={corpus / 'protocol.txt'}", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 1
     assert sorted(written) == ["scores-eval-2021.txt", "scores-eval.txt"]  # each once
