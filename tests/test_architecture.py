@@ -24,7 +24,8 @@ MODULES = sorted(
 
 # Which packages a package may import at module level (lcnn.errors, lcnn.io and lcnn.config are free for all).
 # Layers, then models, then inference; data and audio never see models or tasks, nor does the scoring engine
-# (score, on data, audio and metrics: the engine and the score files); tasks, train, cli and serve on top.
+# (score, on data, audio and metrics: the engine and the score files; runs for the lock of its output); tasks,
+# train, cli and serve on top.
 ALLOWED = {
     "lcnn.layers": set(),
     "lcnn.speed": set(),
@@ -33,8 +34,9 @@ ALLOWED = {
     "lcnn.models": {"lcnn.layers", "lcnn.models"},
     "lcnn.inference": {"lcnn.layers", "lcnn.models", "lcnn.inference"},
     "lcnn.audio": {"lcnn.audio"},
-    "lcnn.data": {"lcnn.audio", "lcnn.data"},
-    "lcnn.score": {"lcnn.audio", "lcnn.data", "lcnn.metrics", "lcnn.score"},
+    "lcnn.faces": {"lcnn.faces", "lcnn.metrics"},
+    "lcnn.data": {"lcnn.audio", "lcnn.data", "lcnn.faces"},
+    "lcnn.score": {"lcnn.audio", "lcnn.data", "lcnn.metrics", "lcnn.runs", "lcnn.score"},
     "lcnn.plots": set(),
     "lcnn.export": set(),
     "lcnn.probe": {"lcnn.models", "lcnn.inference", "lcnn.speed", "lcnn.data"},

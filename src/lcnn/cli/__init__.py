@@ -1,11 +1,11 @@
 """The ``lcnn`` command: train, evaluate, predict, score, verify, export, models, benchmark, cache, check-scores,
-calibrate, fuse, degrade, serve.
+calibrate, fuse, degrade, faces, serve.
 
 Building the parser imports no torch or Lightning: each task's options come from its declarations
 (:data:`lcnn.tasks.TASKS`, light classes), and the commands import what they run (the task's ``task.py``
-through :func:`lcnn.tasks.get_task`). ``evaluate`` and ``predict`` take the options of the
-checkpoint's task (``--task`` to see them without one); an option of another task is an error. One module per
-group of commands (``train``, ``trained``, ``score``, ``info``, ``score_files``, ``degrade``, ``serve``), each with
+through :func:`lcnn.tasks.get_task`). ``evaluate`` and ``predict`` take the options of the checkpoint's task
+(``--task`` to see them without one); an option of another task is an error. One module per group of commands
+(``train``, ``trained``, ``score``, ``info``, ``score_files``, ``degrade``, ``faces``, ``serve``), each with
 ``add(commands, task)``.
 """
 
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
-from lcnn.cli import degrade, info, score, score_files, serve, train, trained
-from lcnn.cli.parsing import TASK_COMMANDS, Parser
-from lcnn.errors import UserError
+from lcnn.cli import degrade, faces, info, score, score_files, serve, train, trained
+from lcnn.cli.parsing import TASK_COMMANDS, Parser, refuse_writing_inputs
+from lcnn.cli.signals import WORKER_KILLED, interruptible
+from lcnn.errors import Interrupted, UserError
 from lcnn.tasks import TASKS, read_checkpoint
 
 __all__ = ["build_parser", "main"]
@@ -37,9 +39,26 @@ EPILOG = """examples:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    with interruptible():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     try:
-        args = build_parser(_task_of(argv)).parse_args(argv)
+        parser = build_parser(_task_of(argv))
+        args = parser.parse_args(argv)
+        refuse_writing_inputs(parser, args)
         return args.run(args) or 0
+    except Interrupted as err:
+        print(f"lcnn: stopped by {err.name}; what was finished is kept (the same command resumes a scoring run, "
+              "--resume a training run)", file=sys.stderr)  # fmt: skip
+        return 128 + err.signum
+    except RuntimeError as err:
+        if not WORKER_KILLED.search(str(err)):
+            raise
+        print("lcnn: stopped: a data-loading worker was killed (SIGTERM to the process group?); what was finished "
+              "is kept", file=sys.stderr)  # fmt: skip
+        return 128 + signal.SIGTERM
     except UserError as err:
         print(f"lcnn: error: {err}", file=sys.stderr)
         return 2
@@ -106,6 +125,7 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     parser.task = task
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (train, trained, score, info, score_files, degrade, serve):
+    parser.commands = commands  # the subcommands, for the checks made on a parsed command line
+    for module in (train, trained, score, info, score_files, degrade, faces, serve):
         module.add(commands, task)
     return parser

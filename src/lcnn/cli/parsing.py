@@ -46,6 +46,35 @@ def foreign_option(extra: list[str], command: str, task: str | None) -> str | No
     return None
 
 
+#: The destinations of the arguments that name what a command writes; every other argument naming an existing file
+#: or folder is one of its inputs.
+OUTPUTS = ("out", "weights")
+
+
+def refuse_writing_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The one check that no command writes over one of its inputs (:func:`lcnn.io.refuse_overwrite`), made on
+    the parsed command line before the command runs: ``--out`` (and ``--weights``) against every argument that
+    names an existing file or folder (a checkpoint, an input list, score files, a data folder)."""
+    from lcnn.io import refuse_overwrite
+
+    sub = getattr(parser, "commands", None)
+    sub = sub.choices.get(getattr(args, "command", None)) if sub is not None else None
+    if sub is None:
+        return
+    outputs, inputs = [], []
+    for action in sub._actions:
+        value = getattr(args, action.dest, None)
+        label = action.option_strings[0] if action.option_strings else (action.metavar or action.dest.upper())
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or not item:
+                continue
+            if action.dest in OUTPUTS:
+                outputs.append((label, item))
+            elif Path(item).exists():
+                inputs.append((label, item))
+    refuse_overwrite(outputs, inputs)
+
+
 def options_of(task: Any, command: str) -> tuple:
     """The options ``task`` declares for ``command`` (``train_options``, ...)."""
     return getattr(task, f"{command}_options", ())

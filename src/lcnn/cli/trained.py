@@ -131,7 +131,8 @@ def _add_verify(commands, task: str | None) -> None:
 
 def _run_verify(args: argparse.Namespace) -> int:
     _, module, cfg, task = load(args)
-    print(task.verify(module, cfg, Path(args.image1), Path(args.image2), threshold=args.threshold))
+    print(task.verify(module, cfg, Path(args.image1), Path(args.image2), threshold=args.threshold,
+                      align=args.align))
     return 0
 
 

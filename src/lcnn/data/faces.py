@@ -5,7 +5,8 @@
   of people given as ``s1-s30``, ``alice,bob`` or a file of names (:func:`select_people`).
 - :class:`FaceTransform` is the official LightCNN preprocessing: grey (or BGR for V4), resized so that a
   144x144 crop is available, a random 128x128 crop and horizontal flip in training, the centre crop in
-  evaluation.
+  evaluation. With ``align`` it first finds the face in a photo and aligns it as the official training
+  images were (:class:`lcnn.faces.aligner.Aligner`): the rule of every face path given ``--align``.
 
 Verification pairs are in :mod:`lcnn.data.pairs`.
 """
@@ -151,7 +152,9 @@ class FaceTransform:
     OpenCV order); the shorter side is resized to ``resize`` (bilinear) and the centre ``resize`` square
     kept, then a ``crop`` square is cut: at random with a random horizontal flip when ``train``, in the
     centre otherwise. An image of exactly ``crop x crop`` pixels in evaluation is taken as it is (the
-    official test images are the 128x128 centre crops of the 144x144 aligned faces).
+    official test images are the 128x128 centre crops of the 144x144 aligned faces). With ``align`` the image
+    is a photo: its largest face is detected and aligned to the official 144x144 image first (a photo without a
+    face is a :class:`DataError` naming it).
 
     ``__call__``: a Pillow image -> float32 ``(channels, crop, crop)`` in [0, 1].
     """
@@ -160,6 +163,7 @@ class FaceTransform:
     resize: int = RESIZE
     channels: int = 1
     train: bool = False
+    align: bool = False
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -167,7 +171,9 @@ class FaceTransform:
         if self.resize < self.crop:
             raise ValueError(f"resize ({self.resize}) must be at least the crop ({self.crop})")
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def __call__(self, image: Image.Image, name: str | Path = "image") -> torch.Tensor:
+        if self.align:
+            image = self._aligner()(image, name)
         image = image.convert("L" if self.channels == 1 else "RGB")
         if self.train or image.size != (self.crop, self.crop):
             image = self._square(image)
@@ -195,7 +201,14 @@ class FaceTransform:
 
     def load(self, path: str | Path) -> torch.Tensor:
         """Read ``path`` (:class:`DataError` naming it when unreadable) and preprocess it."""
-        return self(open_image(Path(path)))
+        return self(open_image(Path(path)), path)
+
+    def _aligner(self):
+        if getattr(self, "_aligner_instance", None) is None:
+            from lcnn.faces.aligner import Aligner
+
+            self._aligner_instance = Aligner(colour=self.channels == 3)
+        return self._aligner_instance
 
 
 class FaceDataset(Dataset):

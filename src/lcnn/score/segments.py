@@ -18,6 +18,7 @@ Aggregates (``--aggregate``); scores are higher for bona fide, so the low end me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +96,8 @@ class Windows:
 
     @classmethod
     def of(cls, table: TrialTable, segment: float, hop: float) -> Windows:
-        if segment <= 0 or hop <= 0:
-            raise UserError(f"--segment and --hop must be positive seconds, got {segment} and {hop}")
+        if not (0 < segment < math.inf and 0 < hop < math.inf):  # nan fails both comparisons
+            raise UserError(f"--segment and --hop must be finite positive seconds, got {segment} and {hop}")
         samples, rates = np.zeros(len(table), np.int64), np.ones(len(table), np.int64)
         failed = {}
         for i in range(len(table)):

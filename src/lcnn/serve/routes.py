@@ -158,4 +158,19 @@ def v1_router(settings: Any) -> APIRouter:
                        for p in probabilities]  # fmt: skip
         return {"model": model.name, "predictions": predictions}
 
+    @router.post("/identify", openapi_extra=_form({"image": "face images"}, {**MODEL, "top_k": "identities per "
+                                                  "image (1)"}, many=True))  # fmt: skip
+    async def identify(request: Request) -> dict[str, Any]:
+        """Field ``image`` (one or more), optional ``model`` and ``top_k``: each image's most similar identities
+        in the model's gallery (``lcnn serve --gallery NAME=G``), ``unknown`` first below its threshold."""
+        model, inputs, values = await images(request, "face", ("image",), ("top_k",), max_files=settings.max_images)
+        gallery = getattr(model, "gallery", None)
+        if gallery is None:
+            raise ClientError(409, "no gallery", f"model {model.name!r} has no gallery (lcnn serve --gallery)")
+        top_k = int(_number(values.get("top_k"), "top_k", 1, 100) or 1)
+        found = gallery.search(np.stack(await request.app.state.service.run(model, inputs)), top_k)
+        threshold = gallery.threshold if math.isfinite(gallery.threshold) else None
+        return {"model": model.name, "threshold": threshold,
+                "matches": [[{"identity": m.identity, "similarity": m.similarity} for m in ms] for ms in found]}
+
     return router

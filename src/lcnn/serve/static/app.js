@@ -153,6 +153,29 @@ async function compareFaces(event) {
   }
 }
 
+async function identify(input) {
+  preview(input);
+  const file = input.files[0];
+  if (!file) return;
+  $("identify-result").hidden = false;
+  showDecision($("identify-decision"), "Searching…", "pending");
+  $("identify-score").textContent = "";
+  const form = new FormData();
+  form.append("image", file);
+  form.append("top_k", "3");
+  try {
+    const r = await call("/v1/identify", withModel(form, "face"));
+    const [best, ...others] = r.matches[0];
+    const known = best.identity !== "unknown";
+    showDecision($("identify-decision"), known ? best.identity : "Unknown", known ? "same" : "different");
+    const listed = (known ? [best, ...others] : others).map((m) => `${m.identity} ${fmt(m.similarity)}`);
+    $("identify-score").className = "";
+    $("identify-score").textContent = `Nearest: ${listed.join(", ")}; threshold ${fmt(r.threshold)}.`;
+  } catch (error) {
+    showError("identify", error);
+  }
+}
+
 function fillModels(models) {
   for (const task of ["spoof", "face"]) {
     const own = models.filter((m) => m.task === task);
@@ -161,6 +184,7 @@ function fillModels(models) {
     select.parentElement.hidden = own.length < 2;
     $(task).hidden = own.length === 0;
   }
+  $("identify").hidden = $("face").hidden;
   const names = models.map((m) => `${m.name} (${m.task}, ${m.architecture}, ${m.precision})`);
   $("status").textContent = models.length ? `Serving ${names.join("; ")}.` : "No models are loaded.";
 }
@@ -192,5 +216,6 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   for (const id of ["face-1", "face-2"]) $(id).addEventListener("change", (e) => preview(e.target));
   $("face-form").addEventListener("submit", compareFaces);
+  $("identify-file").addEventListener("change", (e) => identify(e.target));
   loadModels();
 });

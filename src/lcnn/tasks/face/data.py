@@ -46,6 +46,7 @@ class FaceDataModule(L.LightningDataModule):
         batch_size, num_workers: of the loaders.
         image_size: side the faces are resized to before the 128x128 crop.
         channels: 1 (grey) or 3 (BGR, LightCNN-V4): the model's input channels.
+        align: the images are photos: detect and align each face first (:mod:`lcnn.faces`).
 
     Once set up: ``classes`` are the training people in natural order; ``test_pairs`` are all genuine and as
     many impostor pairs among the identity folder's other people (empty when fewer than two are left), and
@@ -62,6 +63,7 @@ class FaceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         image_size: int = RESIZE,
         channels: int = 1,
+        align: bool = False,
     ) -> None:
         super().__init__()
         check_loader_settings(batch_size, val_fraction)
@@ -99,9 +101,14 @@ class FaceDataModule(L.LightningDataModule):
     def image_size(self) -> int:
         return self.hparams.image_size
 
+    @property
+    def align(self) -> bool:
+        return self.hparams.align
+
     def _dataset(self, items: list[tuple[Path, str]], train: bool) -> FaceDataset:
         index = {name: i for i, name in enumerate(self.classes)}
-        transform = FaceTransform(CROP, self.hparams.image_size, self.hparams.channels, train=train)
+        transform = FaceTransform(CROP, self.hparams.image_size, self.hparams.channels, train=train,
+                                  align=self.hparams.align)
         return FaceDataset([p for p, _ in items], [index[name] for _, name in items], transform)
 
     def _eval_loader(self, dataset: FaceDataset) -> DataLoader:
@@ -118,7 +125,8 @@ class FaceDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         """The held-out images of the training people, then (where there are pairs) the test people's images."""
-        transform = FaceTransform(CROP, self.hparams.image_size, self.hparams.channels, train=False)
+        transform = FaceTransform(CROP, self.hparams.image_size, self.hparams.channels, train=False,
+                                  align=self.hparams.align)
         loaders = [self._eval_loader(self.val_set)]
         if self.test_images:
             loaders.append(self._eval_loader(FaceDataset(self.test_images, [0] * len(self.test_images), transform)))

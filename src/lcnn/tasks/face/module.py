@@ -55,6 +55,7 @@ class FaceModule(L.LightningModule):
         augment: dict[str, Any] | None = None,
         init: str | None = None,
         weight_init: str = "default",
+        align: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -82,8 +83,9 @@ class FaceModule(L.LightningModule):
         return self.model.in_chans
 
     def transform(self, train: bool = False) -> FaceTransform:
-        """The preprocessing this model was trained with."""
-        return FaceTransform(CROP, self.hparams.image_size, self.channels, train=train)
+        """The preprocessing this model was trained with (``align``: on photos, detected and aligned first)."""
+        return FaceTransform(CROP, self.hparams.image_size, self.channels, train=train,
+                             align=bool(self.hparams.get("align", False)))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, 128, 128)`` -> ``(N, 256)`` embeddings."""

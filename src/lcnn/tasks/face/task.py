@@ -92,7 +92,7 @@ class FaceTask(FaceSpec):
 
     def evaluate(self, module: Any, cfg: dict[str, Any], out_dir: Path, pairs: str | None = None,
                  data: str | None = None, data_dir: str | None = None,
-                 batch_size: int | None = None) -> dict[str, Any]:  # fmt: skip
+                 batch_size: int | None = None, align: bool | None = None) -> dict[str, Any]:  # fmt: skip
         """Verification on pairs; writes ``metrics.json``, ``scores.txt`` and ``roc.png``.
 
         The pairs are ``pairs`` (LFW ``pairs.txt`` with ``data_dir`` as its image root, or a plain
@@ -100,6 +100,7 @@ class FaceTask(FaceSpec):
         training data's people left out of training. Returns 10-fold accuracy, EER, TAR at FAR 1 % / 0.1 %,
         and the accuracy at the stored threshold.
         """
+        _set_align(module, align)
         out_dir = Path(out_dir)
         if pairs:
             pair_list = read_pairs(pairs, data_dir)
@@ -122,7 +123,8 @@ class FaceTask(FaceSpec):
         return metrics
 
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], out_dir: str | None = None,
-                int8: bool | None = None, batch_size: int | None = None) -> list[str]:  # fmt: skip
+                int8: bool | None = None, batch_size: int | None = None,
+                align: bool | None = None) -> list[str]:  # fmt: skip
         """Embed face images: ``embeddings.npy`` (``(N, 256)`` float32, row i = image i) and ``embeddings.txt``
         (image i's path on line i) in ``out_dir`` (default: the current folder), both written atomically.
         With ``int8`` the model runs in int8 (:func:`lcnn.inference.quantize_int8`), calibrated on up to 64 of
@@ -132,6 +134,7 @@ class FaceTask(FaceSpec):
         Returns one line per image: ``path<TAB>row<TAB>nearest training identity<TAB>its probability`` (an
         embedder without classifier: ``path<TAB>row``).
         """
+        _set_align(module, align)
         out = Path(out_dir or ".")
         paths = _expand(files)
         batch_size = batch_size or 64
@@ -153,9 +156,10 @@ class FaceTask(FaceSpec):
         return [f"{p}\t{i}\t{classes[k]}\t{v:.4f}" for i, (p, v, k) in rows]
 
     def verify(self, module: Any, cfg: dict[str, Any], image1: Path, image2: Path,
-               threshold: float | None = None) -> str:  # fmt: skip
+               threshold: float | None = None, align: bool | None = None) -> str:  # fmt: skip
         """Cosine similarity of two face images and a same / different decision, at ``threshold`` when given,
         else the one stored at training (EER on held-out images)."""
+        _set_align(module, align)
         emb = unit(embed_images(module, [Path(image1), Path(image2)]))
         similarity = float(emb[0] @ emb[1])
         source = "given"
@@ -170,6 +174,12 @@ class FaceTask(FaceSpec):
     def example_input(self, module: Any) -> Any:
         """A ``(1, C, 128, 128)`` batch for export."""
         return torch.rand(1, module.channels, 128, 128)
+
+
+def _set_align(module: Any, align: bool | None) -> None:
+    """``--align`` / ``--no-align`` over what the checkpoint was trained with."""
+    if align is not None:
+        module.hparams.align = bool(align)
 
 
 def _places_apart(a: float, b: float) -> int:

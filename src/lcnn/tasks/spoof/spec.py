@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lcnn.tasks.base import NUM_WORKERS, RUN_OPTIONS, Task, count, option, positive
+from lcnn.tasks.base import NUM_WORKERS, RUN_OPTIONS, Task, count, finite, fraction, option, positive
 
 # The ASVspoof 2021 LFCC-LCNN baseline (NII), the defaults of the module and data signatures: lcnn_lstm on 60
 # LFCCs, Adam 3e-4 halved every 10 epochs, batches of 64 grouped by length; 100 epochs, stopping after 50
@@ -69,9 +69,9 @@ class SpoofSpec(Task):
         _protocol, _asv, _cache, NUM_WORKERS,
     )  # fmt: skip
     predict_options = (
-        option("--threshold", type=float, help="decision threshold of the score (default: the dev EER one, or for a "
+        option("--threshold", type=finite, help="decision threshold of the score (default: the dev EER one, or for a "
                "calibrated checkpoint the Bayes decision of the LLR at its operating point)"),
-        option("--prior", type=float, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
+        option("--prior", type=fraction, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
                "spoof for the posterior (default: the calibration's, 0.05); lines then read FILE score llr decision "
                "P(bonafide)"),
     )  # fmt: skip
@@ -87,9 +87,9 @@ class SpoofSpec(Task):
         option("--num-workers", type=count(0), metavar="N",
                help="DataLoader processes decoding and computing features (default: the CPU cores but one, at most "
                "4 when the model runs on the CPU, 16 on a GPU)"),
-        option("--segment", type=float, metavar="SECONDS",
+        option("--segment", type=positive, metavar="SECONDS",
                help="score windows of SECONDS (long recordings), each file's score their --aggregate"),
-        option("--hop", type=float, metavar="SECONDS", help="step between windows (default: --segment)"),
+        option("--hop", type=positive, metavar="SECONDS", help="step between windows (default: --segment)"),
         option("--aggregate", metavar="HOW", help="a file's score from its windows: mean (default), min (the most "
                "spoof-like window: scores are higher for bona fide) or quantile:Q"),
         _cache,
