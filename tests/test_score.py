@@ -352,7 +352,8 @@ def test_fp32_scoring_turns_tf32_off(corpus: Path, tmp_path: Path) -> None:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def test_predict_scores_long_files_in_windows(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
+def test_predict_scores_long_files_whole_or_in_the_windows_asked_for(checkpoint: Path, corpus: Path,
+                                                                      tmp_path: Path) -> None:  # fmt: skip
     long = _write(tmp_path / "long.flac", 9.0, seed=5)
     short = corpus / "flac" / "LA_E_1000000.flac"
     module, cfg, task = load_task(checkpoint)
@@ -361,7 +362,9 @@ def test_predict_scores_long_files_in_windows(checkpoint: Path, corpus: Path, tm
     os.link(long, tabbed)
     assert task.predict(module, cfg, [quoted, tabbed, long])[0].split("\t")[1:] == \
         task.predict(module, cfg, [long])[0].split("\t")[1:]  # fmt: skip
-    short_line, long_line = task.predict(module, cfg, [short, long])
+    whole = task.predict(module, cfg, [long])[0].split("\t")
+    assert len(whole) == 3  # the whole file: no windows unless asked for
+    short_line, long_line = task.predict(module, cfg, [short, long], segment=4, hop=2)
     assert len(short_line.split("\t")) == 3 and short_line.endswith("\t-")  # no threshold in this checkpoint
     name, score, decision, lowest = long_line.split("\t")
     assert name == str(long) and lowest.startswith("lowest ") and lowest.split()[1] in ("0.00-4.00", "2.00-6.00",
@@ -374,6 +377,7 @@ def test_predict_scores_long_files_in_windows(checkpoint: Path, corpus: Path, tm
     assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--out", str(tmp_path / "s.txt"),
                  "--num-workers", "0"]) == 0  # fmt: skip
     assert not (tmp_path / "s.segments.tsv").exists()  # the windows of the run before would mislead
+    assert float(whole[1]) == pytest.approx(float((tmp_path / "s.txt").read_text().split()[1]), abs=2e-6)
 
 
 def test_sharded_cache_old_entries_and_the_cache_command(corpus: Path, tmp_path: Path, capsys) -> None:

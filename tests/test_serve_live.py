@@ -149,9 +149,7 @@ def test_the_page_shows_the_decision(server: str, tmp_path: Path) -> None:
         text = driver.find_element(By.ID, "spoof-decision").text
         assert text == {"bonafide": "Bona fide", "spoof": "Spoof"}[decision]
         assert f"score {expected['score']:.3f}" in driver.find_element(By.ID, "spoof-score").text
-        assert driver.find_element(By.ID, "spoof-segments").is_displayed()
-        dots = driver.find_elements(By.CSS_SELECTOR, "#spoof-plot circle")
-        assert len(dots) == len(expected["segments"])
+        assert expected["segments"] is None and not driver.find_element(By.ID, "spoof-segments").is_displayed()
 
         driver.find_element(By.ID, "face-1").send_keys(str(face1))
         driver.find_element(By.ID, "face-2").send_keys(str(face2))

@@ -246,8 +246,11 @@ def test_fixed_size_lcnn_and_custom_csv(la_dir: Path, tmp_path: Path) -> None:
     first = next(r for r in rows if sf.info(str(root / r[0])).frames <= 32 * 160)  # no longer than the model's input
     line = task.predict(module, run_cfg, [str(root / f"{first[0]}")])[0]
     assert float(line.split("\t")[1]) == pytest.approx(float(first[3]), abs=1e-5)  # fixed size: no padding at all
-    longer = next(r for r in rows if sf.info(str(root / r[0])).frames > 32 * 160)  # scored in windows of 32 frames
-    assert task.predict(module, run_cfg, [str(root / longer[0])])[0].split("\t")[3].startswith("lowest ")
+    longer = next(r for r in rows if sf.info(str(root / r[0])).frames > 32 * 160)  # cropped, as the test scored it
+    line = task.predict(module, run_cfg, [str(root / longer[0])])[0].split("\t")
+    assert len(line) == 3 and float(line[1]) == pytest.approx(float(longer[3]), abs=1e-5)
+    windows = task.predict(module, run_cfg, [str(root / longer[0])], segment=0.32)[0]  # windows of the model's input
+    assert windows.split("\t")[3].startswith("lowest ")
     assert task.example_input(module).shape == (1, 1, 32, 60)
 
 

@@ -18,7 +18,7 @@ from scipy.signal import resample_poly
 
 from lcnn.errors import DataError
 
-__all__ = ["AudioError", "load_audio"]
+__all__ = ["AudioError", "load_audio", "resample_wave"]
 
 
 class AudioError(DataError):
@@ -95,11 +95,19 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool
             raise AudioError(
                 f"{path}: sample rate is {file_rate} Hz, expected {sample_rate} Hz (pass resample=True to convert)"
             )
-        g = math.gcd(file_rate, sample_rate)
-        # float64 keeps the FIR accumulation error well below float32 resolution.
-        wave = resample_poly(wave.astype(np.float64), sample_rate // g, file_rate // g)
+        wave = resample_wave(wave, file_rate, sample_rate)
 
     return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+
+
+def resample_wave(wave: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """``(samples,)`` at ``rate`` -> float32 at ``sample_rate``: ``scipy.signal.resample_poly(x, up, down)`` with
+    ``g = gcd(rate, sample_rate)``, computed in float64 (the FIR's accumulation error well below float32's
+    resolution). The one resampling of a file, an upload and a waveform given to the Python API."""
+    if rate == sample_rate:
+        return np.asarray(wave, dtype=np.float32)
+    g = math.gcd(rate, sample_rate)
+    return resample_poly(np.asarray(wave, dtype=np.float64), sample_rate // g, rate // g).astype(np.float32)
 
 
 def _wav_header_frames(path: Path) -> int | None:

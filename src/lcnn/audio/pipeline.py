@@ -77,10 +77,12 @@ def trim_silence(wave: Tensor) -> Tensor:
 
 
 class FeaturePipeline:
-    """Audio file -> features under one front-end configuration: decode and resample (:func:`load_audio`),
-    trim the digital silence where the configuration says so, then the front-end.
+    """Audio -> features under one front-end configuration: a file is decoded and resampled
+    (:func:`load_audio`), a waveform is taken as it is (at the configuration's rate); then the digital silence is
+    trimmed where the configuration says so, then the front-end. A file and its decoded waveform give the same
+    features: the one feature path of scoring, prediction and serving.
 
-    ``pipeline(path)`` -> ``(frames, n_features)`` float32.
+    ``pipeline(file_or_waveform)`` -> ``(frames, n_features)`` float32.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -88,16 +90,24 @@ class FeaturePipeline:
         self.frontend = build_frontend(self.config).eval()
         self.n_features: int = self.frontend.n_features
 
-    def waveform(self, audio: str | os.PathLike, start: int = 0, frames: int = -1) -> Tensor:
-        """The ``(samples,)`` waveform the front-end sees: of the whole file, or of the block of ``frames``
-        samples from ``start`` (at the file's rate; see :func:`load_audio`), trimmed as a file would be."""
-        wave = load_audio(audio, self.config["sample_rate"], start=start, frames=frames)
+    def prepare(self, wave: Tensor) -> Tensor:
+        """A decoded ``(samples,)`` waveform as the front-end sees it: trimmed where the configuration says so."""
         return trim_silence(wave) if self.config.get("trim_silence") else wave
 
+    def waveform(self, audio: str | os.PathLike | Tensor, start: int = 0, frames: int = -1) -> Tensor:
+        """The ``(samples,)`` waveform the front-end sees: of the whole file (or waveform), or of the block of
+        ``frames`` samples from ``start`` (a file's at its own rate, see :func:`load_audio`), trimmed as a whole
+        file would be."""
+        if isinstance(audio, Tensor):
+            wave = audio[start : start + frames] if frames >= 0 else audio[start:]
+        else:
+            wave = load_audio(audio, self.config["sample_rate"], start=start, frames=frames)
+        return self.prepare(wave)
+
     def features(self, wave: Tensor) -> Tensor:
-        """``(samples,)`` -> ``(frames, n_features)`` float32."""
+        """A prepared ``(samples,)`` waveform (:meth:`prepare`) -> ``(frames, n_features)`` float32."""
         with torch.no_grad():
             return self.frontend(wave).float()
 
-    def __call__(self, audio: str | os.PathLike, start: int = 0, frames: int = -1) -> Tensor:
+    def __call__(self, audio: str | os.PathLike | Tensor, start: int = 0, frames: int = -1) -> Tensor:
         return self.features(self.waveform(audio, start, frames))

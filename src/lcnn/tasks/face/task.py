@@ -183,8 +183,9 @@ def _set_align(module: Any, align: bool | None) -> None:
 
 
 def _places_apart(a: float, b: float) -> int:
-    """Decimal places (at least 4) that print ``a`` and ``b`` as different numbers, where they differ."""
-    return next((p for p in range(4, 17) if f"{a:.{p}f}" != f"{b:.{p}f}"), 4)
+    """Decimal places (at least 6, as score files print scores) that print ``a`` and ``b`` as different numbers,
+    where they differ."""
+    return next((p for p in range(6, 17) if f"{a:.{p}f}" != f"{b:.{p}f}"), 6)
 
 
 def _stored_threshold(module: Any) -> float | None:

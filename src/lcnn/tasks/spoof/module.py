@@ -151,8 +151,8 @@ class SpoofModule(L.LightningModule):
         self.log("val_loss", losses.mean().item() if len(losses) else math.nan)
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        x, lengths, labels, index = batch
-        self._test.setdefault(dataloader_idx, []).append((self.score(self(x, lengths)).float(), labels, index))
+        scores, index = self.predict_step(batch, batch_idx)  # the scores of lcnn score, predict and serve
+        self._test.setdefault(dataloader_idx, []).append((scores, batch[2], index))
 
     def on_test_epoch_end(self) -> None:
         """Scores of each test loader, in dataset order, on every rank: ``test_scores[loader index]``."""

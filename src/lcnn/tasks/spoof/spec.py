@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from lcnn.data.corpora import corpora_help
 from lcnn.tasks.base import NUM_WORKERS, RUN_OPTIONS, Task, count, finite, fraction, option, positive
 
 # The ASVspoof 2021 LFCC-LCNN baseline (NII), the defaults of the module and data signatures: lcnn_lstm on 60
@@ -28,9 +29,7 @@ class SpoofSpec(Task):
     description = "spoofed-speech detection (ASVspoof): LCNN / LCNN-LSTM on LFCC or spectrogram features"
     monitor = ("val_eer", "min")
     default_data = "minispoof"
-    data_help = ("minispoof (default; --data-dir or $LCNN_MINISPOOF), asvspoof2019-la, asvspoof2019-pa, "
-                 "asvspoof2021-la, asvspoof2021-df, asvspoof5, in-the-wild (evaluation only), "
-                 "custom (with --protocol)")  # fmt: skip
+    data_help = corpora_help()
     #: ``baseline`` is the ASVspoof 2021 recipe; ``article`` (every task's default recipe name) is the same.
     recipes = {"baseline": _RECIPE, "article": _RECIPE}
     path_settings = ("data_dir", "cache_dir", "asv_scores", "protocol", "augment")
@@ -68,12 +67,19 @@ class SpoofSpec(Task):
         option("--split", choices=["dev", "eval"], help="which split to score (default eval)"),
         _protocol, _asv, _cache, NUM_WORKERS,
     )  # fmt: skip
+    _segment = option("--segment", type=positive, metavar="SECONDS",
+                      help="score windows of SECONDS (long recordings), each file's score their --aggregate "
+                      "(default: each file whole)")
+    _hop = option("--hop", type=positive, metavar="SECONDS", help="step between windows (default: --segment)")
+    _aggregate = option("--aggregate", metavar="HOW", help="a file's score from its windows: mean (default), min "
+                        "(the most spoof-like window: scores are higher for bona fide) or quantile:Q")
     predict_options = (
         option("--threshold", type=finite, help="decision threshold of the score (default: the dev EER one, or for a "
                "calibrated checkpoint the Bayes decision of the LLR at its operating point)"),
         option("--prior", type=fraction, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
                "spoof for the posterior (default: the calibration's, 0.05); lines then read FILE score llr decision "
                "P(bonafide)"),
+        _segment, _hop, _aggregate,
     )  # fmt: skip
     score_options = (
         option("--out", metavar="FILE", help="the score file (default scores.txt); beside it, while running, "
@@ -87,12 +93,7 @@ class SpoofSpec(Task):
         option("--num-workers", type=count(0), metavar="N",
                help="DataLoader processes decoding and computing features (default: the CPU cores but one, at most "
                "4 when the model runs on the CPU, 16 on a GPU)"),
-        option("--segment", type=positive, metavar="SECONDS",
-               help="score windows of SECONDS (long recordings), each file's score their --aggregate"),
-        option("--hop", type=positive, metavar="SECONDS", help="step between windows (default: --segment)"),
-        option("--aggregate", metavar="HOW", help="a file's score from its windows: mean (default), min (the most "
-               "spoof-like window: scores are higher for bona fide) or quantile:Q"),
-        _cache,
+        _segment, _hop, _aggregate, _cache,
         option("--no-cache", action="store_true", default=None, help="compute every file's features, store none"),
         option("--strict", action="store_true", default=None,
                help="stop at the first file that cannot be scored (default: list it in STEM.failed.tsv, exit 1)"),

@@ -1,4 +1,5 @@
-"""Spoofed-speech detection (ASVspoof 2019 LA / PA, ASVspoof 2021 LA / DF, MiniSpoof, the user's own data).
+"""Spoofed-speech detection on the corpora of :mod:`lcnn.data.corpora` (ASVspoof, In-the-Wild, FoR, MLAAD, MiniSpoof,
+the user's own data).
 
 Pipeline: audio -> front-end features (cached on disk, :mod:`lcnn.data.features`) -> a 1-channel image
 ``(N, 1, frames, features)`` (time along H, features along W, as the ASVspoof 2021 baseline) -> ``lcnn`` on
@@ -24,7 +25,7 @@ from lcnn.io import write_json
 from lcnn.models import model_info
 from lcnn.precision import LIGHTNING, evaluate_precision, infer_precision
 from lcnn.score import TrialTable, read_input, score_trials
-from lcnn.score.segments import HOP_OF_WINDOW, window_seconds
+from lcnn.score.segments import parse_aggregate
 from lcnn.tasks.spoof.calibrate import calibrated_lines, prior_of, read_calibration
 from lcnn.tasks.spoof.data import cache_root, parse_protocols
 from lcnn.tasks.spoof.report import write_report
@@ -122,17 +123,20 @@ class SpoofTask(SpoofSpec):
         return metrics
 
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], threshold: float | None = None,
-                batch_size: int | None = None, prior: float | None = None) -> list[str]:  # fmt: skip
+                batch_size: int | None = None, prior: float | None = None, segment: float | None = None,
+                hop: float | None = None, aggregate: str | None = None) -> list[str]:  # fmt: skip
         """``FILE<TAB>score<TAB>bonafide|spoof`` per file, deciding at the dev threshold stored in the checkpoint
         (``threshold`` overrides it; ``-`` when there is none).
 
-        A file longer than the model's input (:func:`lcnn.score.segments.window_seconds`: its ``frames``, 4 s
-        for variable-length models) is scored in windows of that length, half a window apart, as ``lcnn serve``
-        does (:mod:`lcnn.score.segments`), its score their mean, with a fourth field: the lowest-scoring (most
-        spoof-like) window, ``lowest START-END s: SCORE``. A calibrated checkpoint (or ``prior``) gives
+        Each file is scored whole, as ``lcnn score`` and ``lcnn evaluate`` score it (the same engine, the same
+        score); with ``segment`` in windows of ``segment`` seconds every ``hop`` (default: ``segment``), its score
+        their ``aggregate``, as ``lcnn score --segment`` (:mod:`lcnn.score.segments`), with a fourth field for a
+        file of several windows: the lowest-scoring (most spoof-like) one, ``lowest START-END s: SCORE``.
+        A calibrated checkpoint (or ``prior``) gives
         ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` instead
         (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`). Every refusal comes before any scoring.
         """
+
         calibration = getattr(module, "calibration", None)
         if prior is not None:
             prior_of(calibration, prior)
@@ -141,13 +145,13 @@ class SpoofTask(SpoofSpec):
             if not Path(file).is_file():
                 raise DataError(f"{file}: no such audio file")
             table.add(str(k), str(file))  # the ids of a temporary score file: any path may be given, twice
+        parse_aggregate(aggregate or "mean")  # refused before any scoring
         hp = module.hparams
-        window = window_seconds(hp.frontend, hp.frames)
         with tempfile.TemporaryDirectory() as tmp:
             summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
                                    frames=hp.frames, batch_size=64 if batch_size is None else batch_size,
-                                   segment=window, hop=HOP_OF_WINDOW * window, strict=True, progress=False,
-                                   precision=_inference_precision(module))  # fmt: skip
+                                   segment=segment, hop=hop, aggregate=aggregate or "mean", strict=True,
+                                   progress=False, precision=_inference_precision(module))  # fmt: skip
         scores, windows, window_scores = summary.scores, summary.windows, summary.window_scores
         if calibration is not None or prior is not None:
             return calibrated_lines(files, scores, calibration, prior, threshold)
@@ -156,7 +160,7 @@ class SpoofTask(SpoofSpec):
         lines = []
         for i, (file, score) in enumerate(zip(files, scores)):
             line = f"{file}\t{score:.6f}\t{decide(score)}"
-            first, last = int(windows.first[i]), int(windows.first[i + 1])
+            first, last = (int(windows.first[i]), int(windows.first[i + 1])) if windows is not None else (0, 0)
             if last - first > 1:
                 low = first + int(np.argmin(window_scores[first:last]))
                 start, end = windows.span(low)
