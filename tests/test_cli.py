@@ -288,7 +288,7 @@ def test_help_reads_well():
 
 
 BAD_ARGUMENTS = [  # (command line, what the one line must say)
-    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_lstm"),
+    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_attention, lcnn_fixed"),
     (["train", "--model", "lightcnn9"], "model 'lightcnn9' is not built for the classify task"),
     (["train", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
     (["train", "--epochs", "two"], "argument --epochs: expected a whole number, got 'two'"),
@@ -303,13 +303,13 @@ BAD_ARGUMENTS = [  # (command line, what the one line must say)
     (["train", "--recipe", "fast"], "unknown recipe 'fast' for task classify"),
     (["train", "--data", "nowhere"], "unknown image dataset 'nowhere'"),
     (["train", "--task", "spoof", "--frames", "8"], "argument --frames: must be at least 16, got 8"),
-    (["train", "--task", "spoof", "--frontend", "mfcc"], "unknown front-end 'mfcc'; expected lfcc, spec or ssl:"),
+    (["train", "--task", "spoof", "--frontend", "mfcc"], "unknown front-end 'mfcc'; expected lfcc, spec, lfb, power"),
     (["train", "--task", "face", "--image-size", "100"], "argument --image-size: must be at least 128, got 100"),
     (["train", "--task", "face", "--pairs", "x"], "unrecognized arguments: --pairs x"),
     (["train", "--resume"], "--resume continues the run in --out: give the run folder"),
     (["evaluate"], "the following arguments are required: RUN_OR_CHECKPOINT"),
     (["evaluate", "nowhere.ckpt"], "nowhere.ckpt: no such checkpoint or run folder"),
-    (["predict", "--task", "spoof", "x.ckpt", "a.wav", "--threshold", "high"], "argument --threshold: invalid float"),
+    (["predict", "--task", "spoof", "x.ckpt", "a.wav", "--threshold", "high"], "--threshold: expected a number"),
     (["export", "x.ckpt", "--format", "pickle"], "argument --format: invalid choice: 'pickle'"),
     (["benchmark", "--steps", "0"], "argument --steps: must be at least 1, got 0"),
     (["nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),

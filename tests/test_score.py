@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from spoof_fixtures import RATE, write_noise
 
 from lcnn.audio import frontend_config
 from lcnn.cli import main
@@ -31,40 +32,6 @@ from lcnn.score.data import TrialFeatures
 from lcnn.score.trials import locate
 from lcnn.score.writer import ScoreWriter
 from lcnn.tasks import load_task
-from lcnn.tasks.spoof.module import SpoofModule
-
-RATE = 16000
-
-
-def _write(path: Path, seconds: float, seed: int, rate: int = RATE, amplitude: float = 0.1) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = amplitude * np.random.default_rng(seed).standard_normal(int(seconds * rate))
-    sf.write(path, x, rate, subtype="PCM_16")
-    return path
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """13 trials of 0.2-0.5 s in the 2019 LA layout: ``flac/`` and ``protocol.txt``."""
-    root = tmp_path_factory.mktemp("corpus")
-    lines = []
-    for i in range(13):
-        utt = f"LA_E_{1000000 + i}"
-        _write(root / "flac" / f"{utt}.flac", 0.2 + 0.025 * (i % 7), seed=i)
-        lines.append(f"LA_000{i % 3} {utt} - {'-' if i % 2 else 'A01'} {'bonafide' if i % 2 else 'spoof'}\n")
-    (root / "protocol.txt").write_text("".join(lines))
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An lcnn_lstm spoof checkpoint on LFCC (untrained: the scores are fixed, not meaningful)."""
-    torch.manual_seed(0)
-    module = SpoofModule(n_features=60, frontend=frontend_config("lfcc"))
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    torch.save({"lcnn_task": "spoof", "hyper_parameters": dict(module.hparams), "lcnn_config": {"task": "spoof"},
-                "state_dict": module.state_dict()}, path)  # fmt: skip
-    return path
 
 
 def _score(checkpoint: Path, corpus: Path, out: Path, *extra: str) -> int:
@@ -75,7 +42,7 @@ def _score(checkpoint: Path, corpus: Path, out: Path, *extra: str) -> int:
 def test_every_kind_of_input(tmp_path: Path) -> None:
     data = tmp_path / "data"
     for name in ("a.flac", "b.wav", "sub/c.flac"):
-        _write(data / name, 0.1, seed=0)
+        write_noise(data / name, 0.1, seed=0)
     ids, paths = ["a", "b", "sub/c"], ["a.flac", "b.wav", os.path.join("sub", "c.flac")]
 
     def rows(table):
@@ -108,7 +75,7 @@ def test_every_kind_of_input(tmp_path: Path) -> None:
             read_input(data / "bad.txt")
     with pytest.raises(DataError, match="no such protocol, list or folder"):
         read_input(data / "absent.txt")
-    _write(data / "with space.flac", 0.1, seed=0)  # an id an ID SCORE line cannot hold
+    write_noise(data / "with space.flac", 0.1, seed=0)  # an id an ID SCORE line cannot hold
     (data / "tabbed.csv").write_text("a.flac,bonafide\nb\tc.flac,spoof\n")
     for given, utt in ((data, "with space"), (data / "tabbed.csv", "b\tc.flac")):
         with pytest.raises(DataError, match=f"^{re.escape(str(given))}: 1 trial ids contain whitespace, .* e.g. "
@@ -273,9 +240,9 @@ def test_windows_locate_a_spliced_stretch(tmp_path: Path) -> None:
     x = 0.1 * rng.standard_normal(int(20.5 * RATE))
     x[8 * RATE : 12 * RATE] = 0.003 * np.sin(2 * np.pi * 440 * np.arange(4 * RATE) / RATE)
     sf.write(tmp_path / "long.flac", x, RATE, subtype="PCM_16")
-    _write(tmp_path / "narrow.wav", 5.0, seed=1, rate=8000)
-    _write(tmp_path / "short.flac", 1.0, seed=2)
-    cut = _write(tmp_path / "cut.flac", 6.0, seed=3)
+    write_noise(tmp_path / "narrow.wav", 5.0, seed=1, rate=8000)
+    write_noise(tmp_path / "short.flac", 1.0, seed=2)
+    cut = write_noise(tmp_path / "cut.flac", 6.0, seed=3)
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # its header says 6 s
     (tmp_path / "list.txt").write_text("long\nnarrow\nshort\ncut\n")
     table = read_input(tmp_path / "list.txt")
@@ -310,10 +277,10 @@ def test_windows_locate_a_spliced_stretch(tmp_path: Path) -> None:
 
 def test_a_truncated_wav_fails_in_windows_as_whole(tmp_path: Path) -> None:
     """A WAV whose header declares 3 s and that holds 1.5: libsndfile counts 1.5 s from the file's size."""
-    cut = _write(tmp_path / "cut.wav", 3.0, seed=3)
+    cut = write_noise(tmp_path / "cut.wav", 3.0, seed=3)
     cut.write_bytes(cut.read_bytes()[: -2 * 24000])
     assert sf.info(cut).frames == 24000
-    _write(tmp_path / "fine.wav", 3.0, seed=4)
+    write_noise(tmp_path / "fine.wav", 3.0, seed=4)
     (tmp_path / "list.txt").write_text("cut\nfine\n")
     table = read_input(tmp_path / "list.txt")
     reasons = {}
@@ -354,7 +321,7 @@ def test_fp32_scoring_turns_tf32_off(corpus: Path, tmp_path: Path) -> None:
 
 def test_predict_scores_long_files_whole_or_in_the_windows_asked_for(checkpoint: Path, corpus: Path,
                                                                       tmp_path: Path) -> None:  # fmt: skip
-    long = _write(tmp_path / "long.flac", 9.0, seed=5)
+    long = write_noise(tmp_path / "long.flac", 9.0, seed=5)
     short = corpus / "flac" / "LA_E_1000000.flac"
     module, cfg, task = load_task(checkpoint)
     quoted, tabbed = tmp_path / '"quoted.flac', tmp_path / "tab\there.flac"  # no quoting of its own output
@@ -426,8 +393,9 @@ def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path, capsys, monkey
     table = read_input(corpus / "protocol.txt", corpus / "flac")
     module = EnergyScore()
     for kwargs, error in (({"aggregate": "median", "segment": 1}, "--aggregate 'median'"),
-                          ({"hop": 1}, "--hop needs --segment"), ({"segment": -1}, "must be positive"),
-                          ({"segment": 0}, "must be positive"), ({"segment": 1, "hop": 0}, "must be positive"),
+                          ({"hop": 1}, "--hop needs --segment"), ({"segment": -1}, "must be finite positive"),
+                          ({"segment": 0}, "must be finite positive"), ({"segment": float("nan")}, "finite positive"),
+                          ({"segment": 1, "hop": 0}, "must be finite positive"),
                           ({"form": "2020"}, "--format '2020'"), ({"batch_size": 0}, "--batch-size")):  # fmt: skip
         with pytest.raises(UserError, match=error):
             score_trials(module, table, tmp_path / "s.txt", frontend=frontend_config("lfcc"), **kwargs)
@@ -446,7 +414,7 @@ def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path, capsys, monkey
         (["--devices", "0"], "argument --devices: must be at least 1, got 0"),
         (["--num-nodes", "0"], "argument --num-nodes: must be at least 1, got 0"),
         (["--num-workers", "-1"], "argument --num-workers: must be at least 0, got -1"),
-        (["--segment", "0"], "--segment and --hop must be positive seconds, got 0.0 and 0.0"),
+        (["--segment", "0"], "argument --segment: must be a finite number above 0, got 0"),
         (["--out", str(tmp_path / "folder")], f"--out {tmp_path / 'folder'}: a folder; expected the score file"),
         (["--out", str(tmp_path / "s.txt" / "x.txt")], "cannot write into .*s.txt \\(expected a writable folder\\)"),
     ):  # fmt: skip

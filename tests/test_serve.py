@@ -490,7 +490,7 @@ def test_serve_refuses_bad_options_in_one_line(checkpoints: dict, tmp_path: Path
     empty.write_text("\n")
     digits = str(checkpoints["digits"])
     for argv, message in ((["serve", str(tmp_path / "missing.ckpt")], "no such checkpoint"),
-                          (["serve", digits, "--max-batch", "0"], "max-batch must be at least 1"),
+                          (["serve", digits, "--max-batch", "0"], "argument --max-batch: must be at least 1, got 0"),
                           (["serve", digits, "--api-key-file", str(empty)], "API key file is empty"),
                           (["serve", str(checkpoints["released"])], "--model"),
                           (["serve", digits, f"digits={checkpoints['lstm']}"], "two models")):  # fmt: skip

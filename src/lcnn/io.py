@@ -69,33 +69,37 @@ def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
 Named = Mapping[str, "str | os.PathLike | None"] | Iterable[tuple[str, "str | os.PathLike | None"]]
 
 
-def refuse_overwrite(outputs: Named, inputs: Named) -> None:
+def refuse_overwrite(outputs: Named, inputs: Named, data_folders: Named = ()) -> None:
     """Stop, before any work, where an output would replace one of the command's inputs.
 
-    ``outputs`` and ``inputs`` pair what the user gave (``"--out"``, ``"SCORES"``, ...) with paths; ``None`` paths
-    are skipped. An output is refused when it is an input (the same path, a symlink to it or a hard link of it),
-    when it would be written inside an input folder, or when an input lies inside an output folder.
+    ``outputs``, ``inputs`` and ``data_folders`` pair what the user gave (``"--out"``, ``"SCORES"``, ...) with
+    paths; ``None`` paths are skipped. An output is refused when it is an input (the same path, a symlink to it or
+    a hard link of it), when an input lies inside an output folder, or when it would be written inside a data
+    folder (a corpus is walked for its files: a copy written into it would be read as part of it). A run folder
+    is an input that may hold its own evaluations.
 
     Raises:
         UserError: naming both, e.g. ``--out scores.txt is the input SCORES (scores.txt): ...``.
     """
-    inputs = list(inputs.items() if isinstance(inputs, Mapping) else inputs)
-    for out_name, out in outputs.items() if isinstance(outputs, Mapping) else outputs:
-        if out is None:
-            continue
-        for in_name, src in inputs:
-            if src is None:
-                continue
+    inputs, data_folders = _pairs(inputs), _pairs(data_folders)
+    for out_name, out in _pairs(outputs):
+        for in_name, src in inputs + data_folders:
             if same_file(out, src):
                 why = "the same file" if os.path.abspath(out) == os.path.abspath(src) else "a link to the same file"
                 raise UserError(f"{out_name} {out} is the input {in_name} {src} ({why}): the command would write over "
                                 "its own input; choose another output")  # fmt: skip
+        for in_name, src in data_folders:
             if Path(src).is_dir() and inside(out, src):
                 raise UserError(f"{out_name} {out} lies inside the input {in_name} {src}: the output would be mixed "
                                 "into the input; choose a place outside it")  # fmt: skip
+        for in_name, src in inputs + data_folders:
             if Path(out).is_dir() and inside(src, out):
                 raise UserError(f"{out_name} {out} holds the input {in_name} {src}: choose an output folder that "
                                 "does not contain the input")  # fmt: skip
+
+
+def _pairs(named: Named) -> list[tuple[str, str | os.PathLike]]:
+    return [(k, v) for k, v in (named.items() if isinstance(named, Mapping) else named) if v is not None]
 
 
 def printable(text: str) -> str:

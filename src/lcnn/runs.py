@@ -101,16 +101,16 @@ class RunFolder:
         """Hold the folder's lock for the duration of the block (creating the folder): :func:`hold` on
         ``FOLDER/.lock``."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with hold(self.path / LOCK, self.path, force):
+        with hold(self.path / LOCK, self.path, force, "the folder"):
             yield
 
     def _refusal(self, holder: dict) -> str:
-        return _refusal(self.path, holder, self.path / LOCK)
+        return _refusal(self.path, holder, self.path / LOCK, "the folder")
 
 
 
 @contextmanager
-def hold(lock: Path, owned: Path, force: bool = False) -> Iterator[None]:
+def hold(lock: Path, owned: Path, force: bool = False, what: str = "it") -> Iterator[None]:
     """Hold the lock file ``lock`` of ``owned`` (a run folder, or an output file of a long command) for the
     duration of the block.
 
@@ -128,7 +128,7 @@ def hold(lock: Path, owned: Path, force: bool = False) -> Iterator[None]:
     except FileExistsError:
         holder = _holder(lock)
         if not (force and _may_take(holder)):
-            raise UserError(_refusal(owned, holder, lock)) from None
+            raise UserError(_refusal(owned, holder, lock, what)) from None
         os.replace(aside, lock)
     finally:
         aside.unlink(missing_ok=True)
@@ -161,13 +161,13 @@ def _holder(lock: Path) -> dict:
         return {}
 
 
-def _refusal(owned: Path, holder: dict, lock: Path) -> str:
+def _refusal(owned: Path, holder: dict, lock: Path, what: str) -> str:
     pid, host = holder.get("pid"), holder.get("host", "an unknown host")
     who = f"pid {pid} on {host} since {holder.get('started', '?')} ({holder.get('command', '?')})"
     if not isinstance(pid, int):
-        return f"{owned}: an unreadable lock {lock.name}; if nothing uses it, --force takes it over"
+        return f"{owned}: an unreadable lock {lock.name}; if nothing uses {what}, --force takes {what} over"
     if host == socket.gethostname() and not _alive(pid):
-        return f"{owned}: a stale lock of {who}, which no longer runs; --force takes it over"
+        return f"{owned}: a stale lock of {who}, which no longer runs; --force takes {what} over"
     if host == socket.gethostname():
         return f"{owned} is in use by {who}"
-    return f"{owned} is in use by {who}; if that run is over, --force takes it over"
+    return f"{owned} is in use by {who}; if that run is over, --force takes {what} over"

@@ -21,14 +21,16 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from lcnn.callbacks import TRANSIENT, AtomicCheckpointIO, RunCheckpoint, RunConfig, RunLog, RunState
 from lcnn.config import check_run_settings
 from lcnn.errors import DataError, UserError
 from lcnn.io import read_text, write_json
 from lcnn.plots import plot_training_curves
-from lcnn.precision import train_precision
+from lcnn.precision import evaluate_precision, train_precision
 from lcnn.runs import RunFolder, is_rank_zero
+from lcnn.score.engine import ExactFP32
 from lcnn.speed import tune_cpu_allocator
 from lcnn.tasks import Task, get_task
 
@@ -96,6 +98,7 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epo
                       enable_version_counter=False),
         RunCheckpoint(run_dir / "checkpoints", filename="last", enable_version_counter=False),
         RunState(),
+        ExactFP32(),  # TF32 off while testing (test_for_evaluation)
     ]  # fmt: skip
     if cfg.get("patience"):
         callbacks.append(EarlyStopping(metric, patience=cfg["patience"], mode=mode, verbose=True))
@@ -222,6 +225,8 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
         # A resumed run's checkpoint folder holds its checkpoints: that is the point.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         trainer.fit(module, data, ckpt_path=_last_checkpoint(run_dir, cfg), weights_only=True)
+        trained_in = trainer.precision
+        test_for_evaluation(trainer)
         metrics = task.test(trainer, module, data, run_dir)
     state = next(c for c in trainer.callbacks if isinstance(c, RunState))
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
@@ -231,13 +236,22 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
         best_epoch=_best_epoch(trainer),
         stopped_early=bool(stopper is not None and stopper.stopped_epoch > 0),
         fit_seconds=round(state.fit_seconds, 1),
-        precision=trainer.precision,  # what precision auto chose here (lcnn.precision)
+        precision=trained_in,  # what precision auto chose here (lcnn.precision)
         best_checkpoint="checkpoints/best.ckpt",  # relative to the run folder, which can be moved
     )
     if trainer.is_global_zero:
         write_json(done, metrics)
         plot_training_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     return metrics
+
+
+def test_for_evaluation(trainer: L.Trainer) -> None:
+    """Make ``trainer``, fitted, test in evaluate's precision (:func:`lcnn.precision.evaluate_precision`, fp32;
+    TF32 is off through :class:`lcnn.score.engine.ExactFP32`): training's test is an evaluation, so that
+    metrics.json and the run's score files are what ``lcnn evaluate`` computes. The autocast of a ``-mixed``
+    training precision is dropped; a ``-true`` one (weights converted, given explicitly) stays."""
+    if evaluate_precision() == "fp32" and isinstance(trainer.strategy.precision_plugin, MixedPrecision):
+        trainer.strategy.precision_plugin = Precision()
 
 
 def _best_epoch(trainer: L.Trainer) -> int | None:

@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from lcnn.cli import degrade, faces, info, score, score_files, serve, train, trained
+from lcnn.cli import degrade, faces, info, pretrained, score, score_files, serve, train, trained
 from lcnn.cli.parsing import TASK_COMMANDS, Parser, refuse_writing_inputs
 from lcnn.cli.signals import WORKER_KILLED, interruptible
 from lcnn.errors import Interrupted, UserError
@@ -126,6 +126,6 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)
     parser.commands = commands  # the subcommands, for the checks made on a parsed command line
-    for module in (train, trained, score, info, score_files, degrade, faces, serve):
+    for module in (train, trained, score, info, score_files, degrade, faces, serve, pretrained):
         module.add(commands, task)
     return parser

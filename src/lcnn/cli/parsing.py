@@ -47,8 +47,9 @@ def foreign_option(extra: list[str], command: str, task: str | None) -> str | No
 
 
 #: The destinations of the arguments that name what a command writes; every other argument naming an existing file
-#: or folder is one of its inputs.
+#: or folder is one of its inputs, and those of :data:`DATA_FOLDERS` are corpora no output may be written into.
 OUTPUTS = ("out", "weights")
+DATA_FOLDERS = ("data_dir", "audio_dir")
 
 
 def refuse_writing_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -61,7 +62,7 @@ def refuse_writing_inputs(parser: argparse.ArgumentParser, args: argparse.Namesp
     sub = sub.choices.get(getattr(args, "command", None)) if sub is not None else None
     if sub is None:
         return
-    outputs, inputs = [], []
+    outputs, inputs, data_folders = [], [], []
     for action in sub._actions:
         value = getattr(args, action.dest, None)
         label = action.option_strings[0] if action.option_strings else (action.metavar or action.dest.upper())
@@ -71,8 +72,8 @@ def refuse_writing_inputs(parser: argparse.ArgumentParser, args: argparse.Namesp
             if action.dest in OUTPUTS:
                 outputs.append((label, item))
             elif Path(item).exists():
-                inputs.append((label, item))
-    refuse_overwrite(outputs, inputs)
+                (data_folders if action.dest in DATA_FOLDERS else inputs).append((label, item))
+    refuse_overwrite(outputs, inputs, data_folders)
 
 
 def options_of(task: Any, command: str) -> tuple:

@@ -4,6 +4,7 @@ training run's last checkpoint), so that the same command resumes it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -38,6 +39,8 @@ def interruptible() -> Iterator[None]:
             signal.signal(s, signal.SIG_IGN)
         raise Interrupted(signum)
 
+    # Lightning logs the SIGTERM it sees beside ours; the command's own line says what happened.
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
     saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

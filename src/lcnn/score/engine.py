@@ -210,7 +210,7 @@ FP32 = ("32-true", "32", 32)
 
 
 class ExactFP32(L.Callback):
-    """TF32 off (cuDNN convolutions and CUDA matmuls) while predicting, restored at the end: torch lets cuDNN
+    """TF32 off (cuDNN convolutions and CUDA matmuls) while predicting or testing, restored at the end: torch lets cuDNN
     compute fp32 convolutions in TF32 by default, 10 bits of mantissa, and fp32 is the reference. On the
     predicting process itself, so that processes started by any launcher do the same."""
 
@@ -220,6 +220,8 @@ class ExactFP32(L.Callback):
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         self.saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+
+    on_test_start = on_predict_start  # training's test, an evaluation too (lcnn.train.test_for_evaluation)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.saved is not None:

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from lcnn.audio.io import resample_wave
+from lcnn.audio.io import MIN_SAMPLE_RATE, resample_wave
 from lcnn.serve.errors import too_large, undecodable, unsupported
 
 __all__ = ["AUDIO_TYPES", "IMAGE_FORMATS", "decode_audio", "decode_image", "sniff_audio"]
@@ -62,6 +62,8 @@ def decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> tuple[tor
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate, declared = int(f.samplerate), int(f.frames)
+            if rate < MIN_SAMPLE_RATE:
+                raise undecodable(f"a sample rate of {rate} Hz; expected speech at {MIN_SAMPLE_RATE} Hz or more")
             limit = math.floor(max_seconds * rate)
             if declared > limit:
                 raise too_large(f"{declared / rate:.1f} s of audio; the limit is {max_seconds:g} s")

@@ -79,6 +79,7 @@ class SpoofDataModule(L.LightningDataModule):
         protocol: list[str] | dict[str, str] | None = None,
         frontend: str = "lfcc",
         f_max: float | None = None,
+        n_fft: int | None = None,
         trim_silence: bool | None = None,
         ssl_finetune: bool = False,
         frames: int | None = 750,
@@ -96,7 +97,8 @@ class SpoofDataModule(L.LightningDataModule):
             raise UserError(f"--batch-size must be at least 1, got {batch_size}")
         try:
             finetune = ssl_finetune if frontend.startswith("ssl:") else None
-            self.frontend_config = frontend_config(frontend, f_max=f_max, trim_silence=trim_silence, finetune=finetune)
+            self.frontend_config = frontend_config(frontend, f_max=f_max, n_fft=n_fft, trim_silence=trim_silence,
+                                                  finetune=finetune)
             self.n_features: int = build_frontend(self.frontend_config).n_features
         except ValueError as err:
             raise UserError(str(err)) from None

@@ -46,16 +46,30 @@ class SpoofSpec(Task):
     _asv = option("--asv-scores", metavar="FILE", help="ASVspoof ASV score file of the eval split, for the min t-DCF")
     train_options = (
         option("--frontend", metavar="NAME",
-               help="speech features: lfcc (the 2021 baseline's 60 LFCCs on 0-4 kHz), spec (log power spectrogram) "
+               help="speech features: lfcc (the 2021 baseline's 60 LFCCs on 0-4 kHz), spec (log power spectrogram), "
+                    "lfb (60 log linear filterbank energies), power (power spectrum, for --filterbank) "
                     "or ssl:NAME_OR_PATH (a wav2vec 2.0 / HuBERT / WavLM / XLS-R model, e.g. "
                     "ssl:facebook/wav2vec2-xls-r-300m; needs lcnn[ssl])"),
         option("--ssl-finetune", action="store_true", default=None,
                help="train the ssl: front-end's model with the back-end (default: frozen)"),
         option("--f-max", type=positive, metavar="HZ",
                help="upper band edge of the features (lfcc: 4000; spec: Nyquist)"),
+        option("--n-fft", type=count(16), metavar="N",
+               help="FFT size of the features (lfcc: 1024; NII's study: 512 with --f-max 8000 for its LFCCs)"),
         option("--trim-silence", action=argparse.BooleanOptionalAction,
                help="drop digital silence (exact zeros) at both ends of each file before the features"),
-        option("--loss", choices=["sigmoid", "softmax", "ocsoftmax"], help="sigmoid (baseline), softmax or ocsoftmax"),
+        option("--loss", choices=["sigmoid", "softmax", "ocsoftmax", "amsoftmax", "p2sgrad"],
+               help="sigmoid (baseline), softmax, ocsoftmax, amsoftmax or p2sgrad (the heads of NII's LCNN study)"),
+        option("--pooling", choices=["mean", "sum"], help="lcnn_lstm: pooling over time (mean: the baseline's; sum: "
+               "NII's angular-margin systems)"),
+        option("--hidden", type=count(2), metavar="N", help="lcnn_fixed: hidden layer width (160; NII: 512 for "
+               "amsoftmax and ocsoftmax)"),
+        option("--filterbank", type=count(1), metavar="N", help="a trainable filterbank of N filters as the model's "
+               "first layer, on --frontend power (NII's spec2: 60)"),
+        option("--embedding", type=count(1), metavar="N", help="embedding size of the angular heads (ocsoftmax: "
+               "256, amsoftmax and p2sgrad: 64)"),
+        option("--margin", type=float, help="amsoftmax margin (0.9; NII's LFB systems 0.35)"),
+        option("--scale", type=positive, help="amsoftmax scale (20; NII's LFB systems 10)"),
         option("--frames", type=count(16), metavar="N",
                help="frames fed to fixed-size models (crop or repeat-pad; 750, 64 on minispoof)"),
         option("--augment", action="append", metavar="SPEC",

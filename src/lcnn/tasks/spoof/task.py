@@ -46,7 +46,7 @@ class SpoofTask(SpoofSpec):
         explicitly, it is refused as before."""
         cfg = super().resolve(data, recipe, **overrides)
         settings = FRONTENDS.get(str(cfg["frontend"]).partition(":")[0], {})
-        for key in ("f_max", "trim_silence"):
+        for key in ("f_max", "n_fft", "trim_silence"):
             if overrides.get(key) is None and key not in settings:
                 cfg[key] = None
         return cfg
