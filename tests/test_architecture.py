@@ -130,6 +130,7 @@ LAZY = {  # a module, or with .* every module of a package
     "lcnn.serve.command": "`lcnn serve`'s parser side imports neither FastAPI nor torch",
     "lcnn.tasks": "the registry of the tasks' declarations, which the parser reads",
     "lcnn.tasks.base": "the base class of those declarations",
+    "lcnn.released": "`lcnn pretrained list` reads its table without Lightning; convert and fetch import what they run",
     "lcnn.faces.similarity": "pyplot only for the histogram of --plot (its home would be lcnn.plots)",
 }
 HEAVY = ("lcnn", "torch", "lightning", "numpy", "scipy", "matplotlib")  # the optional extras may come lazily
