@@ -27,6 +27,7 @@ from lcnn.callbacks import TRANSIENT, AtomicCheckpointIO, RunCheckpoint, RunConf
 from lcnn.config import check_run_settings
 from lcnn.errors import DataError, UserError
 from lcnn.io import read_text, write_json
+from lcnn.models.pretrained import load_failure
 from lcnn.plots import plot_training_curves
 from lcnn.precision import evaluate_precision, train_precision
 from lcnn.runs import RunFolder, is_rank_zero
@@ -202,7 +203,7 @@ def _prepare(cfg: dict, task: Task, seed: int, seed_dir: Path) -> tuple[Any, Any
         try:
             resume_epoch = int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
         except Exception as err:  # a file torn or edited by hand: say which, before training anything
-            raise UserError(f"{ckpt}: cannot resume from it ({type(err).__name__}: {err})") from None
+            raise UserError(f"cannot resume: {load_failure(ckpt, err)}") from None
     shape = getattr(getattr(module, "model", None), "input_shape", None)
     return module, data, build_trainer(cfg, seed_dir, task.monitor, resume_epoch, shape)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lcnn.cli import degrade, faces, info, pretrained, score, score_files, serve, train, trained
 from lcnn.cli.parsing import TASK_COMMANDS, Parser, refuse_writing_inputs
-from lcnn.cli.signals import WORKER_KILLED, interruptible
+from lcnn.cli.signals import WORKER_KILLED, interruptible, received
 from lcnn.errors import Interrupted, UserError
 from lcnn.tasks import TASKS, read_checkpoint
 
@@ -48,7 +48,10 @@ def _main(argv: list[str]) -> int:
         parser = build_parser(_task_of(argv))
         args = parser.parse_args(argv)
         refuse_writing_inputs(parser, args)
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        if received:  # the exception was lost in a finaliser: the command ran on, but was told to stop
+            raise Interrupted(received[-1])
+        return code
     except Interrupted as err:
         print(f"lcnn: stopped by {err.name}; what was finished is kept (the same command resumes a scoring run, "
               "--resume a training run)", file=sys.stderr)  # fmt: skip

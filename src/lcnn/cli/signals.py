@@ -15,7 +15,11 @@ from types import FrameType
 
 from lcnn.errors import Interrupted
 
-__all__ = ["WORKER_KILLED", "interruptible"]
+__all__ = ["WORKER_KILLED", "interruptible", "received"]
+
+#: The signals received while :func:`interruptible` was active: the raised exception can be swallowed where Python
+#: cannot propagate it (a finaliser running at that instant prints "Exception ignored" and goes on).
+received: list[int] = []
 
 #: The error a DataLoader raises in the main process when a worker died of a signal: under a group kill the
 #: workers may go before the main process has run its own handler.
@@ -31,12 +35,14 @@ def interruptible() -> Iterator[None]:
         yield
         return
     main = os.getpid()
+    received.clear()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if os.getpid() != main:
             os._exit(128 + signum)
         for s in (signal.SIGINT, signal.SIGTERM):  # a second signal must not break the clean-up
             signal.signal(s, signal.SIG_IGN)
+        received.append(signum)
         raise Interrupted(signum)
 
     # Lightning logs the SIGTERM it sees beside ours; the command's own line says what happened.

@@ -7,6 +7,7 @@ heavy, so that the command line builds its parser at once; :func:`get_task` give
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """An lcnn training checkpoint, read with ``weights_only=True`` (memory-mapped: cheap to peek into)."""
     import torch
 
+    from lcnn.models.pretrained import load_failure
+
     path = find_checkpoint(path)
+    if not zipfile.is_zipfile(path):  # memory-mapping needs torch's zip format; say so rather than mmap's words
+        raise UserError(f"{path}: not a PyTorch checkpoint (expected the zip archive that torch.save writes)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+        raise UserError(load_failure(path, err)) from None
     if not isinstance(ckpt, dict) or "lcnn_task" not in ckpt:
         raise UserError(f"{path}: not an lcnn training checkpoint (no 'lcnn_task' entry); for a released "
                         f"LightCNN checkpoint name its architecture with --model")  # fmt: skip
