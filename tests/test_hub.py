@@ -85,7 +85,8 @@ def test_export_writes_the_hub_layout_and_a_valid_card(run: Path, exported: Path
 
 def test_round_trip_scores_to_1e6(run: Path, exported: Path, tmp_path: Path, capsys) -> None:
     files, expected = _eval_files(run)
-    assert main(["score", str(exported), str(files[0].parent), "--out", str(tmp_path / "s.txt"), "--workers", "0"]) == 0
+    out = str(tmp_path / "s.txt")
+    assert main(["score", str(exported), str(files[0].parent), "--out", out, "--num-workers", "0"]) == 0
     got = _scores(tmp_path / "s.txt")
     np.testing.assert_allclose([got[f.stem] for f in files], expected, rtol=0, atol=1e-6)
 
@@ -162,7 +163,7 @@ def test_hf_names_through_huggingface_hub_then_offline(run: Path, exported: Path
     files, expected = _eval_files(run)
     listing = tmp_path / "files.txt"
     listing.write_text("".join(f"{f.name}\n" for f in files[:4]))
-    given = [str(listing), "--audio-dir", str(files[0].parent), "--workers", "0"]
+    given = [str(listing), "--audio-dir", str(files[0].parent), "--num-workers", "0"]
     (exported / "pytorch_model.bin").write_bytes(b"a pickle never to be downloaded")
     hub = HubRepos()
     commit = hub.add("lcnn-test/tiny", exported, revisions=("main", "v1"))

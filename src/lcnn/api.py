@@ -34,7 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lcnn.errors import UserError
+from lcnn.data.images import image_tensor, open_image
+from lcnn.errors import DataError, UserError
+from lcnn.metrics.dcf import bayes_threshold
+from lcnn.score import TrialTable, score_trials, score_waveforms
 from lcnn.tasks import load_task
 
 __all__ = ["Classifier", "Countermeasure", "FaceEmbedder", "Model", "load"]
@@ -87,8 +90,6 @@ class Countermeasure(Model):
 
     def score_files(self, paths: Sequence[str | Path], batch_size: int = 32) -> list[dict[str, Any]]:
         """:meth:`score` of each file, in order, each with its ``"file"``; scored in batches like ``lcnn score``."""
-        from lcnn.errors import DataError
-
         missing = [str(p) for p in paths if not Path(p).is_file()]
         if missing:
             raise DataError(f"{missing[0]}: no such audio file")
@@ -98,8 +99,6 @@ class Countermeasure(Model):
     def _score_files(self, paths: list[str | Path], batch_size: int) -> np.ndarray:
         """The engine of ``lcnn score`` (:func:`lcnn.score.score_trials`) on whole files, in fp32."""
         import tempfile
-
-        from lcnn.score import TrialTable, score_trials
 
         table = TrialTable("", "the files given")
         for k, path in enumerate(paths):
@@ -114,8 +113,6 @@ class Countermeasure(Model):
     def _score_waves(self, waves: list[Any], sample_rate: int | None) -> np.ndarray:
         """Decoded waveforms through the one spoof path (:func:`lcnn.score.score_waveforms`: the steps of the
         engine, in memory), resampled from ``sample_rate`` as a file would be."""
-        from lcnn.score import score_waveforms
-
         try:
             return score_waveforms(self.module, waves, sample_rate).scores
         except ValueError as err:  # not a mono waveform
@@ -124,8 +121,6 @@ class Countermeasure(Model):
     def _verdicts(self, scores: np.ndarray) -> list[dict[str, Any]]:
         """Score, LLR and decision, as ``lcnn predict`` decides: the Bayes decision of the LLR for a calibrated
         model (:func:`lcnn.tasks.spoof.calibrate.calibrated_lines`), else the stored threshold."""
-        from lcnn.metrics.dcf import bayes_threshold
-
         cal = self.calibration
         llrs = cal.apply(scores) if cal is not None else [None] * len(scores)
         out = []
@@ -199,8 +194,6 @@ class Classifier(Model):
 
     def predict_many(self, images: Sequence[Any], resize: bool = False) -> list[dict[str, Any]]:
         """:meth:`predict` of each image."""
-        from lcnn.data.images import image_tensor, open_image
-
         x = _images(images, lambda p: image_tensor(open_image(p), self.input_shape, resize, str(p)),
                     lambda image: image_tensor(image, self.input_shape, resize))  # fmt: skip
         with torch.inference_mode():

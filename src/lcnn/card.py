@@ -10,6 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from lcnn import __version__
 from lcnn.errors import UserError
 from lcnn.hub import write_folder
 
@@ -110,8 +113,6 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any], command: str, na
     was trained, the data, the limitations and how to use it."""
     from huggingface_hub import ModelCardData
 
-    from lcnn import __version__
-
     task, info = config["task"], _TASKS[config["task"]]
     data = str((config.get("run_config") or {}).get("data") or "unknown")
     results = _eval_results(task, data, metrics)
@@ -151,8 +152,6 @@ def export_hf(checkpoint: Path, module: Any, cfg: dict[str, Any], task: Any, out
               license: str = "mit") -> dict[str, Any]:  # fmt: skip
     """Write the Hub-layout folder ``out`` of a loaded checkpoint (``lcnn.tasks.load_task``): weights,
     config, model card and the run's plot; the results come from the run's ``metrics.json``."""
-    import torch
-
     out = Path(out)  # never the checkpoint's own folder: the command line checks every --out against its inputs
     hp = dict(module.hparams)
     calibration = getattr(module, "calibration", None)

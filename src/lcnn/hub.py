@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from lcnn import __version__
 from lcnn.errors import UserError
 from lcnn.io import atomic_write, write_json
 
@@ -57,8 +58,6 @@ def download(text: str) -> Path:
         from huggingface_hub import errors
     except ImportError:
         raise UserError(f"{text}: loading from the Hub needs huggingface_hub: pip install huggingface_hub") from None
-    from lcnn import __version__
-
     try:
         folder = hub.snapshot_download(repo, revision=revision, allow_patterns=[CONFIG, WEIGHTS, CARD],
                                        library_name="lcnn", library_version=__version__)  # fmt: skip
@@ -120,8 +119,6 @@ def write_folder(out: str | Path, state: dict[str, Any], config: dict[str, Any],
     with the ``format`` and lcnn version), ``README.md`` (``card``) and the ``extra`` files (name -> file to
     copy: the plots the card shows). Each file is written whole (atomically); other files are left alone."""
     from safetensors.torch import save_file
-
-    from lcnn import __version__
 
     out = Path(out)
     if out.exists() and not out.is_dir():
