@@ -33,12 +33,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from lcnn.data.images import image_tensor, open_image
 from lcnn.errors import DataError, UserError
 from lcnn.metrics.dcf import bayes_threshold
 from lcnn.score import TrialTable, score_trials, score_waveforms
 from lcnn.tasks import load_task
+from lcnn.tasks.face.verification import cosine_similarity, embed_faces, face_input
 
 __all__ = ["Classifier", "Countermeasure", "FaceEmbedder", "Model", "load"]
 
@@ -133,24 +135,10 @@ class Countermeasure(Model):
         return out
 
 
-def _images(items: Sequence[Any], load: Any, convert: Any) -> torch.Tensor:
-    """A batch of images given as paths (``load(path)``) or Pillow images (``convert(image)``)."""
-    from PIL import Image
-
-    tensors = []
-    for item in items:
-        if isinstance(item, (str, Path)):
-            tensors.append(load(Path(item)))
-        elif isinstance(item, Image.Image):
-            tensors.append(convert(item))
-        else:
-            raise UserError(f"expected an image path or a PIL.Image, got {type(item).__name__}")
-    return torch.stack(tensors)
-
-
 class FaceEmbedder(Model):
-    """A face model: 256-d embeddings after the official LightCNN preprocessing (that of ``lcnn verify``);
-    ``threshold``: the same / different threshold stored at training (``None`` for a released file)."""
+    """A face model: 256-d embeddings through the one face path of ``lcnn verify`` and the service
+    (:func:`lcnn.tasks.face.verification.face_input`, ``embed_faces``, ``cosine_similarity``); ``threshold``: the
+    same / different threshold stored at training (``None`` for a released file)."""
 
     def __init__(self, module: Any, config: dict[str, Any], task: Any) -> None:
         super().__init__(module, config, task)
@@ -164,16 +152,16 @@ class FaceEmbedder(Model):
 
     def embed_many(self, images: Sequence[Any]) -> np.ndarray:
         """``(N, 256)`` float32 embeddings, row i = image i."""
-        x = _images(images, self._transform.load, self._transform)
-        with torch.inference_mode():
-            return self.module.predict_step(x, 0).numpy()
+        for image in images:
+            if not isinstance(image, (str, Path, Image.Image)):
+                raise UserError(f"expected an image path or a PIL.Image, got {type(image).__name__}")
+        return embed_faces(self.module, torch.stack([face_input(self._transform, image) for image in images]))
 
     def verify(self, a: Any, b: Any, threshold: float | None = None) -> dict[str, Any]:
         """``{"similarity", "same", "threshold"}``: the cosine similarity of two faces and whether it reaches
         ``threshold`` (default: the stored one; ``same`` is ``None`` without any)."""
-        emb = self.embed_many([a, b])
-        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        similarity = float(emb[0] @ emb[1])
+        first, second = self.embed_many([a, b])
+        similarity = cosine_similarity(first, second)
         threshold = self.threshold if threshold is None else float(threshold)
         return {"similarity": similarity, "same": None if threshold is None else similarity >= threshold,
                 "threshold": threshold}  # fmt: skip
@@ -194,8 +182,15 @@ class Classifier(Model):
 
     def predict_many(self, images: Sequence[Any], resize: bool = False) -> list[dict[str, Any]]:
         """:meth:`predict` of each image."""
-        x = _images(images, lambda p: image_tensor(open_image(p), self.input_shape, resize, str(p)),
-                    lambda image: image_tensor(image, self.input_shape, resize))  # fmt: skip
+        tensors = []
+        for image in images:
+            if isinstance(image, (str, Path)):
+                tensors.append(image_tensor(open_image(Path(image)), self.input_shape, resize, str(image)))
+            elif isinstance(image, Image.Image):
+                tensors.append(image_tensor(image, self.input_shape, resize))
+            else:
+                raise UserError(f"expected an image path or a PIL.Image, got {type(image).__name__}")
+        x = torch.stack(tensors)
         with torch.inference_mode():
             probs = self.module.predict_step(x, 0).float()
         return [{"label": self.classes[int(p.argmax())], "probability": float(p.max()),
