@@ -36,7 +36,7 @@ from lcnn.tasks import load_task
 
 def _score(checkpoint: Path, corpus: Path, out: Path, *extra: str) -> int:
     return main(["score", str(checkpoint), str(corpus / "protocol.txt"), "--audio-dir", str(corpus / "flac"),
-                 "--out", str(out), "--no-cache", "--workers", "0", "--batch-size", "3", *extra])  # fmt: skip
+                 "--out", str(out), "--no-cache", "--num-workers", "0", "--batch-size", "3", *extra])  # fmt: skip
 
 
 def test_every_kind_of_input(tmp_path: Path) -> None:
@@ -180,8 +180,8 @@ def test_a_full_cache_disk_costs_no_file(checkpoint: Path, corpus: Path, tmp_pat
     monkeypatch.setattr("lcnn.data.features.atomic_path", full)
     with caplog.at_level(logging.WARNING, logger="lcnn"):
         assert main(["score", str(checkpoint), str(corpus / "protocol.txt"), "--audio-dir", str(corpus / "flac"),
-                     "--out", str(tmp_path / "cached.txt"), "--cache-dir", str(tmp_path / "cache"), "--workers", "0",
-                     "--batch-size", "3"]) == 0  # fmt: skip
+                     "--out", str(tmp_path / "cached.txt"), "--cache-dir", str(tmp_path / "cache"),
+                     "--num-workers", "0", "--batch-size", "3"]) == 0  # fmt: skip
     assert "13 files: 13 scored, 0 failed" in capsys.readouterr().out
     warned = [r.getMessage() for r in caplog.records if "feature cache" in r.getMessage()]
     assert len(warned) == 1 and "cannot be written (" in warned[0] and "No space left on device" in warned[0]
@@ -338,11 +338,11 @@ def test_predict_scores_long_files_whole_or_in_the_windows_asked_for(checkpoint:
                                                                                         "4.00-8.00", "5.00-9.00")
     (tmp_path / "one.txt").write_text("long.flac\n")
     assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--segment", "4", "--hop", "2", "--out",
-                 str(tmp_path / "s.txt"), "--workers", "0"]) == 0  # fmt: skip
+                 str(tmp_path / "s.txt"), "--num-workers", "0"]) == 0  # fmt: skip
     windows = [float(r.split("\t")[3]) for r in (tmp_path / "s.segments.tsv").read_text().splitlines()[1:]]
     assert len(windows) == 4 and float(score) == pytest.approx(np.mean(windows), abs=2e-6)
     assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--out", str(tmp_path / "s.txt"),
-                 "--workers", "0"]) == 0  # fmt: skip
+                 "--num-workers", "0"]) == 0  # fmt: skip
     assert not (tmp_path / "s.segments.tsv").exists()  # the windows of the run before would mislead
     assert float(whole[1]) == pytest.approx(float((tmp_path / "s.txt").read_text().split()[1]), abs=2e-6)
 
@@ -376,7 +376,7 @@ def test_two_processes_write_the_file_of_one(checkpoint: Path, corpus: Path, tmp
     """Lightning's DDP over two CPU processes (gloo): 5 batches split 3 / 2, a missing file, one merged file."""
     (tmp_path / "protocol.txt").write_text((corpus / "protocol.txt").read_text() + "LA_0001 LA_E_9 - A01 spoof\n")
     base = [sys.executable, "-m", "lcnn", "score", str(checkpoint), str(tmp_path / "protocol.txt"), "--audio-dir",
-            str(corpus / "flac"), "--batch-size", "3", "--no-cache", "--workers", "0", "--accelerator", "cpu"]
+            str(corpus / "flac"), "--batch-size", "3", "--no-cache", "--num-workers", "0", "--accelerator", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([*base, "--out", str(tmp_path / "one.txt")], env=env, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
@@ -413,7 +413,7 @@ def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path, capsys, monkey
         (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
         (["--devices", "0"], "argument --devices: must be at least 1, got 0"),
         (["--num-nodes", "0"], "argument --num-nodes: must be at least 1, got 0"),
-        (["--workers", "-1"], "argument --workers: must be at least 0, got -1"),
+        (["--num-workers", "-1"], "argument --num-workers: must be at least 0, got -1"),
         (["--segment", "0"], "argument --segment: must be a finite number above 0, got 0"),
         (["--out", str(tmp_path / "folder")], f"--out {tmp_path / 'folder'}: a folder; expected the score file"),
         (["--out", str(tmp_path / "s.txt" / "x.txt")], "cannot write into .*s.txt \\(expected a writable folder\\)"),
@@ -443,6 +443,7 @@ def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, 
     (stale / "scores-rank0.txt").write_text("0 0.5\n")
     from lcnn.score import engine
     from lcnn.tasks.spoof import report
+    from lcnn.tasks.spoof import task as spoof_task
 
     written, reported, write_lines, write_report = [], [], engine.write_score_file, report.write_report
 
@@ -456,7 +457,7 @@ def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, 
 
     monkeypatch.setattr(engine, "write_score_file", count_writes)
     monkeypatch.setattr(report, "write_score_file", count_writes)
-    monkeypatch.setattr(report, "write_report", keep_scores)
+    monkeypatch.setattr(spoof_task, "write_report", keep_scores)  # where evaluate finds it
     assert main(["evaluate", str(checkpoint), "--data", "custom", "--data-dir", str(flac), "--protocol",
                  f"eval={corpus / 'protocol.txt'}", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 1
     assert sorted(written) == ["scores-eval-2021.txt", "scores-eval.txt"]  # each once
@@ -483,7 +484,7 @@ def test_kill_9_then_the_same_command_is_byte_identical(checkpoint: Path, corpus
         os.link(sources[i % len(sources)], flac / f"T{i:04d}.flac")
     (tmp_path / "list.txt").write_text("".join(f"flac/T{i:04d}\n" for i in range(400)))
     base = [sys.executable, "-m", "lcnn", "score", str(checkpoint), str(tmp_path / "list.txt"), "--batch-size", "2",
-            "--no-cache", "--workers", "1"]
+            "--no-cache", "--num-workers", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*base, "--out", str(tmp_path / "whole.txt")], env=env, check=True, capture_output=True, timeout=300)
     proc = subprocess.Popen([*base, "--out", str(tmp_path / "killed.txt")], env=env, start_new_session=True,

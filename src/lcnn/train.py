@@ -28,9 +28,11 @@ from lcnn.config import check_run_settings
 from lcnn.errors import DataError, UserError
 from lcnn.io import read_text, write_json
 from lcnn.models.pretrained import load_failure
+from lcnn.plots import plot_training_curves
 from lcnn.precision import evaluate_precision, train_precision
 from lcnn.runs import RunFolder, is_rank_zero
 from lcnn.score.engine import ExactFP32
+from lcnn.speed import tune_cpu_allocator
 from lcnn.tasks import Task, get_task
 
 _RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
@@ -172,8 +174,6 @@ def _seed_dir(run_dir: Path, cfg: dict, seed: int) -> Path:
 
 def _train_seeds(cfg: dict, task: Task, run_dir: Path, first: tuple | None = None) -> dict:
     if cfg["accelerator"] == "cpu" or not torch.cuda.is_available():
-        from lcnn.speed import tune_cpu_allocator
-
         tune_cpu_allocator()
     seeds = cfg["seeds"]
     results = {}
@@ -214,8 +214,6 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
     With ``resume``, a seed that has finished (its metrics.json says so, and no more epochs are asked for)
     keeps its results; one with a last checkpoint continues from it; the others start afresh.
     """
-    from lcnn.plots import plot_training_curves
-
     done = run_dir / "metrics.json"
     if cfg.get("resume") and done.is_file():
         finished = json.loads(done.read_text())

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
+from lcnn.tasks import TASKS
+from lcnn.tasks.base import RENAMED
 
 TASK_COMMANDS = ("train", "evaluate", "predict")  # the commands with task options
 
@@ -23,8 +25,11 @@ class Parser(argparse.ArgumentParser):
 
     def parse_args(self, args: list[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
         parsed, extra = self.parse_known_args(args, namespace)
+        command = getattr(parsed, "command", None)
+        renamed = next((f.split("=")[0] for f in extra if f.split("=")[0] in RENAMED), None)
+        if renamed:
+            raise UserError(f"{renamed} is spelled {RENAMED[renamed]} (see {self.prog} {command} --help)")
         if extra:
-            command = getattr(parsed, "command", None)
             message = f"unrecognized arguments: {' '.join(extra)}"
             foreign = foreign_option(extra, command, self.task) if command in TASK_COMMANDS else None
             raise UserError(f"{foreign or message} (see {self.prog} {command or ''} --help)".replace("  ", " "))
@@ -33,8 +38,6 @@ class Parser(argparse.ArgumentParser):
 
 def foreign_option(extra: list[str], command: str, task: str | None) -> str | None:
     """``--pairs is not an option of the spoof task (face takes it)`` for an option of another task."""
-    from lcnn.tasks import TASKS
-
     for flag in (f.split("=")[0] for f in extra if f.startswith("--")):
         owners = [t.name for t in TASKS.values() if any(flag in o.flags for o in options_of(t, command))]
         if owners and task not in owners:
@@ -87,8 +90,6 @@ def command(commands, name: str, task: str | None = None, **kwargs) -> Parser:
 
 
 def add_task_options(p: argparse.ArgumentParser, command: str, task: str | None) -> None:
-    from lcnn.tasks import TASKS
-
     if task is None:
         p.epilog = f"Task options: lcnn {command} --task {{{','.join(TASKS)}}} --help"
         return
@@ -98,8 +99,6 @@ def add_task_options(p: argparse.ArgumentParser, command: str, task: str | None)
 
 
 def task_choice(p: argparse.ArgumentParser, help: str) -> None:
-    from lcnn.tasks import TASKS
-
     p.add_argument("--task", choices=list(TASKS), help=help)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from lcnn.cli.parsing import command, short_names
 from lcnn.errors import UserError
+from lcnn.tasks import find_checkpoint
 from lcnn.tasks.base import fraction
 
 KEY_HELP = "the key: a protocol or key file (ASVspoof 2019 / 2021 / 5, In-the-Wild meta.csv, CSV); default: the " \
@@ -124,7 +125,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
     stored = None
     if args.checkpoint:  # first: a wrong or busy checkpoint leaves nothing written
         from lcnn.runs import RunFolder
-        from lcnn.tasks import find_checkpoint
         from lcnn.tasks.spoof.calibrate import store_calibration
 
         ckpt = find_checkpoint(args.checkpoint)

@@ -9,6 +9,7 @@ from typing import Any
 
 from lcnn.cli.parsing import add_task_options, command, options_of, print_metrics, short_names, task_choice
 from lcnn.errors import UserError
+from lcnn.tasks import TASKS, find_checkpoint, load_task
 from lcnn.tasks.base import count
 
 
@@ -52,8 +53,6 @@ def _add_evaluate(commands, task: str | None) -> None:
 
 def load(args: argparse.Namespace) -> tuple[Path, Any, dict, Any]:
     """``(checkpoint path, module, run config, task)``; refuses a ``--task`` that is not the checkpoint's."""
-    from lcnn.tasks import find_checkpoint, load_task
-
     ckpt = find_checkpoint(args.checkpoint)
     module, cfg, task = load_task(ckpt, getattr(args, "model", None))
     if getattr(args, "task", None) and args.task != task.name:
@@ -117,8 +116,6 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_verify(commands, task: str | None) -> None:
-    from lcnn.tasks import TASKS
-
     p = command(
         commands, "verify", task,
         help="face: are two images the same person?",

@@ -119,7 +119,7 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     if form == "2019" and not table.labelled:
         raise UserError(f"--format 2019 needs a key and attack for every trial, and {table.source} has unlabelled ones")
     if batch_size < 1 or workers < 0:
-        raise UserError(f"--batch-size must be at least 1 and --workers at least 0, got {batch_size} and {workers}")
+        raise UserError(f"--batch-size must be at least 1 and --num-workers at least 0, got {batch_size} and {workers}")
     if hop is not None and segment is None:
         raise UserError("--hop needs --segment SECONDS")
     how = parse_aggregate(aggregate)

@@ -1,5 +1,9 @@
 """The tasks (:class:`~lcnn.tasks.base.Task` subclasses, one package each), and the rebuilding of a trained
-task from its checkpoint (:func:`load_task`), whatever the task."""
+task from its checkpoint (:func:`load_task`), whatever the task.
+
+:data:`TASKS` holds each task's declarations (``spec.py``: name, recipes, options), which import nothing
+heavy, so that the command line builds its parser at once; :func:`get_task` gives the task that runs
+(``task.py``, which imports what it uses at its top), imported when a command runs."""
 
 from __future__ import annotations
 
@@ -9,20 +13,25 @@ from typing import Any
 
 from lcnn.errors import UserError
 from lcnn.tasks.base import Option, Task
-from lcnn.tasks.classify import ClassifyTask
-from lcnn.tasks.face import FaceTask
-from lcnn.tasks.spoof import SpoofTask
+from lcnn.tasks.classify import ClassifySpec
+from lcnn.tasks.face import FaceSpec
+from lcnn.tasks.spoof import SpoofSpec
 
 __all__ = ["TASKS", "Option", "Task", "find_checkpoint", "get_task", "load_task", "read_checkpoint"]
 
-TASKS: dict[str, Task] = {task.name: task for task in (ClassifyTask(), SpoofTask(), FaceTask())}
+#: Each task's declarations (options, recipes), by name: what the parser reads.
+TASKS: dict[str, Task] = {spec.name: spec for spec in (ClassifySpec(), SpoofSpec(), FaceSpec())}
+_RUNNING: dict[str, Task] = {}
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name`` (``classify``, ``spoof`` or ``face``)."""
+    """The task called ``name`` (``classify``, ``spoof`` or ``face``) that runs: its ``task.py`` class, one
+    instance per process."""
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
-    return TASKS[name]
+    if name not in _RUNNING:
+        _RUNNING[name] = TASKS[name].running()
+    return _RUNNING[name]
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -68,8 +77,9 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     """Rebuild the task saved in checkpoint ``path`` (or a run folder): ``(module, run config, task)``.
 
     The module is in eval mode on the CPU. Weights are read with ``weights_only=True``; any key that does
-    not fit the architecture is reported by name. A spoof checkpoint's calibration (``lcnn calibrate``) becomes
-    ``module.calibration``. ``model`` names the architecture of a released LightCNN
+    not fit the architecture is reported by name; what the checkpoint holds beyond the weights is the task's
+    (:meth:`~lcnn.tasks.base.Task.restore_extras`: a spoof checkpoint's calibration becomes
+    ``module.calibration``). ``model`` names the architecture of a released LightCNN
     checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder.
     """
     path = find_checkpoint(path)
@@ -90,8 +100,5 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
         module.load_state_dict(found)
     except RuntimeError as err:
         raise UserError(f"{path}: weights do not fit the architecture: {str(err).splitlines()[-1].strip()}") from None
-    if "lcnn_calibration" in ckpt:  # `lcnn calibrate --checkpoint`: module.calibration maps scores to LLRs
-        from lcnn.tasks.spoof.calibrate import read_calibration
-
-        module.calibration = read_calibration(ckpt, str(path))
+    task.restore_extras(module, ckpt, str(path))
     return module.eval(), dict(ckpt.get("lcnn_config") or {}), task

@@ -100,6 +100,34 @@ def fraction(text: str) -> float:
     return value
 
 
+def devices(text: str) -> int | str:
+    """An argparse ``type`` for ``--devices``: a number of devices (at least 1), or what Lightning reads otherwise
+    (``auto``, ``0,1``)."""
+    try:
+        int(text)
+    except ValueError:
+        return text
+    return count(1)(text)
+
+
+#: The options every command that runs a Trainer takes (train, score), declared once.
+RUN_OPTIONS = (
+    option("--accelerator", help="cpu, gpu, mps or auto (default)"),
+    option("--devices", type=devices, help="devices (processes) per node (default 1); more: DDP"),
+    option("--strategy", help="Lightning strategy: auto (default; ddp with several devices), ddp, ddp_spawn, ..."),
+    option("--precision", help="auto (default: $LCNN_PRECISION where set for training; bf16-mixed on bf16 GPUs; on "
+           "CPUs the precision probe's choice, bf16-mixed where it measured it faster here and it is known to keep "
+           "the task's result, see `lcnn benchmark --probe`; else 32-true, the precision of evaluate), 32-true, "
+           "bf16-mixed, 16-mixed (GPUs)"),
+)  # fmt: skip
+
+#: Data-loading worker processes: one spelling (``--num-workers``) for every command.
+NUM_WORKERS = option("--num-workers", type=count(0), metavar="N", help="data-loading worker processes (default 0)")
+
+#: Spellings refused with a pointer to the one kept.
+RENAMED = {"--workers": "--num-workers"}
+
+
 def _import(path: str) -> Any:
     """``"package.module:Name"`` -> the object."""
     module, _, name = path.partition(":")
@@ -126,6 +154,8 @@ class Task:
             ``KIND:PATH`` items whose PATH is one.
         train_options, evaluate_options, predict_options, score_options: the task's own options of each command
             (a task with a command of its own adds them likewise: face's ``verify_options``).
+        implementation: the import path of the subclass that runs the task (its ``task.py``); the declarations
+            above live in a light class of their own (its ``spec.py``), read by the parser without torch.
     """
 
     name: ClassVar[str]
@@ -144,6 +174,11 @@ class Task:
     evaluate_options: ClassVar[tuple[Option, ...]] = ()
     predict_options: ClassVar[tuple[Option, ...]] = ()
     score_options: ClassVar[tuple[Option, ...]] = ()
+    implementation: ClassVar[str]
+
+    def running(self) -> Task:
+        """The task that runs these declarations (:attr:`implementation`; imports its models and data)."""
+        return _import(self.implementation)()
 
     # -- configuration ------------------------------------------------------------------------------------------
 
@@ -241,6 +276,10 @@ class Task:
             return build(self.module_class(), hparams, strict=True)
         except UserError as err:
             raise UserError(f"{where}: its stored hyper_parameters do not build a {self.name} model: {err}") from None
+
+    def restore_extras(self, module: Any, ckpt: Mapping[str, Any], where: str) -> None:
+        """Set on a restored ``module`` what its checkpoint dict ``ckpt`` holds beyond the weights; nothing by
+        default."""
 
     def evaluate(self, module: Any, cfg: dict[str, Any], out_dir: Path, **options: Any) -> dict[str, Any]:
         """``lcnn evaluate``: metrics, score files and plots of a trained module in ``out_dir``."""

@@ -20,6 +20,7 @@ from lcnn.data.images import open_image
 from lcnn.data.pairs import Pair, assign_folds
 from lcnn.io import atomic_write
 from lcnn.metrics import kfold_accuracy, pairwise_eer, roc_curve, tar_at_far, verification_eer
+from lcnn.plots import plot_roc
 from lcnn.tasks.common import inference_trainer
 
 __all__ = ["cosine_similarity", "cosine_scores", "embed_faces", "embed_images", "face_input", "pair_scores", "unit",
@@ -146,8 +147,6 @@ def held_out_metrics(module: Any, features: torch.Tensor, labels: torch.Tensor) 
 
 def write_verification(out_dir: Path, pairs: list[Pair], scores: np.ndarray, title: str, prefix: str = "") -> None:
     """``{prefix}scores.txt`` (``path1 path2 label fold score`` per pair) and ``{prefix}roc.png``, atomically."""
-    from lcnn.plots import plot_roc
-
     lines = [f"{p.path1}\t{p.path2}\t{p.label}\t{p.fold}\t{s:.6f}" for p, s in zip(pairs, scores)]
     atomic_write(out_dir / f"{prefix}scores.txt", lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     far, tar, _ = roc_curve(scores, [p.label for p in pairs])

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lcnn.audio.ssl import SSLFrontend
 from lcnn.data.speech import MIN_FRAMES
 from lcnn.errors import UserError
 from lcnn.losses import CosineHead, OCSoftmax, am_softmax_loss, p2sgrad_loss
@@ -96,7 +97,6 @@ class SpoofModule(L.LightningModule):
         if (frontend or {}).get("name") == "ssl":
             if not info.variable_length:
                 raise UserError(f"an ssl: front-end feeds a back-end of any length (lcnn_lstm), not {model}")
-            from lcnn.audio.ssl import SSLFrontend
 
             self.ssl = SSLFrontend(frontend["model"], frontend["finetune"], frontend["features"])
             n_features = frontend["features"]

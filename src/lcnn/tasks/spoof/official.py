@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from lcnn.audio.pipeline import frontend_config
 from lcnn.errors import UserError
 
 FEATURES = ("lfcc", "lfb", "spec2")
@@ -51,8 +52,6 @@ class Variant:
     @property
     def module_settings(self) -> dict:
         """The :class:`lcnn.tasks.spoof.module.SpoofModule` settings that build this system."""
-        from lcnn.audio.pipeline import frontend_config
-
         frontend = {"lfcc2021": frontend_config("lfcc"), "lfcc": frontend_config("lfcc", n_fft=512, f_max=8000.0),
                     "lfb": frontend_config("lfb"), "spec2": frontend_config("power")}[self.feature]  # fmt: skip
         model = {"fixed": "lcnn_fixed", "attention": "lcnn_attention", "lstmsum": "lcnn_lstm"}[self.net]

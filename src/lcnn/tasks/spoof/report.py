@@ -29,6 +29,7 @@ from lcnn.metrics import (
     read_asv_scores,
     split_metrics,
 )
+from lcnn.plots import plot_det
 from lcnn.score.files import ScoreFile, check_scores, read_scores, write_score_file
 from lcnn.tasks.spoof.tables import condition_tables, markdown_report
 
@@ -56,8 +57,6 @@ def write_report(out_dir: Path, results: dict[str, tuple[list[Trial], np.ndarray
     ``_cllr`` / ``_min_cllr`` of the LLRs beside ``SPLIT_act_dcf_raw`` / ``_cllr_raw`` of the raw scores.
     ``wrote_2021``: the ``scores-SPLIT-2021.txt`` files are the scoring engine's, of these scores (evaluate);
     each score file is written once. The scores are checked before any file is written."""
-    from lcnn.plots import plot_det
-
     corpus = get_corpus(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {}
@@ -154,8 +153,6 @@ def write_det_overlay(score_files: Mapping[str, str | os.PathLike], path: str | 
                       title: str | None = None) -> Path:  # fmt: skip
     """One DET plot of several systems: ``{name: labelled score file}`` (``scores-SPLIT.txt``, or any file of
     :func:`lcnn.score.files.read_scores` that carries the key), each checked first."""
-    from lcnn.plots import plot_det
-
     curves = {}
     for name, file in score_files.items():
         scores = read_scores(file)
