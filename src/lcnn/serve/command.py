@@ -63,6 +63,7 @@ def serve(args: argparse.Namespace) -> int:
 
         from lcnn.serve.app import create_app
         from lcnn.serve.models import load_models
+        from lcnn.serve.protocol import ServiceProtocol
     except ImportError as err:
         raise UserError(f"lcnn serve needs the serve extra ({err.name} is missing): "
                         "pip install 'lcnn[serve]'") from None
@@ -89,7 +90,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"lcnn: warning: listening on {args.host} without --api-key-file: anyone who reaches this port can "
               f"use the models", file=sys.stderr)  # fmt: skip
     uvicorn.run(create_app(models, settings), host=args.host, port=args.port, log_level=args.log_level,
-                timeout_keep_alive=5, server_header=False)  # fmt: skip
+                timeout_keep_alive=5, server_header=False, http=ServiceProtocol)  # fmt: skip
     return 0
 
 
