@@ -243,7 +243,7 @@ def throughput(work: Path, n: int, ckpt: Path) -> dict[int, Path]:
     print("|---:|---|---:|---:|---:|")
     for workers, precision in ((0, "32-true"), (1, "32-true"), (2, "32-true"), (1, "bf16-mixed")):
         outs[workers, precision] = out = work / f"tp-{workers}-{precision}.txt"
-        r = score_protocol(ckpt, work, n, out, "--no-cache", "--workers", str(workers), "--precision", precision,
+        r = score_protocol(ckpt, work, n, out, "--no-cache", "--num-workers", str(workers), "--precision", precision,
                            "--restart")
         print(f"| {workers} | {precision} | {r.get('rate', float('nan')):.1f} | {r.get('seconds', float('nan')):.1f} | "
               f"{r['wall']:.1f} |")  # fmt: skip
@@ -258,9 +258,9 @@ def kill(work: Path, n: int, ckpt: Path, reference: Path | None) -> None:
     out = work / "killed.txt"
     if reference is None:
         reference = work / "uninterrupted.txt"
-        score_protocol(ckpt, work, n, reference, "--no-cache", "--workers", "1", "--restart")
-    first = score_protocol(ckpt, work, n, out, "--no-cache", "--workers", "1", "--restart", kill_at=n // 2)
-    second = score_protocol(ckpt, work, n, out, "--no-cache", "--workers", "1")
+        score_protocol(ckpt, work, n, reference, "--no-cache", "--num-workers", "1", "--restart")
+    first = score_protocol(ckpt, work, n, out, "--no-cache", "--num-workers", "1", "--restart", kill_at=n // 2)
+    second = score_protocol(ckpt, work, n, out, "--no-cache", "--num-workers", "1")
     same = out.exists() and out.read_bytes() == reference.read_bytes()
     print(f"\n### kill -9 at half of {n:,} trials, then the same command\n")
     print("| scores on disk at the kill | exit code | resumed: skipped | resumed: scored | final file byte-identical "
@@ -274,7 +274,7 @@ def rss(work: Path, sizes: tuple[int, ...], ckpt: Path) -> None:
     print("| trials | main process (MB) | process tree, PSS (MB) | files/s |\n|---:|---:|---:|---:|")
     rows = []
     for n in sizes:
-        r = score_protocol(ckpt, work, n, work / f"rss-{n}.txt", "--no-cache", "--workers", "1", "--restart")
+        r = score_protocol(ckpt, work, n, work / f"rss-{n}.txt", "--no-cache", "--num-workers", "1", "--restart")
         rows.append(r)
         print(f"| {n:,} | {r['main_mb']:.0f} | {r['tree_mb']:.0f} | {r.get('rate', float('nan')):.1f} |")
     print(f"\nGrowth from {sizes[0]:,} to {sizes[-1]:,} trials: {rows[-1]['main_mb'] - rows[0]['main_mb']:.0f} MB "
@@ -311,7 +311,7 @@ def long(work: Path, data_dir: Path, minutes: tuple[float, ...], ckpt: Path, tra
             if model is None or (model is trained and m != minutes[-1]):
                 continue
             out = work / f"long-{m:g}-{model.stem}.txt"
-            r = lcnn_score(model, path, out, "--segment", "4", "--workers", "1", "--restart")
+            r = lcnn_score(model, path, out, "--segment", "4", "--num-workers", "1", "--restart")
             print(f"| {m:g} min | {name} | {r.get('items', '?')} | {r.get('seconds', float('nan')):.1f} | "
                   f"{r.get('seconds', float('nan')) / m:.2f} | {r['main_mb']:.0f} / {r['tree_mb']:.0f} |")  # fmt: skip
     if trained is None:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 from probe_timings import timings, unpinned  # noqa: F401 - fixtures of test_probe, test_precision
+from spoof_fixtures import checkpoint, corpus  # noqa: F401 - fixtures of test_score, test_reliability
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -149,12 +149,12 @@ def test_calibration_in_the_checkpoint(tmp_path: Path, la_tree: Path, capsys: py
     assert float(posterior) == pytest.approx(expit(float(llr)), abs=1e-6)
     assert main(["predict", str(path), str(flac[0]), "--threshold", "1e9"]) == 0
     assert capsys.readouterr().out.split("\t")[3] == "spoof"  # --threshold decides on the score, as before
-    assert main(["predict", str(path), str(flac[0]), "--threshold", "nan"]) == 0
-    assert capsys.readouterr().out.split("\t")[3] == "-"  # no threshold: no decision, as without a calibration
+    assert main(["predict", str(path), str(flac[0]), "--threshold", "nan"]) == 2  # a threshold is a finite number
+    assert "argument --threshold: must be a finite number, got nan" in capsys.readouterr().err
     with monkeypatch.context() as m:
         m.setattr("lcnn.score.score_trials", _not_scored)
         assert main(["predict", str(path), str(flac[0]), "--prior", "1.5"]) == 2
-    assert "--prior must be a probability in (0, 1), got 1.5" in capsys.readouterr().err
+    assert "argument --prior: must be between 0 and 1 (exclusive), got 1.5" in capsys.readouterr().err
 
     # evaluate reports the LLRs' act DCF and Cllr beside the raw scores'
     result = task.evaluate(module, cfg, tmp_path / "ev", data_dir=str(la_tree), cache_dir=str(tmp_path / "cache"))

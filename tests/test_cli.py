@@ -1,5 +1,6 @@
 """The command line end to end on the bundled digits: train, evaluate, predict, export, and bad input."""
 
+import copy
 import csv
 import json
 import logging
@@ -13,7 +14,6 @@ from PIL import Image
 
 from lcnn.cli import build_parser, main
 from lcnn.data.images import load_digits
-from lcnn.inference import quantize_int8
 from lcnn.tasks import load_task
 
 
@@ -32,6 +32,8 @@ def test_train_writes_the_run_folder(run):
     assert config["data"] == "digits" and config["batch_size"] == 64 and config["epochs"] == 2
     assert config["val_fraction"] == 0.25
     metrics = json.loads((run / "metrics.json").read_text())
+    # learning is asserted elsewhere: test_runs.py (test_acc > 0.5 after 4 epochs), test_lcnn_model.py (the loss
+    # halves); this 2-epoch run is about the run folder
     assert metrics["test_count"] == 450 and 0 <= metrics["test_acc"] <= 1
     assert not list(run.rglob("*.tmp"))
 
@@ -60,20 +62,20 @@ def test_predict_prints_class_and_probability(run, tmp_path, capsys):
     assert main(["predict", str(run / "checkpoints" / "best.ckpt"), *paths]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
-    for line, path in zip(lines, paths):
-        name, label, prob = line.split("\t")
-        assert name == path and label in {str(d) for d in range(10)} and 0.1 <= float(prob) <= 1
-    # --int8: the model calibrated on these images, as lcnn.inference.quantize_int8 does it (this 2-epoch model is
-    # too unsure of its classes for int8 to be sure to keep them: the accuracy is benchmarks/int8_accuracy.py's job)
-    assert main(["predict", str(run / "checkpoints" / "best.ckpt"), *paths, "--int8"]) == 0
+    # the fp32 model's own softmax, computed here from the checkpoint (tests pin predict to fp32)
     module = load_task(run / "checkpoints" / "best.ckpt")[0]
     images = torch.stack([torch.from_numpy(digits.test_images[i].numpy()).float() / 255 for i in range(3)])
-    int8 = quantize_int8(module.model, images.contiguous(memory_format=torch.channels_last), run=lambda m, x: m(x))
     with torch.inference_mode():
-        probs = int8(images).softmax(1)
-    for line, p in zip(capsys.readouterr().out.strip().splitlines(), probs):
+        fp32 = module.model.eval()(images).softmax(1)
+    for line, path, p in zip(lines, paths, fp32):
         name, label, prob = line.split("\t")
-        assert int(label) == int(p.argmax()) and float(prob) == pytest.approx(float(p.max()), abs=1e-4)
+        assert name == path and int(label) == int(p.argmax()) and float(prob) == pytest.approx(float(p.max()), abs=5e-5)
+    # --int8 against fp32: the same class, the probability within 0.05 (this 2-epoch model is unsure of its
+    # classes; the accuracy of int8 is benchmarks/int8_accuracy.py's job)
+    assert main(["predict", str(run / "checkpoints" / "best.ckpt"), *paths, "--int8"]) == 0
+    for line, p in zip(capsys.readouterr().out.strip().splitlines(), fp32):
+        name, label, prob = line.split("\t")
+        assert int(label) == int(p.argmax()) and float(prob) == pytest.approx(float(p.max()), abs=0.05)
 
 
 def test_export_onnx_matches_pytorch_on_new_inputs(run, tmp_path):
@@ -95,9 +97,22 @@ def test_export_torchscript_and_safetensors(run, tmp_path):
 
     assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
     scripted = torch.jit.load(str(tmp_path / "m.pt"))
-    assert scripted(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    module = load_task(run)[0]
+    x = torch.rand(3, 1, 28, 28)
+    with torch.inference_mode():
+        expected = module.model.eval()(x)
+        torch.testing.assert_close(scripted(x), expected, rtol=1e-5, atol=1e-5)  # the same fp32 graph
     assert main(["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "m.safetensors")]) == 0
-    assert "fc.filter.weight" in load_file(str(tmp_path / "m.safetensors"))
+    tensors = load_file(str(tmp_path / "m.safetensors"))
+    weights = module.model.state_dict()
+    assert tensors.keys() == weights.keys() and "fc.filter.weight" in tensors
+    assert all(torch.equal(tensors[k], weights[k]) for k in weights)  # bit for bit
+    rebuilt = copy.deepcopy(module.model)
+    for param in rebuilt.parameters():
+        param.data.normal_()
+    rebuilt.load_state_dict(tensors)
+    with torch.inference_mode():
+        torch.testing.assert_close(rebuilt(x), expected, rtol=0, atol=0)  # the values are the model's
 
 
 def _error(capsys, argv) -> str:
@@ -123,7 +138,7 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
         capsys, ["train", "--task", "spoof", "--val-fraction", "0.1", "--out", str(tmp_path / "s")])
     notckpt = tmp_path / "x.ckpt"
     notckpt.write_text("hello")
-    assert "x.ckpt: not a readable PyTorch checkpoint" in _error(capsys, ["evaluate", str(notckpt)])
+    assert "x.ckpt: not a PyTorch checkpoint" in _error(capsys, ["evaluate", str(notckpt)])
     assert "no such checkpoint" in _error(capsys, ["predict", str(tmp_path / "none.ckpt"), str(big)])
 
 
@@ -288,7 +303,7 @@ def test_help_reads_well():
 
 
 BAD_ARGUMENTS = [  # (command line, what the one line must say)
-    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_lstm"),
+    (["train", "--model", "bogus"], "unknown model 'bogus'; choose one of: lcnn, lcnn_attention, lcnn_fixed"),
     (["train", "--model", "lightcnn9"], "model 'lightcnn9' is not built for the classify task"),
     (["train", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
     (["train", "--epochs", "two"], "argument --epochs: expected a whole number, got 'two'"),
@@ -303,13 +318,13 @@ BAD_ARGUMENTS = [  # (command line, what the one line must say)
     (["train", "--recipe", "fast"], "unknown recipe 'fast' for task classify"),
     (["train", "--data", "nowhere"], "unknown image dataset 'nowhere'"),
     (["train", "--task", "spoof", "--frames", "8"], "argument --frames: must be at least 16, got 8"),
-    (["train", "--task", "spoof", "--frontend", "mfcc"], "unknown front-end 'mfcc'; expected lfcc, spec or ssl:"),
+    (["train", "--task", "spoof", "--frontend", "mfcc"], "unknown front-end 'mfcc'; expected lfcc, spec, lfb, power"),
     (["train", "--task", "face", "--image-size", "100"], "argument --image-size: must be at least 128, got 100"),
     (["train", "--task", "face", "--pairs", "x"], "unrecognized arguments: --pairs x"),
     (["train", "--resume"], "--resume continues the run in --out: give the run folder"),
     (["evaluate"], "the following arguments are required: RUN_OR_CHECKPOINT"),
     (["evaluate", "nowhere.ckpt"], "nowhere.ckpt: no such checkpoint or run folder"),
-    (["predict", "--task", "spoof", "x.ckpt", "a.wav", "--threshold", "high"], "argument --threshold: invalid float"),
+    (["predict", "--task", "spoof", "x.ckpt", "a.wav", "--threshold", "high"], "--threshold: expected a number"),
     (["export", "x.ckpt", "--format", "pickle"], "argument --format: invalid choice: 'pickle'"),
     (["benchmark", "--steps", "0"], "argument --steps: must be at least 1, got 0"),
     (["nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),

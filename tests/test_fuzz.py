@@ -228,3 +228,82 @@ def test_corrupted_files_are_refused_with_their_name(kind: str, damage: str, tmp
     whole = tmp_path / f"whole{suffix}"
     whole.write_bytes(valid)
     assert np.array_equal(np.asarray(damaged), np.asarray(read(whole))), f"{kind} {damage}: read wrong data"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command-line values: the numeric options, the --augment grammar and degrade's codec chains
+
+
+NUMBERS = st.sampled_from(["0", "-1", "1", "0.5", "1e9", "1e-9", "nan", "inf", "-inf", "1e308", "70000", "65535",
+                           "", " ", "0x10", "1_000", "½", "٣"]) | st.text(max_size=8)  # fmt: skip
+OPTIONS = [["score", "m.ckpt", "l.txt", "--segment"], ["score", "m.ckpt", "l.txt", "--segment", "4", "--hop"],
+           ["serve", "m.ckpt", "--port"], ["serve", "m.ckpt", "--max-wait-ms"], ["serve", "m.ckpt", "--max-batch"],
+           ["calibrate", "s.txt", "--out", "c.json", "--p-spoof"], ["train", "--epochs"], ["train", "--lr"],
+           ["predict", "--task", "spoof", "m.ckpt", "a.wav", "--threshold"]]  # fmt: skip
+
+
+def test_fuzz_numeric_options(capsys) -> None:
+    """A value out of range or not a number is argparse's one line (exit 2) before anything runs; the values
+    taken are finite and in range."""
+    from lcnn.cli import build_parser
+    from lcnn.cli.parsing import Parser
+
+    @FUZZ
+    @given(value=NUMBERS, prefix=st.sampled_from(OPTIONS))
+    def check(value: str, prefix: list[str]) -> None:
+        task = "spoof" if "--task" in prefix else "classify"
+        try:
+            args = build_parser(task).parse_args([*prefix, value])
+        except UserError as err:
+            assert "\n" not in str(err)
+            return
+        parsed = getattr(args, prefix[-1].lstrip("-").replace("-", "_"), None)
+        if isinstance(parsed, float):
+            assert np.isfinite(parsed), (prefix, value)
+        if prefix[-1] == "--port":
+            assert 1 <= parsed <= 65535
+
+    assert issubclass(type(build_parser("classify")), Parser)
+    check()
+
+
+AUGMENT_TOKENS = ["rawboost", "codec", "noise", "reverb", "speed", ":", ",", "@", "p=", "snr=", "0.5", "1e9", "nan",
+                  "-3", "mp3", "opus", "amr", "mulaw", "3", "9", "/tmp", "", "=", "0.9", "1.1"]  # fmt: skip
+
+
+def test_fuzz_augment_grammar() -> None:
+    """Any ``--augment`` item is a spec or one UserError; a spec's numbers are finite and in range."""
+    from lcnn.audio.augment import SPEED_RANGE, parse_augment
+
+    @FUZZ
+    @given(items=st.lists(st.lists(st.sampled_from(AUGMENT_TOKENS) | st.text(max_size=4), max_size=8).map("".join),
+                          min_size=1, max_size=3))  # fmt: skip
+    def check(items: list[str]) -> None:
+        try:
+            spec = parse_augment(items, check=False)
+        except UserError:
+            return
+        if spec.speed is not None:
+            assert all(SPEED_RANGE[0] <= f <= SPEED_RANGE[1] for f in spec.speed.factors)
+        for part in (spec.rawboost, spec.codec, spec.noise, spec.reverb, spec.speed):
+            assert part is None or 0 < part.p <= 1
+
+    check()
+
+
+def test_fuzz_codec_chains() -> None:
+    """Any ``degrade --chain`` text is a list of steps or one UserError (ffmpeg not consulted)."""
+    from lcnn.audio.codecs import CODECS, parse_chain
+
+    tokens = [*CODECS, ":", ",", "k", "32", "4.75", "0", "-1", "1e9", "nan", " ", "amr-nb", "32000"]
+
+    @FUZZ
+    @given(text=st.lists(st.sampled_from(tokens) | st.text(max_size=3), max_size=10).map("".join))
+    def check(text: str) -> None:
+        try:
+            steps = parse_chain(text, check=False)
+        except UserError:
+            return
+        assert steps and all(step.codec in CODECS for step in steps)
+
+    check()

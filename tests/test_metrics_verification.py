@@ -54,16 +54,23 @@ def test_kfold_accuracy_matches_a_brute_force_threshold_search() -> None:
 
 def test_kfold_accuracy_validates_folds() -> None:
     scores, labels = _pairs(n=20)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"folds must be between 2 and the number of pairs \(20\), got 1"):
         kfold_accuracy(scores, labels, folds=1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fold ids and scores differ in length: 2 vs 20"):
         kfold_accuracy(scores, labels, folds=[0, 1])
 
 
 def test_verification_eer_is_spoof_eer_with_genuine_as_bonafide() -> None:
     scores, labels = _pairs(seed=2)
+    # the wrapper's one rule, which class is the positive one: equal to compute_eer by construction, kept as
+    # the statement of that rule; the hand cases below are the independent check
     assert verification_eer(scores, labels) == compute_eer(scores[labels == 1], scores[labels == 0])
     assert verification_eer([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0])[0] == 0.0
+    # genuine 0.9, 0.6, 0.3 and impostors 0.7, 0.2, 0.1: one of three on the wrong side each way -> 1/3;
+    # read the other way round (impostors as the high class) 2/3
+    mixed = [0.9, 0.6, 0.3, 0.7, 0.2, 0.1]
+    assert verification_eer(mixed, [1, 1, 1, 0, 0, 0])[0] == pytest.approx(1 / 3)
+    assert verification_eer(mixed, [0, 0, 0, 1, 1, 1])[0] == pytest.approx(2 / 3)
 
 
 def test_roc_curve_groups_ties() -> None:
@@ -94,7 +101,7 @@ def test_tar_at_far_known_case() -> None:
     assert tar_at_far(scores, labels, 0.2) == 0.75  # threshold 0.6, impostor 0.8 accepted
     assert tar_at_far(scores, labels, 0.6) == 1.0  # threshold 0.3
     np.testing.assert_array_equal(tar_at_far(scores, labels, [0.0, 0.2, 1.0]), [0.5, 0.75, 1.0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"far must lie in \[0, 1\], got 1.5"):
         tar_at_far(scores, labels, 1.5)
 
 

@@ -6,6 +6,7 @@ import logging
 import random
 from types import SimpleNamespace
 
+import lightning
 import pytest
 import torch
 from PIL import Image
@@ -112,6 +113,43 @@ def test_evaluate_is_fp32_with_tf32_off(monkeypatch):
     assert evaluate_precision() == "fp32" and exact(reference) and reference.precision == "32-true"
     bf16 = inference_trainer(accelerator="cpu", precision="bf16")
     assert not exact(bf16) and bf16.precision == "bf16-mixed"
+
+
+class _Toy(lightning.LightningModule):
+    """A linear layer that notes whether autocast was on in each training and test step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer, self.seen = torch.nn.Linear(4, 2), []
+
+    def training_step(self, batch, index):
+        self.seen.append(("train", torch.is_autocast_enabled("cpu")))
+        return self.layer(batch[0]).float().sum()
+
+    def test_step(self, batch, index):
+        self.seen.append(("test", torch.is_autocast_enabled("cpu"), self.layer(batch[0]).dtype))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize(("trained", "tested"), [("bf16-mixed", (False, torch.float32)),
+                                                 ("bf16-true", (False, torch.bfloat16))])  # fmt: skip
+def test_training_tests_in_evaluates_precision(tmp_path, trained, tested):
+    """Training's test is an evaluation: fp32 after bf16 autocast training; a -true precision (the weights
+    converted, given explicitly) stays."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lcnn.train import test_for_evaluation
+
+    module, data = _Toy(), DataLoader(TensorDataset(torch.rand(8, 4)), batch_size=4)
+    trainer = lightning.Trainer(max_epochs=1, precision=trained, logger=False, enable_progress_bar=False,
+                                enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(module, data)
+    test_for_evaluation(trainer)
+    trainer.test(module, data, verbose=False)
+    assert module.seen[0] == ("train", trained.endswith("-mixed"))
+    assert module.seen[-1] == ("test", *tested)
 
 
 def test_the_probe_keeps_the_public_names_of_the_policy():

@@ -70,7 +70,7 @@ def test_registry_lookups() -> None:
     assert list_models("spoof") == ["lcnn", "lcnn_lstm"] and list_models("classify") == ["lcnn"]
     assert model_info("lightcnn_v4").input_channels == 3 and model_info("lightcnn29v2").released_classes == 80013
     assert model_info("lcnn_lstm").variable_length and not model_info("lcnn").variable_length
-    with pytest.raises(UserError, match="unknown model 'lcnn9'; choose one of: lcnn, lcnn_lstm"):
+    with pytest.raises(UserError, match="unknown model 'lcnn9'; choose one of: lcnn, lcnn_attention, lcnn_fixed"):
         create_model("lcnn9")
     with pytest.raises(UserError, match="model 'lcnn_lstm' is not built for the face task"):
         model_info("lcnn_lstm", task="face")

@@ -16,23 +16,24 @@ import pytest
 import torch
 
 from lcnn.cli import main
+from lcnn.errors import UserError
 from lcnn.runs import RunFolder
 
 DIGITS = ["train", "--epochs", "3", "--batch-size", "64", "--val-fraction", "0.25"]
 
-# Runs the command line with a callback that kills the process (SIGKILL: no clean-up of any kind) when training
-# reaches a given batch of a given epoch.
+# Runs the command line with a callback that sends the process a signal (SIGKILL: no clean-up of any kind; SIGTERM:
+# what a scheduler sends) when training reaches a given batch of a given epoch.
 KILLER = """
 import os, signal, sys
 from lightning.pytorch.callbacks import Callback
 import lcnn.train as train
 
-EPOCH, BATCH = int(sys.argv[1]), int(sys.argv[2])
+EPOCH, BATCH, SIGNAL = int(sys.argv[1]), int(sys.argv[2]), getattr(signal, sys.argv[3])
 
 class Kill(Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.current_epoch == EPOCH and batch_idx == BATCH:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), SIGNAL)
 
 build = train.build_trainer
 def with_kill(*args, **kwargs):
@@ -41,7 +42,7 @@ def with_kill(*args, **kwargs):
     return trainer
 train.build_trainer = with_kill
 from lcnn.cli import main
-sys.exit(main(sys.argv[3:]))
+sys.exit(main(sys.argv[4:]))
 """
 
 
@@ -81,8 +82,9 @@ def uninterrupted(tmp_path_factory) -> Path:
 def test_kill_9_then_resume_gives_the_uninterrupted_run(uninterrupted: Path, tmp_path: Path, capsys, epoch: int,
                                                         batch: int) -> None:  # fmt: skip
     out = tmp_path / "run"
-    killed = subprocess.run([sys.executable, "-c", KILLER, str(epoch), str(batch), *DIGITS, "--out", str(out)],
-                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(epoch), str(batch), "SIGKILL", *DIGITS, "--out",
+                             str(out)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not (out / "metrics.json").exists() and (out / ".lock").exists()
     assert "a stale lock of pid" in _error(capsys, [*DIGITS, "--out", str(out), "--resume"])
@@ -94,6 +96,22 @@ def test_kill_9_then_resume_gives_the_uninterrupted_run(uninterrupted: Path, tmp
     assert rows == (uninterrupted / "metrics.csv").read_text().splitlines()  # the epochs before the kill kept
     assert json.loads((out / "metrics.json").read_text())["fit_seconds"] > 0
     assert not (out / ".lock").exists()
+
+
+def test_sigterm_stops_training_cleanly_and_resume_gives_the_uninterrupted_run(uninterrupted: Path,
+                                                                              tmp_path: Path) -> None:
+    """SIGTERM mid-epoch (Lightning's own SIGTERM handling is installed then): one line, exit 143, the lock
+    released (no --force needed), and --resume gives the uninterrupted run."""
+    out = tmp_path / "run"
+    stopped = subprocess.run([sys.executable, "-c", KILLER, "1", "3", "SIGTERM", *DIGITS, "--out", str(out)],
+                             capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith("lcnn: stopped by SIGTERM") and "Traceback" not in stopped.stderr, stopped.stderr[-2000:]
+    assert not (out / "metrics.json").exists() and not (out / ".lock").exists()
+    _lcnn(*DIGITS, "--out", str(out), "--resume")
+    assert _metrics(out) == _metrics(uninterrupted)
+    assert (out / "metrics.csv").read_text().splitlines() == (uninterrupted / "metrics.csv").read_text().splitlines()
 
 
 def test_a_finished_run_is_never_replaced_silently(uninterrupted: Path, tmp_path: Path, capsys) -> None:
@@ -154,19 +172,19 @@ def test_two_runs_on_one_folder(tmp_path: Path, capsys) -> None:
 def test_lock_is_refused_taken_over_and_released(tmp_path: Path) -> None:
     folder = RunFolder(tmp_path / "run")
     with folder.lock():
-        with pytest.raises(Exception, match=f"is in use by pid {os.getpid()}"):
+        with pytest.raises(UserError, match=f"is in use by pid {os.getpid()}"):
             with RunFolder(tmp_path / "run").lock():
                 pass
     assert not (tmp_path / "run" / ".lock").exists()
     (tmp_path / "run" / ".lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename,
                                                         "started": "then", "command": "lcnn train"}))  # fmt: skip
-    with pytest.raises(Exception, match="a stale lock of pid 4206649 .* no longer runs; --force takes the folder over"):
+    with pytest.raises(UserError, match="a stale lock of pid 4206649 .* no longer runs; --force takes .*over"):
         with folder.lock():
             pass
     with folder.lock(force=True):
         assert json.loads((tmp_path / "run" / ".lock").read_text())["pid"] == os.getpid()
     (tmp_path / "run" / ".lock").write_text("{not json")
-    with pytest.raises(Exception, match="an unreadable lock"):
+    with pytest.raises(UserError, match="an unreadable lock"):
         with folder.lock():
             pass
 
@@ -179,7 +197,7 @@ def test_force_never_takes_a_live_local_lock_and_overwrite_never_empties_a_forei
     run.mkdir()
     live = {"pid": os.getpid(), "host": os.uname().nodename, "started": "now", "command": "lcnn train"}
     (run / ".lock").write_text(json.dumps(live))
-    with pytest.raises(Exception, match=f"is in use by pid {os.getpid()}"):
+    with pytest.raises(UserError, match=f"is in use by pid {os.getpid()}"):
         with RunFolder(run).lock(force=True):
             pass
     assert "is in use by" in _error(capsys, [*DIGITS, "--out", str(run), "--force"])

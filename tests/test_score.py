@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from spoof_fixtures import RATE, write_noise
 
 from lcnn.audio import frontend_config
 from lcnn.cli import main
@@ -31,51 +32,17 @@ from lcnn.score.data import TrialFeatures
 from lcnn.score.trials import locate
 from lcnn.score.writer import ScoreWriter
 from lcnn.tasks import load_task
-from lcnn.tasks.spoof.module import SpoofModule
-
-RATE = 16000
-
-
-def _write(path: Path, seconds: float, seed: int, rate: int = RATE, amplitude: float = 0.1) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = amplitude * np.random.default_rng(seed).standard_normal(int(seconds * rate))
-    sf.write(path, x, rate, subtype="PCM_16")
-    return path
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """13 trials of 0.2-0.5 s in the 2019 LA layout: ``flac/`` and ``protocol.txt``."""
-    root = tmp_path_factory.mktemp("corpus")
-    lines = []
-    for i in range(13):
-        utt = f"LA_E_{1000000 + i}"
-        _write(root / "flac" / f"{utt}.flac", 0.2 + 0.025 * (i % 7), seed=i)
-        lines.append(f"LA_000{i % 3} {utt} - {'-' if i % 2 else 'A01'} {'bonafide' if i % 2 else 'spoof'}\n")
-    (root / "protocol.txt").write_text("".join(lines))
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An lcnn_lstm spoof checkpoint on LFCC (untrained: the scores are fixed, not meaningful)."""
-    torch.manual_seed(0)
-    module = SpoofModule(n_features=60, frontend=frontend_config("lfcc"))
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    torch.save({"lcnn_task": "spoof", "hyper_parameters": dict(module.hparams), "lcnn_config": {"task": "spoof"},
-                "state_dict": module.state_dict()}, path)  # fmt: skip
-    return path
 
 
 def _score(checkpoint: Path, corpus: Path, out: Path, *extra: str) -> int:
     return main(["score", str(checkpoint), str(corpus / "protocol.txt"), "--audio-dir", str(corpus / "flac"),
-                 "--out", str(out), "--no-cache", "--workers", "0", "--batch-size", "3", *extra])  # fmt: skip
+                 "--out", str(out), "--no-cache", "--num-workers", "0", "--batch-size", "3", *extra])  # fmt: skip
 
 
 def test_every_kind_of_input(tmp_path: Path) -> None:
     data = tmp_path / "data"
     for name in ("a.flac", "b.wav", "sub/c.flac"):
-        _write(data / name, 0.1, seed=0)
+        write_noise(data / name, 0.1, seed=0)
     ids, paths = ["a", "b", "sub/c"], ["a.flac", "b.wav", os.path.join("sub", "c.flac")]
 
     def rows(table):
@@ -108,7 +75,7 @@ def test_every_kind_of_input(tmp_path: Path) -> None:
             read_input(data / "bad.txt")
     with pytest.raises(DataError, match="no such protocol, list or folder"):
         read_input(data / "absent.txt")
-    _write(data / "with space.flac", 0.1, seed=0)  # an id an ID SCORE line cannot hold
+    write_noise(data / "with space.flac", 0.1, seed=0)  # an id an ID SCORE line cannot hold
     (data / "tabbed.csv").write_text("a.flac,bonafide\nb\tc.flac,spoof\n")
     for given, utt in ((data, "with space"), (data / "tabbed.csv", "b\tc.flac")):
         with pytest.raises(DataError, match=f"^{re.escape(str(given))}: 1 trial ids contain whitespace, .* e.g. "
@@ -213,8 +180,8 @@ def test_a_full_cache_disk_costs_no_file(checkpoint: Path, corpus: Path, tmp_pat
     monkeypatch.setattr("lcnn.data.features.atomic_path", full)
     with caplog.at_level(logging.WARNING, logger="lcnn"):
         assert main(["score", str(checkpoint), str(corpus / "protocol.txt"), "--audio-dir", str(corpus / "flac"),
-                     "--out", str(tmp_path / "cached.txt"), "--cache-dir", str(tmp_path / "cache"), "--workers", "0",
-                     "--batch-size", "3"]) == 0  # fmt: skip
+                     "--out", str(tmp_path / "cached.txt"), "--cache-dir", str(tmp_path / "cache"),
+                     "--num-workers", "0", "--batch-size", "3"]) == 0  # fmt: skip
     assert "13 files: 13 scored, 0 failed" in capsys.readouterr().out
     warned = [r.getMessage() for r in caplog.records if "feature cache" in r.getMessage()]
     assert len(warned) == 1 and "cannot be written (" in warned[0] and "No space left on device" in warned[0]
@@ -273,9 +240,9 @@ def test_windows_locate_a_spliced_stretch(tmp_path: Path) -> None:
     x = 0.1 * rng.standard_normal(int(20.5 * RATE))
     x[8 * RATE : 12 * RATE] = 0.003 * np.sin(2 * np.pi * 440 * np.arange(4 * RATE) / RATE)
     sf.write(tmp_path / "long.flac", x, RATE, subtype="PCM_16")
-    _write(tmp_path / "narrow.wav", 5.0, seed=1, rate=8000)
-    _write(tmp_path / "short.flac", 1.0, seed=2)
-    cut = _write(tmp_path / "cut.flac", 6.0, seed=3)
+    write_noise(tmp_path / "narrow.wav", 5.0, seed=1, rate=8000)
+    write_noise(tmp_path / "short.flac", 1.0, seed=2)
+    cut = write_noise(tmp_path / "cut.flac", 6.0, seed=3)
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # its header says 6 s
     (tmp_path / "list.txt").write_text("long\nnarrow\nshort\ncut\n")
     table = read_input(tmp_path / "list.txt")
@@ -310,10 +277,10 @@ def test_windows_locate_a_spliced_stretch(tmp_path: Path) -> None:
 
 def test_a_truncated_wav_fails_in_windows_as_whole(tmp_path: Path) -> None:
     """A WAV whose header declares 3 s and that holds 1.5: libsndfile counts 1.5 s from the file's size."""
-    cut = _write(tmp_path / "cut.wav", 3.0, seed=3)
+    cut = write_noise(tmp_path / "cut.wav", 3.0, seed=3)
     cut.write_bytes(cut.read_bytes()[: -2 * 24000])
     assert sf.info(cut).frames == 24000
-    _write(tmp_path / "fine.wav", 3.0, seed=4)
+    write_noise(tmp_path / "fine.wav", 3.0, seed=4)
     (tmp_path / "list.txt").write_text("cut\nfine\n")
     table = read_input(tmp_path / "list.txt")
     reasons = {}
@@ -352,8 +319,9 @@ def test_fp32_scoring_turns_tf32_off(corpus: Path, tmp_path: Path) -> None:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def test_predict_scores_long_files_in_windows(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
-    long = _write(tmp_path / "long.flac", 9.0, seed=5)
+def test_predict_scores_long_files_whole_or_in_the_windows_asked_for(checkpoint: Path, corpus: Path,
+                                                                      tmp_path: Path) -> None:  # fmt: skip
+    long = write_noise(tmp_path / "long.flac", 9.0, seed=5)
     short = corpus / "flac" / "LA_E_1000000.flac"
     module, cfg, task = load_task(checkpoint)
     quoted, tabbed = tmp_path / '"quoted.flac', tmp_path / "tab\there.flac"  # no quoting of its own output
@@ -361,19 +329,22 @@ def test_predict_scores_long_files_in_windows(checkpoint: Path, corpus: Path, tm
     os.link(long, tabbed)
     assert task.predict(module, cfg, [quoted, tabbed, long])[0].split("\t")[1:] == \
         task.predict(module, cfg, [long])[0].split("\t")[1:]  # fmt: skip
-    short_line, long_line = task.predict(module, cfg, [short, long])
+    whole = task.predict(module, cfg, [long])[0].split("\t")
+    assert len(whole) == 3  # the whole file: no windows unless asked for
+    short_line, long_line = task.predict(module, cfg, [short, long], segment=4, hop=2)
     assert len(short_line.split("\t")) == 3 and short_line.endswith("\t-")  # no threshold in this checkpoint
     name, score, decision, lowest = long_line.split("\t")
     assert name == str(long) and lowest.startswith("lowest ") and lowest.split()[1] in ("0.00-4.00", "2.00-6.00",
                                                                                         "4.00-8.00", "5.00-9.00")
     (tmp_path / "one.txt").write_text("long.flac\n")
     assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--segment", "4", "--hop", "2", "--out",
-                 str(tmp_path / "s.txt"), "--workers", "0"]) == 0  # fmt: skip
+                 str(tmp_path / "s.txt"), "--num-workers", "0"]) == 0  # fmt: skip
     windows = [float(r.split("\t")[3]) for r in (tmp_path / "s.segments.tsv").read_text().splitlines()[1:]]
     assert len(windows) == 4 and float(score) == pytest.approx(np.mean(windows), abs=2e-6)
     assert main(["score", str(checkpoint), str(tmp_path / "one.txt"), "--out", str(tmp_path / "s.txt"),
-                 "--workers", "0"]) == 0  # fmt: skip
+                 "--num-workers", "0"]) == 0  # fmt: skip
     assert not (tmp_path / "s.segments.tsv").exists()  # the windows of the run before would mislead
+    assert float(whole[1]) == pytest.approx(float((tmp_path / "s.txt").read_text().split()[1]), abs=2e-6)
 
 
 def test_sharded_cache_old_entries_and_the_cache_command(corpus: Path, tmp_path: Path, capsys) -> None:
@@ -405,7 +376,7 @@ def test_two_processes_write_the_file_of_one(checkpoint: Path, corpus: Path, tmp
     """Lightning's DDP over two CPU processes (gloo): 5 batches split 3 / 2, a missing file, one merged file."""
     (tmp_path / "protocol.txt").write_text((corpus / "protocol.txt").read_text() + "LA_0001 LA_E_9 - A01 spoof\n")
     base = [sys.executable, "-m", "lcnn", "score", str(checkpoint), str(tmp_path / "protocol.txt"), "--audio-dir",
-            str(corpus / "flac"), "--batch-size", "3", "--no-cache", "--workers", "0", "--accelerator", "cpu"]
+            str(corpus / "flac"), "--batch-size", "3", "--no-cache", "--num-workers", "0", "--accelerator", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([*base, "--out", str(tmp_path / "one.txt")], env=env, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
@@ -422,8 +393,9 @@ def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path, capsys, monkey
     table = read_input(corpus / "protocol.txt", corpus / "flac")
     module = EnergyScore()
     for kwargs, error in (({"aggregate": "median", "segment": 1}, "--aggregate 'median'"),
-                          ({"hop": 1}, "--hop needs --segment"), ({"segment": -1}, "must be positive"),
-                          ({"segment": 0}, "must be positive"), ({"segment": 1, "hop": 0}, "must be positive"),
+                          ({"hop": 1}, "--hop needs --segment"), ({"segment": -1}, "must be finite positive"),
+                          ({"segment": 0}, "must be finite positive"), ({"segment": float("nan")}, "finite positive"),
+                          ({"segment": 1, "hop": 0}, "must be finite positive"),
                           ({"form": "2020"}, "--format '2020'"), ({"batch_size": 0}, "--batch-size")):  # fmt: skip
         with pytest.raises(UserError, match=error):
             score_trials(module, table, tmp_path / "s.txt", frontend=frontend_config("lfcc"), **kwargs)
@@ -441,8 +413,8 @@ def test_refusals(checkpoint: Path, corpus: Path, tmp_path: Path, capsys, monkey
         (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
         (["--devices", "0"], "argument --devices: must be at least 1, got 0"),
         (["--num-nodes", "0"], "argument --num-nodes: must be at least 1, got 0"),
-        (["--workers", "-1"], "argument --workers: must be at least 0, got -1"),
-        (["--segment", "0"], "--segment and --hop must be positive seconds, got 0.0 and 0.0"),
+        (["--num-workers", "-1"], "argument --num-workers: must be at least 0, got -1"),
+        (["--segment", "0"], "argument --segment: must be a finite number above 0, got 0"),
         (["--out", str(tmp_path / "folder")], f"--out {tmp_path / 'folder'}: a folder; expected the score file"),
         (["--out", str(tmp_path / "s.txt" / "x.txt")], "cannot write into .*s.txt \\(expected a writable folder\\)"),
     ):  # fmt: skip
@@ -471,6 +443,7 @@ def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, 
     (stale / "scores-rank0.txt").write_text("0 0.5\n")
     from lcnn.score import engine
     from lcnn.tasks.spoof import report
+    from lcnn.tasks.spoof import task as spoof_task
 
     written, reported, write_lines, write_report = [], [], engine.write_score_file, report.write_report
 
@@ -484,7 +457,7 @@ def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, 
 
     monkeypatch.setattr(engine, "write_score_file", count_writes)
     monkeypatch.setattr(report, "write_score_file", count_writes)
-    monkeypatch.setattr(report, "write_report", keep_scores)
+    monkeypatch.setattr(spoof_task, "write_report", keep_scores)  # where evaluate finds it
     assert main(["evaluate", str(checkpoint), "--data", "custom", "--data-dir", str(flac), "--protocol",
                  f"eval={corpus / 'protocol.txt'}", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 1
     assert sorted(written) == ["scores-eval-2021.txt", "scores-eval.txt"]  # each once
@@ -499,7 +472,11 @@ def test_evaluate_lists_what_it_could_not_score(checkpoint: Path, corpus: Path, 
 
 @pytest.mark.slow
 def test_kill_9_then_the_same_command_is_byte_identical(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
-    """A real SIGKILL of the command and its DataLoader worker in the middle of a run of 400 trials."""
+    """A real SIGKILL of the command and its DataLoader worker in the middle of a run of 400 trials.
+
+    Slow: three processes of `lcnn score` start torch and Lightning; at 120 trials killed after 10 scores it took
+    85 s on the shared 2 cores (the trials count little), not the few seconds of the default run, which keeps the
+    simulated kill (test_resume_after_an_interruption_is_byte_identical)."""
     flac = tmp_path / "flac"
     flac.mkdir()
     sources = sorted((corpus / "flac").iterdir())
@@ -507,7 +484,7 @@ def test_kill_9_then_the_same_command_is_byte_identical(checkpoint: Path, corpus
         os.link(sources[i % len(sources)], flac / f"T{i:04d}.flac")
     (tmp_path / "list.txt").write_text("".join(f"flac/T{i:04d}\n" for i in range(400)))
     base = [sys.executable, "-m", "lcnn", "score", str(checkpoint), str(tmp_path / "list.txt"), "--batch-size", "2",
-            "--no-cache", "--workers", "1"]
+            "--no-cache", "--num-workers", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*base, "--out", str(tmp_path / "whole.txt")], env=env, check=True, capture_output=True, timeout=300)
     proc = subprocess.Popen([*base, "--out", str(tmp_path / "killed.txt")], env=env, start_new_session=True,
@@ -518,6 +495,7 @@ def test_kill_9_then_the_same_command_is_byte_identical(checkpoint: Path, corpus
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL and not (tmp_path / "killed.txt").exists()
     done = shard.read_bytes().count(b"\n")
+    assert 100 <= done < 400  # killed mid-run, not after it
     resumed = subprocess.run([*base, "--out", str(tmp_path / "killed.txt")], env=env, check=True, capture_output=True,
                              text=True, timeout=300)  # fmt: skip
     assert f"skipped {done} (done before)" in resumed.stdout  # every complete line

@@ -3,7 +3,6 @@ the streamed limits, batching, readiness, metrics and temporary files."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import os
@@ -26,12 +25,10 @@ from PIL import Image  # noqa: E402
 from serving import CALIBRATION, audio_bytes, image_bytes, make_checkpoints  # noqa: E402
 
 import lcnn.precision  # noqa: E402
-from lcnn.audio import frontend_config  # noqa: E402
 from lcnn.cli import main  # noqa: E402
 from lcnn.errors import UserError  # noqa: E402
-from lcnn.score.segments import segment_bounds, window_seconds  # noqa: E402
+from lcnn.score.segments import segment_bounds  # noqa: E402
 from lcnn.serve import Settings, create_app, load_models  # noqa: E402
-from lcnn.serve import models as served  # noqa: E402
 from lcnn.serve.batcher import Batcher  # noqa: E402
 from lcnn.serve.decode import sniff_audio  # noqa: E402
 from lcnn.serve.errors import ClientError  # noqa: E402
@@ -60,8 +57,9 @@ def client(models: dict):
         yield c
 
 
-def _spoof(client: TestClient, data: bytes, model: str = "lstm", name: str = "x.wav", **kw) -> httpx.Response:
-    return client.post("/v1/spoof", files={"audio": (name, data)}, data={"model": model}, **kw)
+def _spoof(client: TestClient, data: bytes, model: str = "lstm", name: str = "x.wav", form: dict | None = None,
+           **kw) -> httpx.Response:  # fmt: skip
+    return client.post("/v1/spoof", files={"audio": (name, data)}, data={"model": model, **(form or {})}, **kw)
 
 
 def _predicted(model, files: list[Path]) -> list[float]:
@@ -77,19 +75,6 @@ def test_segment_bounds_cover_the_audio_with_half_overlapping_windows() -> None:
     assert segment_bounds(30, 100, 50) == [(0, 30)]
     assert segment_bounds(250, 100, 50) == [(0, 100), (50, 150), (100, 200), (150, 250)]
     assert segment_bounds(260, 100, 50) == [(0, 100), (50, 150), (100, 200), (150, 250), (160, 260)]
-
-
-def test_one_window_rule_for_serve_and_predict() -> None:
-    """window_seconds: a fixed-size model's input, 4 s for models of any length, whose ssl: front-end has no hop."""
-    assert window_seconds(frontend_config("lfcc"), 64) == pytest.approx(0.64)
-    ssl = frontend_config("ssl:some/model")
-    assert "hop_length" not in ssl and window_seconds(ssl, None) == 4.0
-
-    class SSLModule(torch.nn.Module):
-        hparams = argparse.Namespace(model="lcnn_lstm", frontend=ssl, frames=None)
-
-    model = served.SpoofModel("ssl", SSLModule())  # read the hop of a front-end that has none
-    assert (model.window, model.hop) == (64000, 32000)
 
 
 def test_audio_is_recognised_by_its_bytes() -> None:
@@ -110,8 +95,8 @@ def test_health_readiness_and_the_model_list(client: TestClient) -> None:
     assert {n: (m["task"], m["architecture"], m["threshold"]) for n, m in listed.items()} == {
         "lstm": ("spoof", "lcnn_lstm", 0.0), "fixed": ("spoof", "lcnn", 0.0), "face": ("face", "lightcnn9", 0.5),
         "digits": ("classify", "lcnn", None), "official": ("face", "lightcnn9", None)}  # fmt: skip
-    assert listed["fixed"]["window_seconds"] == 0.64 and listed["fixed"]["calibrated"]
-    assert listed["lstm"]["window_seconds"] == 4.0 and not listed["lstm"]["calibrated"]
+    assert listed["fixed"]["calibrated"] and not listed["lstm"]["calibrated"]
+    assert listed["lstm"]["sample_rate"] == 16000
 
 
 def test_spoof_scores_every_format_as_lcnn_predict_does(client: TestClient, models: dict, tmp_path: Path) -> None:
@@ -137,23 +122,34 @@ def test_spoof_resamples_and_mixes_down(client: TestClient, models: dict) -> Non
     assert result["score"] == pytest.approx(mono["score"], abs=1e-4)
 
 
-def test_long_audio_is_scored_in_windows(client: TestClient, models: dict, tmp_path: Path) -> None:
+def test_long_audio_is_scored_whole_and_in_windows_when_asked(client: TestClient, models: dict,
+                                                               tmp_path: Path) -> None:  # fmt: skip
     data = audio_bytes(9.0, "WAV", subtype="PCM_16")
-    result = _spoof(client, data).json()  # lcnn_lstm: 4 s windows every 2 s, the last one ending at 9 s
-    assert [(s["start"], s["end"]) for s in result["segments"]] == [(0, 4), (2, 6), (4, 8), (5, 9)]
-    assert result["score"] == pytest.approx(np.mean([s["score"] for s in result["segments"]]))
-    assert result["decision"] == ("bonafide" if result["score"] >= 0 else "spoof")
     samples = sf.read(io.BytesIO(data), dtype="int16")[0]
-    sf.write(window := tmp_path / "second-window.wav", samples[32000:96000], 16000, subtype="PCM_16")
     sf.write(whole := tmp_path / "whole.wav", samples, 16000, subtype="PCM_16")
-    assert result["segments"][1]["score"] == pytest.approx(_predicted(models["lstm"], [window])[0], abs=1e-5)
-    assert result["score"] == pytest.approx(_predicted(models["lstm"], [whole])[0], abs=1e-5)  # predict's windows
+    result = _spoof(client, data).json()  # the whole utterance, as lcnn predict and lcnn score give it
+    assert result["segments"] is None
+    assert result["score"] == pytest.approx(_predicted(models["lstm"], [whole])[0], abs=1e-5)
 
-    fixed = _spoof(client, audio_bytes(2.0), model="fixed").json()  # 64 frames of 10 ms: windows of 0.64 s
+    windowed = _spoof(client, data, form={"segment": "4", "hop": "2"}).json()
+    assert [(s["start"], s["end"]) for s in windowed["segments"]] == [(0, 4), (2, 6), (4, 8), (5, 9)]
+    assert windowed["score"] == pytest.approx(np.mean([s["score"] for s in windowed["segments"]]))
+    assert windowed["decision"] == ("bonafide" if windowed["score"] >= 0 else "spoof")
+    sf.write(window := tmp_path / "second-window.wav", samples[32000:96000], 16000, subtype="PCM_16")
+    assert windowed["segments"][1]["score"] == pytest.approx(_predicted(models["lstm"], [window])[0], abs=1e-5)
+    lowest = _spoof(client, data, form={"segment": "4", "hop": "2", "aggregate": "min"}).json()
+    assert lowest["score"] == pytest.approx(min(s["score"] for s in windowed["segments"]))
+
+    fixed = _spoof(client, audio_bytes(2.0), model="fixed", form={"segment": "0.64", "hop": "0.32"}).json()
     assert len(fixed["segments"]) == 6 and fixed["segments"][-1]["end"] == pytest.approx(2.0)
     assert fixed["llr"] == pytest.approx(CALIBRATION.a * fixed["score"] + CALIBRATION.b)
     assert all(s["llr"] == pytest.approx(2 * s["score"] - 1) for s in fixed["segments"])
-    assert _spoof(client, audio_bytes(0.5), model="fixed").json()["segments"] is None
+    short = _spoof(client, audio_bytes(0.5), model="fixed", form={"segment": "4"}).json()  # one window: the whole
+    assert [(s["start"], s["end"]) for s in short["segments"]] == [(0, 0.5)]
+    for form, why in (({"hop": "2"}, "'hop' needs a 'segment'"), ({"segment": "x"}, "must be a number"),
+                      ({"segment": "4", "aggregate": "median"}, "'aggregate'")):  # fmt: skip
+        refused = _spoof(client, data, form=form)
+        assert refused.status_code == 422 and why in refused.text
 
 
 def test_verify_embed_and_classify_match_the_models(client: TestClient, models: dict) -> None:
@@ -494,7 +490,7 @@ def test_serve_refuses_bad_options_in_one_line(checkpoints: dict, tmp_path: Path
     empty.write_text("\n")
     digits = str(checkpoints["digits"])
     for argv, message in ((["serve", str(tmp_path / "missing.ckpt")], "no such checkpoint"),
-                          (["serve", digits, "--max-batch", "0"], "max-batch must be at least 1"),
+                          (["serve", digits, "--max-batch", "0"], "argument --max-batch: must be at least 1, got 0"),
                           (["serve", digits, "--api-key-file", str(empty)], "API key file is empty"),
                           (["serve", str(checkpoints["released"])], "--model"),
                           (["serve", digits, f"digits={checkpoints['lstm']}"], "two models")):  # fmt: skip

@@ -6,6 +6,7 @@ why, where Chromium, chromedriver or Selenium is missing (Debian: apt-get instal
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -96,6 +97,31 @@ def test_hostile_connections_leave_the_server_healthy(server: str) -> None:
     assert httpx.get(f"{server}/healthz").status_code == 200
 
 
+def _answer(port: int, data: bytes, wait: float = 10.0) -> tuple[bytes, float]:
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(data)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer, time.perf_counter() - started
+
+
+def test_unparsable_requests_get_json_and_silent_connections_are_closed(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    # A header still growing past h11's 16 KB (the first 64 KB of a 1 MB one: the server answers and closes before
+    # the rest could be sent), and a negative length.
+    for request in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2**16,
+                    b"POST /v1/spoof HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"):  # fmt: skip
+        answer, _ = _answer(port, request)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower(), head
+        assert json.loads(body)["error"] == "bad_request"
+    answer, seconds = _answer(port, b"")  # connects, says nothing: closed after the keep-alive timeout (5 s)
+    assert answer == b"" and 4 <= seconds < 9
+    assert httpx.get(f"{server}/healthz").status_code == 200
+
+
 def _browser(tmp_path: Path, width: int, height: int):
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     if not (CHROMIUM and CHROMEDRIVER):
@@ -149,9 +175,7 @@ def test_the_page_shows_the_decision(server: str, tmp_path: Path) -> None:
         text = driver.find_element(By.ID, "spoof-decision").text
         assert text == {"bonafide": "Bona fide", "spoof": "Spoof"}[decision]
         assert f"score {expected['score']:.3f}" in driver.find_element(By.ID, "spoof-score").text
-        assert driver.find_element(By.ID, "spoof-segments").is_displayed()
-        dots = driver.find_elements(By.CSS_SELECTOR, "#spoof-plot circle")
-        assert len(dots) == len(expected["segments"])
+        assert expected["segments"] is None and not driver.find_element(By.ID, "spoof-segments").is_displayed()
 
         driver.find_element(By.ID, "face-1").send_keys(str(face1))
         driver.find_element(By.ID, "face-2").send_keys(str(face2))

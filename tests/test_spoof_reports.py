@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lcnn.data.corpora import get_corpus
 from lcnn.data.protocols import Trial
 from lcnn.errors import DataError
 from lcnn.metrics import Calibration, act_dcf, cllr, compute_eer, min_cllr, min_dcf, min_tdcf
 from lcnn.score.files import read_scores
 from lcnn.tasks.spoof import report as spoof_report
 from lcnn.tasks.spoof.data import SpoofDataModule
-from lcnn.tasks.spoof.report import ASVSPOOF5_ASV_RATES, revised_tdcf, write_det_overlay, write_report
+from lcnn.tasks.spoof.report import write_det_overlay, write_report
 
 
 def _asvspoof5_trials(n: int = 400, seed: int = 0) -> tuple[list[Trial], np.ndarray]:
@@ -62,7 +63,11 @@ def test_per_condition_tables_and_report(tmp_path: Path) -> None:
     assert a20["eer"] > conditions["attack"]["rows"]["A17"]["eer"]
     assert "act_dcf" not in table["pooled"] and "eval_act_dcf" not in metrics  # not calibrated: no LLR metrics
     # ASVspoof 5 without ASV scores: the revised min t-DCF at the organisers' ASV error rates
-    tdcf = min_tdcf(scores[bona], scores[~bona], asv_rates=ASVSPOOF5_ASV_RATES, revised=True)
+    # the organisers' pooled ASV rates as the fixture README gives them (Pfa_asv, Pmiss_asv, Pfa_spoof_asv), not
+    # the implementation's own constant (the corpus registry's asv_rates)
+    organisers = (0.01881016557566423, 0.01880141010575793, 0.4607082907604729)
+    assert get_corpus("asvspoof5").asv_rates == organisers
+    tdcf = min_tdcf(scores[bona], scores[~bona], asv_rates=organisers, revised=True)
     assert metrics["eval_min_tdcf"] == tdcf
     json.dumps(metrics)  # JSON-ready
     report = (tmp_path / "report.md").read_text()
@@ -76,7 +81,7 @@ def test_per_condition_tables_and_report(tmp_path: Path) -> None:
 def test_one_rule_for_the_revised_tdcf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ASVspoof 2021 and 5 take the revised t-DCF, with ASV scores or without, in the report and in the check of
     --asv-scores before training; ASVspoof 2019 and the others the 2019 one."""
-    assert [revised_tdcf(d) for d in ("asvspoof2019-la", "asvspoof2021-df", "asvspoof5", "custom")] == \
+    assert [get_corpus(d).revised_tdcf for d in ("asvspoof2019-la", "asvspoof2021-df", "asvspoof5", "custom")] == \
         [False, True, True, False]  # fmt: skip
     asv = tmp_path / "asv.txt"
     asv.write_text("bonafide target 3.0\nbonafide target 2.0\nbonafide nontarget -2.0\nbonafide nontarget -3.0\n"

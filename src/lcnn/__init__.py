@@ -13,6 +13,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "load": "lcnn.api",
     "build_lcnn": "lcnn.models",
     "create_model": "lcnn.models",
     "list_models": "lcnn.models",

@@ -15,6 +15,7 @@ from torch import nn
 from lcnn.models import count_macs, create_model, list_models, model_info
 from lcnn.precision import MARGIN, ORDER, choose, decide
 from lcnn.probe import interleaved, machine_key, probe
+from lcnn.speed import prepare_input, prepare_model
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, ...]:
@@ -50,8 +51,6 @@ def _images_per_second(step, batch_size: int, steps: int) -> float:
 def measure(model: nn.Module, shape: tuple[int, ...], batch_size: int, steps: int, fast: bool) -> dict[str, float]:
     """Training (forward, backward, Adam step) and inference throughput of ``model`` on random inputs,
     eager fp32 in PyTorch's default layout, or with the fast defaults of :mod:`lcnn.speed`."""
-    from lcnn.speed import prepare_input, prepare_model
-
     x = torch.rand(batch_size, *shape)
     if fast:
         model, x = prepare_model(model), prepare_input(x)

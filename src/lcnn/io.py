@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lcnn.errors import DataError
+from lcnn.errors import DataError, UserError
+
+#: The UTF-8 byte-order mark: accepted at the start of a text file and dropped, never part of its first line.
+BOM = b"\xef\xbb\xbf"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -47,6 +50,64 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file or folder: the same path resolved (symlinks followed), or two names of one
+    inode (hard links). A path that does not exist is nobody's file."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` (existing or not) lies in ``folder`` or is it, symlinks resolved."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
+#: Paths paired with what the user called them: a mapping or ``(name, path)`` pairs.
+Named = Mapping[str, "str | os.PathLike | None"] | Iterable[tuple[str, "str | os.PathLike | None"]]
+
+
+def refuse_overwrite(outputs: Named, inputs: Named, data_folders: Named = ()) -> None:
+    """Stop, before any work, where an output would replace one of the command's inputs.
+
+    ``outputs``, ``inputs`` and ``data_folders`` pair what the user gave (``"--out"``, ``"SCORES"``, ...) with
+    paths; ``None`` paths are skipped. An output is refused when it is an input (the same path, a symlink to it or
+    a hard link of it), when an input lies inside an output folder, or when it would be written inside a data
+    folder (a corpus is walked for its files: a copy written into it would be read as part of it). A run folder
+    is an input that may hold its own evaluations.
+
+    Raises:
+        UserError: naming both, e.g. ``--out scores.txt is the input SCORES (scores.txt): ...``.
+    """
+    inputs, data_folders = _pairs(inputs), _pairs(data_folders)
+    for out_name, out in _pairs(outputs):
+        for in_name, src in inputs + data_folders:
+            if same_file(out, src):
+                why = "the same file" if os.path.abspath(out) == os.path.abspath(src) else "a link to the same file"
+                raise UserError(f"{out_name} {out} is the input {in_name} {src} ({why}): the command would write over "
+                                "its own input; choose another output")  # fmt: skip
+        for in_name, src in data_folders:
+            if Path(src).is_dir() and inside(out, src):
+                raise UserError(f"{out_name} {out} lies inside the input {in_name} {src}: the output would be mixed "
+                                "into the input; choose a place outside it")  # fmt: skip
+        for in_name, src in inputs + data_folders:
+            if Path(out).is_dir() and inside(src, out):
+                raise UserError(f"{out_name} {out} holds the input {in_name} {src}: choose an output folder that "
+                                "does not contain the input")  # fmt: skip
+
+
+def _pairs(named: Named) -> list[tuple[str, str | os.PathLike]]:
+    return [(k, v) for k, v in (named.items() if isinstance(named, Mapping) else named) if v is not None]
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printing character escaped (``\\ufeff``, ``\\x00``, ``\\t``), for messages that
+    quote ids or values from a user's file: two ids that differ by an invisible character must look different."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def iter_lines(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[int, str]]:
     """``(line number, line)`` of a UTF-8 text file, one at a time (without the line end), for files too long
     to hold whole.
@@ -66,6 +127,8 @@ def iter_lines(path: str | os.PathLike, what: str = "file") -> Iterator[tuple[in
         number = 0
         try:
             for number, raw in enumerate(f, start=1):  # noqa: B007 - the number names a failing line below
+                if number == 1 and raw.startswith(BOM):  # editors on Windows begin UTF-8 files with one
+                    raw = raw[len(BOM):]
                 try:
                     yield number, raw.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as err:

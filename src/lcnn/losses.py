@@ -1,5 +1,5 @@
-"""Losses with their heads: margin softmaxes for face identities (AM-softmax / CosFace, ArcFace) and the one-class
-softmax of spoofing countermeasures."""
+"""Losses with their heads: margin softmaxes for face identities (AM-softmax / CosFace, ArcFace), the one-class
+softmax of spoofing countermeasures, and the cosine head of NII's countermeasures (AM-softmax, P2SGrad)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MARGIN_DEFAULTS", "MarginSoftmax", "OCSoftmax"]
+__all__ = ["MARGIN_DEFAULTS", "CosineHead", "MarginSoftmax", "OCSoftmax", "am_softmax_loss", "p2sgrad_loss"]
 
 # (margin, scale) of the papers: AM-softmax (Wang et al. 2018) m=0.35 s=30; ArcFace (Deng et al. 2019) m=0.5 s=64.
 MARGIN_DEFAULTS = {"amsoftmax": (0.35, 30.0), "arcface": (0.5, 64.0)}
@@ -80,9 +80,40 @@ class OCSoftmax(nn.Module):
         self.m_bonafide, self.m_spoof, self.alpha = m_bonafide, m_spoof, alpha
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        return (F.normalize(embedding, dim=1) @ F.normalize(self.center, dim=1).T).squeeze(1)
+        return (F.normalize(embedding, dim=1) * F.normalize(self.center, dim=1)).sum(1)  # per row: batch-free
 
     def loss(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = self(embedding)
         margin = torch.where(labels == 1, self.m_bonafide - cos, cos - self.m_spoof)
         return F.softplus(self.alpha * margin).mean()
+
+
+class CosineHead(nn.Module):
+    """Cosines between an embedding and one weight column per class, as NII's ``AMAngleLayer`` and
+    ``P2SActivationLayer`` compute them (the weight ``(dim, classes)``, each column renormalised to unit length
+    as theirs: ``renorm(2, 1, 1e-5) * 1e5``), clamped to [-1, 1].
+
+    Shape: ``(N, dim)`` -> ``(N, classes)``.
+    """
+
+    def __init__(self, dim: int, classes: int = 2) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(dim, classes).uniform_(-1, 1).renorm(2, 1, 1e-5).mul(1e5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.renorm(2, 1, 1e-5).mul(1e5)
+        # a product and a sum per row rather than a matrix product, whose rounding depends on the batch size
+        return ((x[:, :, None] * w[None]).sum(1) / x.pow(2).sum(1).pow(0.5)[:, None]).clamp(-1, 1)
+
+
+def am_softmax_loss(cos: torch.Tensor, labels: torch.Tensor, margin: float = 0.9, scale: float = 20.0) -> torch.Tensor:
+    """AM-softmax (Wang et al. 2018) on cosines ``(N, classes)``: cross-entropy of ``scale * cos`` with
+    ``margin`` taken off the true class's (NII's defaults: 0.9, 20)."""
+    shifted = cos - margin * F.one_hot(labels, cos.shape[1]).to(cos.dtype)
+    return F.cross_entropy(scale * shifted, labels)
+
+
+def p2sgrad_loss(cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """P2SGrad (Zhang et al. 2019) as NII trains it: the mean squared error between the cosines ``(N, classes)``
+    and the one-hot labels."""
+    return F.mse_loss(cos, F.one_hot(labels, cos.shape[1]).to(cos.dtype))

@@ -6,6 +6,7 @@ state or the user's interactive backend, and works headless. Every file is writt
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -121,8 +122,6 @@ def plot_roc(
 def plot_training_curves(csv_path: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path | None:
     """Loss and accuracy (or whatever ``*_loss`` / ``*_acc`` / ``*_eer`` columns Lightning's CSV log has)
     per epoch, train against validation. Returns ``None`` when the log holds no epoch yet."""
-    import csv
-
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     epochs: dict[int, dict[str, float]] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lcnn.errors import UserError
 
-__all__ = ["RunFolder", "is_rank_zero"]
+__all__ = ["RunFolder", "hold", "is_rank_zero", "output_lock"]
 
 LOCK = ".lock"
 RUN_FILES = ("config.json", "checkpoints", "metrics.json", "summary.json")  # any of them: the folder holds a run
@@ -57,8 +57,8 @@ class RunFolder:
         ``resume`` or ``overwrite``, ``resume`` of a folder without a run, ``overwrite`` of a folder holding
         other files but no run, and a folder that cannot be made."""
         lock = self.path / LOCK
-        if not holding and lock.exists() and not (force and self._may_take(self._holder(lock))):
-            raise UserError(self._refusal(self._holder(lock)))
+        if not holding and lock.exists() and not (force and _may_take(_holder(lock))):
+            raise UserError(self._refusal(_holder(lock)))
         if resume and overwrite:
             raise UserError("--resume continues the run in --out and --overwrite replaces it: give one of them")
         existing = next((p for p in (self.path, *self.path.parents) if p.exists()), None)
@@ -80,7 +80,7 @@ class RunFolder:
         commands that rewrite a file of a run, such as ``lcnn calibrate --checkpoint``."""
         if not (self.path / LOCK).exists():
             return
-        holder = self._holder(self.path / LOCK)
+        holder = _holder(self.path / LOCK)
         pid = holder.get("pid")
         if isinstance(pid, int) and holder.get("host") == socket.gethostname() and not _alive(pid):
             return  # a stale lock: its run is over
@@ -98,56 +98,76 @@ class RunFolder:
 
     @contextmanager
     def lock(self, force: bool = False) -> Iterator[None]:
-        """Hold the folder's lock for the duration of the block (creating the folder).
-
-        A lock held by a live process of this host, or by any process of another host, stops at once with
-        one line naming the holder; one left by a process that no longer runs is reported as stale. ``force``
-        takes over a stale lock or one of another host, never one of a live process here. The lock file
-        appears whole (written aside, then linked into place), so a reader never sees it half-written.
-        """
+        """Hold the folder's lock for the duration of the block (creating the folder): :func:`hold` on
+        ``FOLDER/.lock``."""
         self.path.mkdir(parents=True, exist_ok=True)
-        lock = self.path / LOCK
-        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": " ".join(["lcnn", *sys.argv[1:]])}  # fmt: skip
-        aside = self.path / f"{LOCK}.{os.getpid()}"
-        aside.write_text(json.dumps(mine))
-        try:
-            os.link(aside, lock)
-        except FileExistsError:
-            holder = self._holder(lock)
-            if not (force and self._may_take(holder)):
-                raise UserError(self._refusal(holder)) from None
-            os.replace(aside, lock)
-        finally:
-            aside.unlink(missing_ok=True)
-        try:
+        with hold(self.path / LOCK, self.path, force, "the folder"):
             yield
-        finally:
-            holder = self._holder(lock)
-            if (holder.get("pid"), holder.get("host")) == (mine["pid"], mine["host"]):
-                lock.unlink(missing_ok=True)
-
-    @staticmethod
-    def _may_take(holder: dict) -> bool:
-        """Whether ``--force`` may take the lock over: its holder is unreadable, gone, or on another host."""
-        pid = holder.get("pid")
-        return not isinstance(pid, int) or holder.get("host") != socket.gethostname() or not _alive(pid)
-
-    @staticmethod
-    def _holder(lock: Path) -> dict:
-        try:
-            holder = json.loads(lock.read_text())
-            return holder if isinstance(holder, dict) else {}
-        except (OSError, ValueError):
-            return {}
 
     def _refusal(self, holder: dict) -> str:
-        pid, host = holder.get("pid"), holder.get("host", "an unknown host")
-        who = f"pid {pid} on {host} since {holder.get('started', '?')} ({holder.get('command', '?')})"
-        if not isinstance(pid, int):
-            return f"{self.path}: an unreadable lock {LOCK}; if no run uses the folder, --force takes it over"
-        if host == socket.gethostname() and not _alive(pid):
-            return f"{self.path}: a stale lock of {who}, which no longer runs; --force takes the folder over"
-        if host == socket.gethostname():
-            return f"{self.path} is in use by {who}"
-        return f"{self.path} is in use by {who}; if that run is over, --force takes the folder over"
+        return _refusal(self.path, holder, self.path / LOCK, "the folder")
+
+
+
+@contextmanager
+def hold(lock: Path, owned: Path, force: bool = False, what: str = "it") -> Iterator[None]:
+    """Hold the lock file ``lock`` of ``owned`` (a run folder, or an output file of a long command) for the
+    duration of the block.
+
+    A lock held by a live process of this host, or by any process of another host, stops at once with one line
+    naming the holder; one left by a process that no longer runs is reported as stale. ``force`` takes over a
+    stale lock or one of another host, never one of a live process here. The lock file appears whole (written
+    aside, then linked into place), so a reader never sees it half-written.
+    """
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(["lcnn", *sys.argv[1:]])}  # fmt: skip
+    aside = lock.with_name(f"{lock.name}.{os.getpid()}")
+    aside.write_text(json.dumps(mine))
+    try:
+        os.link(aside, lock)
+    except FileExistsError:
+        holder = _holder(lock)
+        if not (force and _may_take(holder)):
+            raise UserError(_refusal(owned, holder, lock, what)) from None
+        os.replace(aside, lock)
+    finally:
+        aside.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        holder = _holder(lock)
+        if (holder.get("pid"), holder.get("host")) == (mine["pid"], mine["host"]):
+            lock.unlink(missing_ok=True)
+
+
+def output_lock(out: str | os.PathLike) -> Path:
+    """The lock file of an output file ``out`` of a long command (``lcnn score --out``): ``.NAME.lock`` beside it,
+    so that a second writer of the same output stops at once, naming the first."""
+    out = Path(out)
+    return out.with_name(f".{out.name}{LOCK}")
+
+
+def _may_take(holder: dict) -> bool:
+    """Whether ``--force`` may take the lock over: its holder is unreadable, gone, or on another host."""
+    pid = holder.get("pid")
+    return not isinstance(pid, int) or holder.get("host") != socket.gethostname() or not _alive(pid)
+
+
+def _holder(lock: Path) -> dict:
+    try:
+        holder = json.loads(lock.read_text())
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _refusal(owned: Path, holder: dict, lock: Path, what: str) -> str:
+    pid, host = holder.get("pid"), holder.get("host", "an unknown host")
+    who = f"pid {pid} on {host} since {holder.get('started', '?')} ({holder.get('command', '?')})"
+    if not isinstance(pid, int):
+        return f"{owned}: an unreadable lock {lock.name}; if nothing uses {what}, --force takes {what} over"
+    if host == socket.gethostname() and not _alive(pid):
+        return f"{owned}: a stale lock of {who}, which no longer runs; --force takes {what} over"
+    if host == socket.gethostname():
+        return f"{owned} is in use by {who}"
+    return f"{owned} is in use by {who}; if that run is over, --force takes {what} over"

@@ -21,13 +21,18 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from lcnn.callbacks import TRANSIENT, AtomicCheckpointIO, RunCheckpoint, RunConfig, RunLog, RunState
 from lcnn.config import check_run_settings
 from lcnn.errors import DataError, UserError
 from lcnn.io import read_text, write_json
-from lcnn.precision import train_precision
+from lcnn.models.pretrained import load_failure
+from lcnn.plots import plot_training_curves
+from lcnn.precision import evaluate_precision, train_precision
 from lcnn.runs import RunFolder, is_rank_zero
+from lcnn.score.engine import ExactFP32
+from lcnn.speed import tune_cpu_allocator
 from lcnn.tasks import Task, get_task
 
 _RUN_DIR_ENV = "LCNN_RUN_DIR"  # lets the processes Lightning launches for DDP write into the same folder
@@ -94,6 +99,7 @@ def build_trainer(cfg: dict, run_dir: Path, monitor: tuple[str, str], resume_epo
                       enable_version_counter=False),
         RunCheckpoint(run_dir / "checkpoints", filename="last", enable_version_counter=False),
         RunState(),
+        ExactFP32(),  # TF32 off while testing (test_for_evaluation)
     ]  # fmt: skip
     if cfg.get("patience"):
         callbacks.append(EarlyStopping(metric, patience=cfg["patience"], mode=mode, verbose=True))
@@ -168,8 +174,6 @@ def _seed_dir(run_dir: Path, cfg: dict, seed: int) -> Path:
 
 def _train_seeds(cfg: dict, task: Task, run_dir: Path, first: tuple | None = None) -> dict:
     if cfg["accelerator"] == "cpu" or not torch.cuda.is_available():
-        from lcnn.speed import tune_cpu_allocator
-
         tune_cpu_allocator()
     seeds = cfg["seeds"]
     results = {}
@@ -199,7 +203,7 @@ def _prepare(cfg: dict, task: Task, seed: int, seed_dir: Path) -> tuple[Any, Any
         try:
             resume_epoch = int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
         except Exception as err:  # a file torn or edited by hand: say which, before training anything
-            raise UserError(f"{ckpt}: cannot resume from it ({type(err).__name__}: {err})") from None
+            raise UserError(f"cannot resume: {load_failure(ckpt, err)}") from None
     shape = getattr(getattr(module, "model", None), "input_shape", None)
     return module, data, build_trainer(cfg, seed_dir, task.monitor, resume_epoch, shape)
 
@@ -210,8 +214,6 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
     With ``resume``, a seed that has finished (its metrics.json says so, and no more epochs are asked for)
     keeps its results; one with a last checkpoint continues from it; the others start afresh.
     """
-    from lcnn.plots import plot_training_curves
-
     done = run_dir / "metrics.json"
     if cfg.get("resume") and done.is_file():
         finished = json.loads(done.read_text())
@@ -224,6 +226,8 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
         # A resumed run's checkpoint folder holds its checkpoints: that is the point.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         trainer.fit(module, data, ckpt_path=_last_checkpoint(run_dir, cfg), weights_only=True)
+        trained_in = trainer.precision
+        test_for_evaluation(trainer)
         metrics = task.test(trainer, module, data, run_dir)
     state = next(c for c in trainer.callbacks if isinstance(c, RunState))
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
@@ -233,13 +237,22 @@ def train_one(cfg: dict, task: Task, seed: int, run_dir: Path, prepared: tuple |
         best_epoch=_best_epoch(trainer),
         stopped_early=bool(stopper is not None and stopper.stopped_epoch > 0),
         fit_seconds=round(state.fit_seconds, 1),
-        precision=trainer.precision,  # what precision auto chose here (lcnn.precision)
+        precision=trained_in,  # what precision auto chose here (lcnn.precision)
         best_checkpoint="checkpoints/best.ckpt",  # relative to the run folder, which can be moved
     )
     if trainer.is_global_zero:
         write_json(done, metrics)
         plot_training_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     return metrics
+
+
+def test_for_evaluation(trainer: L.Trainer) -> None:
+    """Make ``trainer``, fitted, test in evaluate's precision (:func:`lcnn.precision.evaluate_precision`, fp32;
+    TF32 is off through :class:`lcnn.score.engine.ExactFP32`): training's test is an evaluation, so that
+    metrics.json and the run's score files are what ``lcnn evaluate`` computes. The autocast of a ``-mixed``
+    training precision is dropped; a ``-true`` one (weights converted, given explicitly) stays."""
+    if evaluate_precision() == "fp32" and isinstance(trainer.strategy.precision_plugin, MixedPrecision):
+        trainer.strategy.precision_plugin = Precision()
 
 
 def _best_epoch(trainer: L.Trainer) -> int | None:

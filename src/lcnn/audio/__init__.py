@@ -10,7 +10,7 @@ from lcnn.audio.augmenter import UtteranceAugment, augment_seed, build_augmenter
 from lcnn.audio.channel import NoiseBank, RirBank, add_noise, reverberate, speed_perturb
 from lcnn.audio.codecs import CODECS, DEFAULT_CODECS, CodecStep, apply_chain, codec_roundtrip, parse_chain
 from lcnn.audio.ffmpeg import CodecError, find_ffmpeg
-from lcnn.audio.frontends import LFCC, LogPowerSpectrogram
+from lcnn.audio.frontends import LFB, LFCC, LogPowerSpectrogram, PowerSpectrogram
 from lcnn.audio.io import AudioError, load_audio
 from lcnn.audio.pipeline import FRONTENDS, FeaturePipeline, build_frontend, frontend_config, trim_silence
 from lcnn.audio.rawboost import RAWBOOST_ALGOS, RawBoost, RawBoostParams
@@ -19,6 +19,7 @@ __all__ = [
     "CODECS",
     "DEFAULT_CODECS",
     "FRONTENDS",
+    "LFB",
     "LFCC",
     "RAWBOOST_ALGOS",
     "AudioError",
@@ -28,6 +29,7 @@ __all__ = [
     "CodecStep",
     "FeaturePipeline",
     "LogPowerSpectrogram",
+    "PowerSpectrogram",
     "NoiseBank",
     "NoiseSpec",
     "RawBoost",

@@ -253,10 +253,24 @@ def _check_structure(spec: AugmentSpec) -> None:
         ok = isinstance(snr, tuple) and len(snr) == 2 and all(_is_number(v) for v in snr)
         if not ok or snr[0] > snr[1]:
             raise UserError(f"augmentation noise: snr must be LO,HI in dB with LO <= HI, got {snr!r}")
+        if not SNR_RANGE[0] <= snr[0] <= snr[1] <= SNR_RANGE[1]:
+            raise UserError(f"augmentation noise: snr {snr[0]:g},{snr[1]:g} dB is outside {SNR_RANGE[0]:g} to "
+                            f"{SNR_RANGE[1]:g} dB (noise far louder than speech, or too faint to matter)")
     if spec.speed is not None:
         factors = spec.speed.factors
         if not isinstance(factors, tuple) or not factors or not all(_is_number(f) and 0 < f for f in factors):
             raise UserError(f"augmentation speed: factors must be positive numbers, got {factors!r}")
+        lo, hi = SPEED_RANGE
+        if not all(lo <= f <= hi for f in factors):
+            bad = next(f for f in factors if not lo <= f <= hi)
+            raise UserError(f"augmentation speed: factor {bad:g} is outside {lo:g} to {hi:g} (a factor changes "
+                            "duration and pitch alike; beyond these it is no longer speech)")
+
+
+#: Speed factors accepted (Kaldi's recipes use 0.9-1.1); a factor of 1e9 would ask for a billion-fold waveform.
+SPEED_RANGE = (0.5, 2.0)
+#: Noise SNRs accepted, in dB.
+SNR_RANGE = (-20.0, 100.0)
 
 
 def _is_number(value: Any) -> bool:

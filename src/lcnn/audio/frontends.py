@@ -1,9 +1,10 @@
 """Speech front-ends: waveform batches in, feature-frame batches out.
 
-Both front-ends are ``nn.Module`` s so they move with a model (``.to(device)``), run batched on the GPU and
-can sit inside an exported graph. Constant tensors (window, filterbank, DCT matrix) are built once in
-``__init__`` and registered as non-persistent buffers: they follow ``.to()`` but stay out of checkpoints,
-since they are a pure function of the constructor arguments.
+The front-ends (LFCC and LFB here, the spectrograms in :mod:`lcnn.audio.spectrogram`) are ``nn.Module`` s so
+they move with a model (``.to(device)``), run batched on the GPU and can sit inside an exported graph.
+Constant tensors (window, filterbank, DCT matrix) are built once in ``__init__`` and registered as
+non-persistent buffers: they follow ``.to()`` but stay out of checkpoints, since they are a pure function of
+the constructor arguments.
 
 Shapes: ``(batch, samples) -> (batch, frames, features)``; a 1-D ``(samples,)`` input gives
 ``(frames, features)``. Frames are centred (``torch.stft(center=True)`` with zero padding), so a wave of
@@ -22,103 +23,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LFCC", "LogPowerSpectrogram"]
+from lcnn.audio.spectrogram import LogPowerSpectrogram, PowerSpectrogram
+from lcnn.audio.stft import (
+    F32_EPS,
+    as_batch,
+    as_lengths,
+    compute_dtype,
+    make_window,
+    mask_frames,
+    mask_samples,
+    power_spectrum,
+    pre_emphasis,
+)
 
-WindowName = Literal["hann", "hamming", "blackman"]
-
-_WINDOWS = {
-    "hann": torch.hann_window,
-    "hamming": torch.hamming_window,
-    "blackman": torch.blackman_window,
-}
-
-# The reference LFCC adds float32's machine epsilon before log10 whatever the compute dtype.
-_F32_EPS = torch.finfo(torch.float32).eps
-
-
-def _make_window(name: str, length: int) -> Tensor:
-    """Periodic ("DFT-even") window, as ``scipy.signal.get_window(name, length)`` and torch's default."""
-    if name not in _WINDOWS:
-        raise ValueError(f"window must be one of {sorted(_WINDOWS)}, got {name!r}")
-    return _WINDOWS[name](length, periodic=True, dtype=torch.float32)
-
-
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def _as_batch(waveform: Tensor) -> tuple[Tensor, bool]:
-    """(samples,) or (batch, samples) -> (batch, samples), plus whether to squeeze the batch back out."""
-    if waveform.dim() == 1:
-        waveform = waveform.unsqueeze(0)
-        squeeze = True
-    elif waveform.dim() == 2:
-        squeeze = False
-    else:
-        raise ValueError(f"expected a waveform of shape (samples,) or (batch, samples), got {tuple(waveform.shape)}")
-    if waveform.shape[-1] == 0:
-        raise ValueError("expected at least one sample, got an empty waveform")
-    if waveform.is_complex() or not waveform.is_floating_point():
-        raise TypeError(f"expected a real floating-point waveform, got {waveform.dtype}")
-    return waveform, squeeze
-
-
-def _as_lengths(
-    lengths: Tensor | Sequence[int] | None, batch: int, samples: int, device: torch.device
-) -> Tensor | None:
-    if lengths is None:
-        return None
-    lengths = torch.as_tensor(lengths, device=device).long().reshape(-1)
-    if lengths.numel() != batch:
-        raise ValueError(f"lengths has {lengths.numel()} entries for a batch of {batch}")
-    if bool((lengths < 1).any()) or bool((lengths > samples).any()):
-        raise ValueError(f"lengths must lie in [1, {samples}] (the padded length), got {lengths.tolist()}")
-    return lengths
-
-
-def _pre_emphasis(x: Tensor, coef: float | None) -> Tensor:
-    """y[n] = x[n] - coef * x[n-1], y[0] = x[0]; out of place (the reference edits its input in place)."""
-    if not coef:
-        return x
-    return torch.cat([x[:, :1], x[:, 1:] - coef * x[:, :-1]], dim=1)
-
-
-def _mask_samples(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """Zero every sample at or after a row's length, so padding looks like the STFT's own zero padding."""
-    if lengths is None:
-        return x
-    keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
-    return x * keep.to(x.dtype)
-
-
-def _mask_frames(feats: Tensor, n_frames: Tensor | None) -> Tensor:
-    """Zero frames t >= n_frames[b] of (batch, frames, features)."""
-    if n_frames is None:
-        return feats
-    keep = torch.arange(feats.shape[1], device=feats.device)[None, :] < n_frames[:, None]
-    return feats * keep.unsqueeze(-1).to(feats.dtype)
-
-
-def _power_spectrum(x: Tensor, n_fft: int, hop_length: int, win_length: int, window: Tensor, center: bool) -> Tensor:
-    """|STFT|^2 of (batch, samples) as (batch, frames, n_fft // 2 + 1)."""
-    spec = torch.stft(
-        x,
-        n_fft=n_fft,
-        hop_length=hop_length,
-        win_length=win_length,
-        window=window,
-        center=center,
-        pad_mode="constant",
-        onesided=True,
-        return_complex=True,
-    )
-    # re^2 + im^2 rather than abs()^2: same value, no sqrt, and a finite gradient at 0.
-    return (spec.real.square() + spec.imag.square()).transpose(1, 2)
+__all__ = ["LFB", "LFCC", "LogPowerSpectrogram", "PowerSpectrogram"]
 
 
 def _delta(x: Tensor, n_frames: Tensor | None = None) -> Tensor:
@@ -197,6 +119,7 @@ class LFCC(nn.Module):
     window: Tensor
     filterbank: Tensor
     dct: Tensor
+    cepstral = True  # the DCT of the log filterbank energies (LFB: off)
 
     def __init__(
         self,
@@ -245,7 +168,7 @@ class LFCC(nn.Module):
         # float32, and scaled from the ratios, exactly as the reference builds its axis (step 4).
         freqs = nyquist * torch.linspace(lo_ratio, hi_ratio, n_kept, dtype=torch.float32)
 
-        self.register_buffer("window", _make_window("hamming", win_length), persistent=False)
+        self.register_buffer("window", make_window("hamming", win_length), persistent=False)
         self.register_buffer("filterbank", _triangular_filterbank(freqs, n_filters), persistent=False)
         self.register_buffer("dct", _dct_matrix(n_filters), persistent=False)
 
@@ -272,20 +195,22 @@ class LFCC(nn.Module):
         Returns:
             ``(batch, frames, n_features)`` (or ``(frames, n_features)`` for 1-D input).
         """
-        x, squeeze = _as_batch(waveform)
-        dtype = _compute_dtype(x)
-        lens = _as_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        x, squeeze = as_batch(waveform)
+        dtype = compute_dtype(x)
+        lens = as_lengths(lengths, x.shape[0], x.shape[1], x.device)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = _mask_samples(_pre_emphasis(x.to(dtype), self.pre_emphasis), lens)
+            x = mask_samples(pre_emphasis(x.to(dtype), self.pre_emphasis), lens)
             window = self.window.to(device=x.device, dtype=dtype)
-            power = _power_spectrum(x, self.n_fft, self.hop_length, self.win_length, window, center=True)
+            power = power_spectrum(x, self.n_fft, self.hop_length, self.win_length, window, center=True)
             power = power[..., self.bin_lo : self.bin_hi]
 
             fb = self.filterbank.to(device=x.device, dtype=dtype)
             dct = self.dct.to(device=x.device, dtype=dtype)
-            ceps = torch.log10(power @ fb + _F32_EPS) @ dct
+            ceps = torch.log10(power @ fb + F32_EPS)
+            if self.cepstral:
+                ceps = ceps @ dct
             if self.with_energy:
-                energy = torch.log10(power.sum(dim=-1, keepdim=True) / self.n_fft + _F32_EPS)
+                energy = torch.log10(power.sum(dim=-1, keepdim=True) / self.n_fft + F32_EPS)
                 ceps = torch.cat([energy, ceps[..., 1:]], dim=-1)
 
             n_frames = None if lens is None else self.num_frames(lens).clamp(max=ceps.shape[1])
@@ -293,7 +218,7 @@ class LFCC(nn.Module):
                 d1 = _delta(ceps, n_frames)
                 d2 = _delta(d1, n_frames)
                 ceps = torch.cat([ceps, d1, d2], dim=-1)
-            out = _mask_frames(ceps, n_frames)
+            out = mask_frames(ceps, n_frames)
         return out[0] if squeeze else out
 
     def extra_repr(self) -> str:
@@ -304,101 +229,25 @@ class LFCC(nn.Module):
         )
 
 
-class LogPowerSpectrogram(nn.Module):
-    """Log power spectrum, the front-end of STC's LCNN anti-spoofing systems (ASVspoof 2017/2019).
+class LFB(LFCC):
+    """Linear filterbank energies (NII's ``LFB``; Chen et al., Odyssey 2020): LFCC's steps 1-5 without the DCT,
+    ``log10(power @ filterbank + eps)``; by default 60 filters over the full band of a 512-point FFT, no energy
+    and no deltas (60 features), the front-end of the ``lfb-lcnn-*`` systems of Wang & Yamagishi (2021)."""
 
-    ``log(|STFT(x)|^2 + eps)`` (natural log) of centred frames, zero padded, with a periodic window of
-    ``win_length`` centred in ``n_fft``.
-
-    Shapes: ``(batch, samples) -> (batch, frames, n_features)``, ``n_features = n_fft // 2 + 1`` (fewer with
-    ``f_max``), ``frames = 1 + samples // hop_length`` when ``center`` (else ``1 + (samples - n_fft) // hop_length``).
-
-    Args:
-        n_fft: FFT size; ``n_fft // 2 + 1`` features per frame.
-        win_length: window length in samples, ``None`` means ``n_fft``.
-        hop_length: frame shift in samples.
-        window: ``"hann"``, ``"hamming"`` or ``"blackman"`` (periodic, as ``scipy.signal.get_window``).
-        eps: floor added to the power before the log, so silent (all-zero) frames stay finite
-            (``log(1e-10) ~ -23``).
-        center: centre frames on ``t * hop_length`` (pad ``n_fft // 2`` zeros each side).
-        pre_emphasis: optional pre-emphasis coefficient (e.g. 0.97); ``None`` disables it.
-        sample_rate: input rate in Hz (only used with ``f_max``).
-        f_max: keep the bins ``[0, int(f_max / (sample_rate / 2) * (n_fft // 2 + 1)))`` only (``None``: all).
-    """
-
-    window: Tensor
+    cepstral = False
 
     def __init__(
         self,
-        n_fft: int = 512,
-        win_length: int | None = None,
-        hop_length: int = 160,
-        window: WindowName = "hann",
-        eps: float = 1e-10,
-        center: bool = True,
-        pre_emphasis: float | None = None,
         sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int = 320,
+        hop_length: int = 160,
+        n_filters: int = 60,
+        f_min: float = 0.0,
         f_max: float | None = None,
+        with_energy: bool = False,
+        with_delta: bool = False,
+        pre_emphasis: float | None = 0.97,
     ) -> None:
-        super().__init__()
-        win_length = n_fft if win_length is None else win_length
-        if not 0 < win_length <= n_fft:
-            raise ValueError(f"need 0 < win_length <= n_fft, got win_length={win_length}, n_fft={n_fft}")
-        if hop_length <= 0:
-            raise ValueError(f"hop_length must be positive, got {hop_length}")
-        if eps <= 0:
-            raise ValueError(f"eps must be positive (it keeps log finite on silence), got {eps}")
-        self.n_fft = n_fft
-        self.win_length = win_length
-        self.hop_length = hop_length
-        self.window_name = window
-        self.eps = float(eps)
-        self.center = center
-        self.pre_emphasis = pre_emphasis
-        self.sample_rate = sample_rate
-        self.f_max = f_max
-        nyquist, bins = sample_rate / 2, n_fft // 2 + 1
-        self.n_features = bins if f_max is None else int(min(f_max, nyquist) / nyquist * bins)
-        if self.n_features < 1:
-            raise ValueError(f"f_max={f_max} keeps no frequency bin")
-        self.register_buffer("window", _make_window(window, win_length), persistent=False)
-
-    def num_frames(self, num_samples: int | Tensor) -> int | Tensor:
-        """Frames produced for ``num_samples`` samples (ints or integer tensors)."""
-        if self.center:
-            return 1 + num_samples // self.hop_length
-        if isinstance(num_samples, Tensor):
-            return ((num_samples - self.n_fft) // self.hop_length + 1).clamp(min=0)
-        return max(0, (num_samples - self.n_fft) // self.hop_length + 1)
-
-    def forward(self, waveform: Tensor, lengths: Tensor | Sequence[int] | None = None) -> Tensor:
-        """Log power spectrogram of ``waveform`` (``(batch, samples)`` or ``(samples,)``).
-
-        Args:
-            waveform: real floating-point samples.
-            lengths: optional valid samples per row for zero-padded batches; frames past
-                ``num_frames(lengths)`` are returned as 0.
-
-        Returns:
-            ``(batch, frames, n_features)`` (or ``(frames, n_features)`` for 1-D input).
-        """
-        x, squeeze = _as_batch(waveform)
-        if not self.center and x.shape[1] < self.n_fft:
-            raise ValueError(f"center=False needs at least n_fft={self.n_fft} samples, got {x.shape[1]}")
-        dtype = _compute_dtype(x)
-        lens = _as_lengths(lengths, x.shape[0], x.shape[1], x.device)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            x = _mask_samples(_pre_emphasis(x.to(dtype), self.pre_emphasis), lens)
-            window = self.window.to(device=x.device, dtype=dtype)
-            power = _power_spectrum(x, self.n_fft, self.hop_length, self.win_length, window, self.center)
-            out = torch.log(power[..., : self.n_features] + self.eps)
-            if lens is not None:
-                out = _mask_frames(out, self.num_frames(lens).clamp(max=out.shape[1]))
-        return out[0] if squeeze else out
-
-    def extra_repr(self) -> str:
-        return (
-            f"n_fft={self.n_fft}, win_length={self.win_length}, hop_length={self.hop_length}, "
-            f"window={self.window_name!r}, eps={self.eps}, center={self.center}, pre_emphasis={self.pre_emphasis}, "
-            f"n_features={self.n_features}"
-        )
+        super().__init__(sample_rate, n_fft, win_length, hop_length, n_filters, f_min, f_max, with_energy, with_delta,
+                         pre_emphasis)  # fmt: skip

@@ -18,7 +18,7 @@ from scipy.signal import resample_poly
 
 from lcnn.errors import DataError
 
-__all__ = ["AudioError", "load_audio"]
+__all__ = ["MIN_SAMPLE_RATE", "AudioError", "load_audio", "resample_wave"]
 
 
 class AudioError(DataError):
@@ -68,6 +68,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool
     try:
         with sf.SoundFile(path) as f:
             file_rate = int(f.samplerate)
+            if file_rate < MIN_SAMPLE_RATE:  # before reading: the header alone decides
+                raise AudioError(f"{path}: a sample rate of {file_rate} Hz; expected speech sampled at "
+                                 f"{MIN_SAMPLE_RATE} Hz or more")  # fmt: skip
             total = max(int(f.frames), _wav_header_frames(path) or 0)  # libsndfile trusts a WAV's size, not its header
             declared = max(0, total - start) if frames < 0 else min(frames, max(0, total - start))
             if start:
@@ -95,11 +98,30 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, resample: bool
             raise AudioError(
                 f"{path}: sample rate is {file_rate} Hz, expected {sample_rate} Hz (pass resample=True to convert)"
             )
-        g = math.gcd(file_rate, sample_rate)
-        # float64 keeps the FIR accumulation error well below float32 resolution.
-        wave = resample_poly(wave.astype(np.float64), sample_rate // g, file_rate // g)
+        wave = resample_wave(wave, file_rate, sample_rate)
 
     return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+
+
+#: The lowest sample rate taken for speech (telephone speech is 8 kHz): a 244-byte WAV that declares 1 Hz would
+#: otherwise be resampled into minutes of audio.
+MIN_SAMPLE_RATE = 4000
+
+
+def resample_wave(wave: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """``(samples,)`` at ``rate`` -> float32 at ``sample_rate``: ``scipy.signal.resample_poly(x, up, down)`` with
+    ``g = gcd(rate, sample_rate)``, computed in float64 (the FIR's accumulation error well below float32's
+    resolution). The one resampling of a file, an upload and a waveform given to the Python API.
+
+    Raises:
+        AudioError: ``rate`` below :data:`MIN_SAMPLE_RATE`.
+    """
+    if rate < MIN_SAMPLE_RATE:
+        raise AudioError(f"a sample rate of {rate} Hz; expected speech sampled at {MIN_SAMPLE_RATE} Hz or more")
+    if rate == sample_rate:
+        return np.asarray(wave, dtype=np.float32)
+    g = math.gcd(rate, sample_rate)
+    return resample_poly(np.asarray(wave, dtype=np.float64), sample_rate // g, rate // g).astype(np.float32)
 
 
 def _wav_header_frames(path: Path) -> int | None:

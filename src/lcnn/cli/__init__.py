@@ -1,11 +1,11 @@
 """The ``lcnn`` command: train, evaluate, predict, score, verify, export, models, benchmark, cache, check-scores,
 calibrate, fuse, degrade, faces, serve.
 
-Building the parser imports no torch or Lightning: each task's options come from its :class:`~lcnn.tasks.Task`
-(light classes), and the commands import what they run. ``evaluate`` and ``predict`` take the options of the
-checkpoint's task (``--task`` to see them without one); an option of another task is an error. One module per
-group of commands (``train``, ``trained``, ``score``, ``info``, ``score_files``, ``degrade``, ``faces``, ``serve``),
-each with
+Building the parser imports no torch or Lightning: each task's options come from its declarations
+(:data:`lcnn.tasks.TASKS`, light classes), and the commands import what they run (the task's ``task.py``
+through :func:`lcnn.tasks.get_task`). ``evaluate`` and ``predict`` take the options of the checkpoint's task
+(``--task`` to see them without one); an option of another task is an error. One module per group of commands
+(``train``, ``trained``, ``score``, ``info``, ``score_files``, ``degrade``, ``faces``, ``serve``), each with
 ``add(commands, task)``.
 """
 
@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
-from lcnn.cli import degrade, faces, info, score, score_files, serve, train, trained
-from lcnn.cli.parsing import TASK_COMMANDS, Parser
-from lcnn.errors import UserError
+from lcnn.cli import degrade, faces, info, pretrained, score, score_files, serve, train, trained
+from lcnn.cli.parsing import TASK_COMMANDS, Parser, refuse_writing_inputs
+from lcnn.cli.signals import WORKER_KILLED, interruptible, received
+from lcnn.errors import Interrupted, UserError
+from lcnn.tasks import TASKS, read_checkpoint
 
 __all__ = ["build_parser", "main"]
 
@@ -28,7 +31,7 @@ EPILOG = """examples:
   lcnn train --task spoof --data asvspoof2019-la --data-dir ~/ASVspoof2019
   lcnn evaluate runs/classify-digits-lcnn-20261128-120000
   lcnn predict runs/.../checkpoints/best.ckpt digit.png
-  lcnn score runs/.../checkpoints/best.ckpt eval.trl.txt --audio-dir flac --out scores.txt --workers 2
+  lcnn score runs/.../checkpoints/best.ckpt eval.trl.txt --audio-dir flac --out scores.txt --num-workers 2
   lcnn export runs/.../checkpoints/best.ckpt --format onnx
   lcnn COMMAND --help                           a command's options (train/evaluate/predict: add --task TASK)
 """
@@ -36,9 +39,29 @@ EPILOG = """examples:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    with interruptible():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     try:
-        args = build_parser(_task_of(argv)).parse_args(argv)
-        return args.run(args) or 0
+        parser = build_parser(_task_of(argv))
+        args = parser.parse_args(argv)
+        refuse_writing_inputs(parser, args)
+        code = args.run(args) or 0
+        if received:  # the exception was lost in a finaliser: the command ran on, but was told to stop
+            raise Interrupted(received[-1])
+        return code
+    except Interrupted as err:
+        print(f"lcnn: stopped by {err.name}; what was finished is kept (the same command resumes a scoring run, "
+              "--resume a training run)", file=sys.stderr)  # fmt: skip
+        return 128 + err.signum
+    except RuntimeError as err:
+        if not WORKER_KILLED.search(str(err)):
+            raise
+        print("lcnn: stopped: a data-loading worker was killed (SIGTERM to the process group?); what was finished "
+              "is kept", file=sys.stderr)  # fmt: skip
+        return 128 + signal.SIGTERM
     except UserError as err:
         print(f"lcnn: error: {err}", file=sys.stderr)
         return 2
@@ -61,7 +84,6 @@ def _task_of(argv: list[str]) -> str | None:
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in TASK_COMMANDS:
         return None
-    from lcnn.tasks import TASKS
 
     for i, arg in enumerate(argv):
         if arg == "--task" and i + 1 < len(argv) or arg.startswith("--task="):
@@ -81,15 +103,11 @@ def _task_of(argv: list[str]) -> str | None:
 def _peek_task(path: str) -> str | None:
     """The task of a run folder (its config.json) or checkpoint; ``None`` where it is unreadable (the command
     itself then says why)."""
-    from lcnn.tasks import TASKS
-
     config = Path(path) / "config.json"
     try:
         if config.is_file():
             task = json.loads(config.read_text()).get("task")
         else:
-            from lcnn.tasks import read_checkpoint
-
             task = read_checkpoint(path)["lcnn_task"]
     except (UserError, OSError, ValueError, AttributeError, KeyError, TypeError):
         return None
@@ -110,6 +128,7 @@ def build_parser(task: str | None = "classify") -> argparse.ArgumentParser:
     parser.task = task
     parser.add_argument("--version", action="version", version=f"lcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)
-    for module in (train, trained, score, info, score_files, degrade, faces, serve):
+    parser.commands = commands  # the subcommands, for the checks made on a parsed command line
+    for module in (train, trained, score, info, score_files, degrade, faces, serve, pretrained):
         module.add(commands, task)
     return parser

@@ -26,13 +26,13 @@ def add(commands, task: str | None) -> None:
                    help="codecs applied in order, e.g. mp3:32k,opus:16k,mulaw (variable-rate ones need a bitrate)")
     p.add_argument("--protocol", metavar="FILE", help="the split's protocol or CSV instead of the corpus's own")
     p.add_argument("--out", required=True, metavar="DIR", help="a new folder for the copy")
-    p.add_argument("--workers", type=count(1), default=1, help="processes coding in parallel (default 1)")
+    p.add_argument("--num-workers", type=count(1), default=1, help="processes coding in parallel (default 1)")
     p.set_defaults(run=_run_degrade)
 
 
 def _run_degrade(args: argparse.Namespace) -> int:
     from lcnn.data.degrade import degrade
 
-    summary = degrade(args.data, args.data_dir, args.split, args.chain, args.out, args.protocol, args.workers)
+    summary = degrade(args.data, args.data_dir, args.split, args.chain, args.out, args.protocol, args.num_workers)
     print(f"{summary['files']} files of {summary['split']} through {summary['chain']} -> {args.out}")
     return 0

@@ -127,21 +127,20 @@ class Embedder:
         import numpy as np
         import torch
 
-        from lcnn.data.images import open_image
         from lcnn.faces.aligner import NoFaceError
+        from lcnn.tasks.face.verification import embed_faces, face_input
 
         done, skipped, out = [], [], []
         for start in range(0, len(paths), self.batch_size):
             batch = []
             for p in paths[start : start + self.batch_size]:
                 try:
-                    batch.append(self.transform(open_image(p), p))
+                    batch.append(face_input(self.transform, p))
                     done.append(p)
                 except NoFaceError as err:
                     skipped.append(str(err))
             if batch:
-                with torch.inference_mode():
-                    out.append(self.module.embed(torch.stack(batch).to(self.module.device)).float().cpu().numpy())
+                out.append(embed_faces(self.module, torch.stack(batch)))
         emb = np.concatenate(out) if out else np.zeros((0, self.module.model.embedding_dim), np.float32)
         return emb, done, skipped
 

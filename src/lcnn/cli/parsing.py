@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
+from lcnn.tasks import TASKS
+from lcnn.tasks.base import RENAMED
 
 TASK_COMMANDS = ("train", "evaluate", "predict")  # the commands with task options
 
@@ -23,8 +25,11 @@ class Parser(argparse.ArgumentParser):
 
     def parse_args(self, args: list[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
         parsed, extra = self.parse_known_args(args, namespace)
+        command = getattr(parsed, "command", None)
+        renamed = next((f.split("=")[0] for f in extra if f.split("=")[0] in RENAMED), None)
+        if renamed:
+            raise UserError(f"{renamed} is spelled {RENAMED[renamed]} (see {self.prog} {command} --help)")
         if extra:
-            command = getattr(parsed, "command", None)
             message = f"unrecognized arguments: {' '.join(extra)}"
             foreign = foreign_option(extra, command, self.task) if command in TASK_COMMANDS else None
             raise UserError(f"{foreign or message} (see {self.prog} {command or ''} --help)".replace("  ", " "))
@@ -33,14 +38,42 @@ class Parser(argparse.ArgumentParser):
 
 def foreign_option(extra: list[str], command: str, task: str | None) -> str | None:
     """``--pairs is not an option of the spoof task (face takes it)`` for an option of another task."""
-    from lcnn.tasks import TASKS
-
     for flag in (f.split("=")[0] for f in extra if f.startswith("--")):
         owners = [t.name for t in TASKS.values() if any(flag in o.flags for o in options_of(t, command))]
         if owners and task not in owners:
             where = f"the {task} task" if task else f"lcnn {command} without --task"
             return f"{flag} is not an option of {where} ({', '.join(owners)} take{'s' * (len(owners) == 1)} it)"
     return None
+
+
+#: The destinations of the arguments that name what a command writes; every other argument naming an existing file
+#: or folder is one of its inputs, and those of :data:`DATA_FOLDERS` are corpora no output may be written into.
+OUTPUTS = ("out", "weights")
+DATA_FOLDERS = ("data_dir", "audio_dir")
+
+
+def refuse_writing_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The one check that no command writes over one of its inputs (:func:`lcnn.io.refuse_overwrite`), made on
+    the parsed command line before the command runs: ``--out`` (and ``--weights``) against every argument that
+    names an existing file or folder (a checkpoint, an input list, score files, a data folder)."""
+    from lcnn.io import refuse_overwrite
+
+    sub = getattr(parser, "commands", None)
+    sub = sub.choices.get(getattr(args, "command", None)) if sub is not None else None
+    if sub is None:
+        return
+    outputs, inputs, data_folders = [], [], []
+    for action in sub._actions:
+        value = getattr(args, action.dest, None)
+        label = action.option_strings[0] if action.option_strings else (action.metavar or action.dest.upper())
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or not item:
+                continue
+            if action.dest in OUTPUTS:
+                outputs.append((label, item))
+            elif Path(item).exists():
+                (data_folders if action.dest in DATA_FOLDERS else inputs).append((label, item))
+    refuse_overwrite(outputs, inputs, data_folders)
 
 
 def options_of(task: Any, command: str) -> tuple:
@@ -57,8 +90,6 @@ def command(commands, name: str, task: str | None = None, **kwargs) -> Parser:
 
 
 def add_task_options(p: argparse.ArgumentParser, command: str, task: str | None) -> None:
-    from lcnn.tasks import TASKS
-
     if task is None:
         p.epilog = f"Task options: lcnn {command} --task {{{','.join(TASKS)}}} --help"
         return
@@ -68,8 +99,6 @@ def add_task_options(p: argparse.ArgumentParser, command: str, task: str | None)
 
 
 def task_choice(p: argparse.ArgumentParser, help: str) -> None:
-    from lcnn.tasks import TASKS
-
     p.add_argument("--task", choices=list(TASKS), help=help)
 
 

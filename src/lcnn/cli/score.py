@@ -7,12 +7,11 @@ import argparse
 
 from lcnn.cli.parsing import command
 from lcnn.cli.trained import load, task_call_options
+from lcnn.tasks import TASKS
 
 
 def add(commands, task: str | None) -> None:
     """``lcnn score``."""
-    from lcnn.tasks import TASKS
-
     p = command(commands, "score", task, help="spoof: score a protocol, CSV, list or folder of audio into a file",
                 description="Score every trial of INPUT (an ASVspoof protocol or trial list, a CSV path,label[,speaker"
                 ",attack], a list of paths, a folder of .flac/.wav, or one file), one line per trial in INPUT's "

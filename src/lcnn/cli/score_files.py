@@ -15,6 +15,8 @@ from typing import Any
 
 from lcnn.cli.parsing import command, short_names
 from lcnn.errors import UserError
+from lcnn.tasks import find_checkpoint
+from lcnn.tasks.base import fraction
 
 KEY_HELP = "the key: a protocol or key file (ASVspoof 2019 / 2021 / 5, In-the-Wild meta.csv, CSV); default: the " \
            "labels of the score files themselves (ID ATTACK KEY SCORE)"  # fmt: skip
@@ -38,7 +40,7 @@ def add(commands: Any, task: str | None = None) -> None:
     p.add_argument("--protocol", "--key", dest="protocol", metavar="DEV_KEY", help=KEY_HELP)
     p.add_argument("--out", required=True, metavar="JSON", help="where to write the calibration")
     p.add_argument("--checkpoint", metavar="CKPT", help="a spoof checkpoint or run folder to store the calibration in")
-    p.add_argument("--p-spoof", type=float, default=0.05, help="prior of a spoof at the operating point (0.05)")
+    p.add_argument("--p-spoof", type=fraction, default=0.05, help="prior of a spoof at the operating point (0.05)")
     p.set_defaults(run=run_calibrate)
 
     p = command(commands, "fuse", help="learn a logistic-regression fusion of systems on dev; apply it to eval",
@@ -51,7 +53,7 @@ def add(commands: Any, task: str | None = None) -> None:
     p.add_argument("--apply", nargs="+", metavar="EVAL_SCORES", help="the same systems' scores to fuse")
     p.add_argument("--out", required=True, metavar="FILE", help="fused scores (ID SCORE; .tsv: ASVspoof 5 form)")
     p.add_argument("--weights", metavar="JSON", help="where to write the fusion (default: --out with .json)")
-    p.add_argument("--p-spoof", type=float, default=0.05, help="prior of a spoof at the operating point (0.05)")
+    p.add_argument("--p-spoof", type=fraction, default=0.05, help="prior of a spoof at the operating point (0.05)")
     p.set_defaults(run=run_fuse)
 
 
@@ -123,7 +125,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
     stored = None
     if args.checkpoint:  # first: a wrong or busy checkpoint leaves nothing written
         from lcnn.runs import RunFolder
-        from lcnn.tasks import find_checkpoint
         from lcnn.tasks.spoof.calibrate import store_calibration
 
         ckpt = find_checkpoint(args.checkpoint)
@@ -155,7 +156,7 @@ def run_fuse(args: argparse.Namespace) -> int:
     import numpy as np
 
     from lcnn.data.protocols import Trial
-    from lcnn.io import write_json
+    from lcnn.io import refuse_overwrite, write_json
     from lcnn.metrics import fit_fusion
     from lcnn.score.files import aligned, check_scores, load_scores, read_scores, write_score_file
     from lcnn.tasks.spoof.tables import metric_row
@@ -164,10 +165,9 @@ def run_fuse(args: argparse.Namespace) -> int:
     weights_path = Path(args.weights) if args.weights else out.with_suffix(".json")
     if weights_path == out:
         raise UserError(f"--out {out} would be overwritten by the weights; give --weights JSON")
-    inputs = {Path(p).resolve() for p in [*args.dev, *(args.apply or []), *([args.protocol] if args.protocol else [])]}
-    for written, option in ((out, "--out"), (weights_path, "--weights")):
-        if written.resolve() in inputs:
-            raise UserError(f"{option} {written} is one of the inputs; write the fused scores to a new file")
+    if not args.weights:  # the derived name; what the user gives is checked with every command's outputs
+        named = [("DEV", p) for p in args.dev] + [("--apply", p) for p in args.apply or []]
+        refuse_overwrite([("--weights (from --out)", weights_path)], named + [("--protocol", args.protocol)])
     if args.apply and len(args.apply) != len(args.dev):
         raise UserError(f"{len(args.dev)} dev score files but {len(args.apply)} in --apply: give the same systems, "
                         f"in the same order")  # fmt: skip

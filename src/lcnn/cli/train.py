@@ -6,13 +6,12 @@ import argparse
 
 from lcnn.cli.parsing import add_task_options, command, print_metrics, task_choice
 from lcnn.errors import UserError
-from lcnn.tasks.base import count, positive
+from lcnn.tasks import TASKS
+from lcnn.tasks.base import NUM_WORKERS, RUN_OPTIONS, count, positive
 
 
 def add(commands, task: str | None) -> None:
     """``lcnn train``."""
-    from lcnn.tasks import TASKS
-
     p = command(
         commands, "train", task,
         help="train a model; writes a run folder",
@@ -33,13 +32,8 @@ def add(commands, task: str | None) -> None:
     p.add_argument("--patience", type=count(0), help="early-stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int, action="append", dest="seeds",
                    help="random seed; repeat to train several seeds and get a summary (default: 0)")
-    p.add_argument("--accelerator", help="cpu, gpu, mps or auto (default)")
-    p.add_argument("--devices", help="number of devices or processes (default 1); >1 trains with DDP")
-    p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (default auto)")
-    p.add_argument("--precision", help="auto (default: $LCNN_PRECISION where set, else bf16-mixed on bf16 GPUs; on "
-                   "CPUs bf16-mixed where the precision probe measured it faster here and it is known to keep the "
-                   "task's result, see `lcnn benchmark --probe`; else 32-true), 32-true, bf16-mixed, 16-mixed")
-    p.add_argument("--num-workers", type=count(0), help="data-loading worker processes (default 0)")
+    for opt in (*RUN_OPTIONS, NUM_WORKERS):
+        p.add_argument(*opt.flags, **opt.kwargs)
     p.add_argument("--out", help="run folder (default runs/TASK-DATA-MODEL-TIME)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out from its last checkpoint, with its config (options given here "
@@ -55,8 +49,6 @@ def _run_train(args: argparse.Namespace) -> int:
     from lcnn.train import resolve_config, resume_config, train
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "task", "data")}
-    if options.get("devices") and str(options["devices"]).isdecimal():
-        options["devices"] = int(options["devices"])
     if args.resume:
         if not args.out:
             raise UserError("--resume continues the run in --out: give the run folder")

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from lcnn.cli.parsing import add_task_options, command, options_of, print_metrics, short_names, task_choice
 from lcnn.errors import UserError
+from lcnn.io import write_json
+from lcnn.tasks import TASKS, find_checkpoint, load_task
 from lcnn.tasks.base import count
 
 
@@ -21,6 +24,17 @@ def add(commands, task: str | None) -> None:
 def _bare_name(path: Path) -> str:
     """A checkpoint's name without any suffix: ``best`` of best.ckpt, ``LightCNN_9Layers`` of .pth.tar."""
     return path.name.split(".")[0]
+
+
+def _model_name(source: str, folder: Path) -> str:
+    """``NAME`` of ``hf:ORG/NAME@COMMIT``, else the folder's name."""
+    return source.partition("@")[0].rpartition("/")[2] if source.startswith("hf:") else folder.resolve().name
+
+
+def _read_metrics(out: Path) -> dict:
+    import json
+
+    return json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
 
 
 def task_call_options(args: argparse.Namespace, command: str, task: Any, common: tuple[str, ...]) -> dict:
@@ -52,12 +66,12 @@ def _add_evaluate(commands, task: str | None) -> None:
 
 def load(args: argparse.Namespace) -> tuple[Path, Any, dict, Any]:
     """``(checkpoint path, module, run config, task)``; refuses a ``--task`` that is not the checkpoint's."""
-    from lcnn.tasks import find_checkpoint, load_task
-
     ckpt = find_checkpoint(args.checkpoint)
     module, cfg, task = load_task(ckpt, getattr(args, "model", None))
     if getattr(args, "task", None) and args.task != task.name:
         raise UserError(f"{ckpt}: a {task.name} checkpoint, not {args.task}")
+    if str(module.source).startswith("hf:"):  # the exact revision scored, whatever branch or tag was named
+        print(f"lcnn: model {module.source}", file=sys.stderr)
     return ckpt, module, cfg, task
 
 
@@ -73,11 +87,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else ckpt.parent.parent / "evaluation"
         if getattr(args, "model", None) and not args.out:  # a released file has no run folder
             out = Path(f"evaluation-{_bare_name(ckpt)}")
+        if ckpt.is_dir() and not args.out:  # a Hub-layout folder (maybe in the Hub's cache) is no run folder
+            out = Path(f"evaluation-{_model_name(module.source, ckpt)}")
         out = out / name if args.more and args.out else out
         if out in outs.values():
             raise UserError(f"{checkpoint}: its results would overwrite another's in {out}; give --out DIR")
         options = task_call_options(args, "evaluate", task, ("data", "data_dir", "batch_size"))
         result = task.evaluate(module, cfg, out, **options)
+        write_json(out / "metrics.json", {**_read_metrics(out), "model": module.source})
         print_metrics(result)
         print(f"written to {out}")
         outs[name] = out
@@ -117,8 +134,6 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_verify(commands, task: str | None) -> None:
-    from lcnn.tasks import TASKS
-
     p = command(
         commands, "verify", task,
         help="face: are two images the same person?",
@@ -142,13 +157,17 @@ def _run_verify(args: argparse.Namespace) -> int:
 def _add_export(commands, task: str | None) -> None:
     p = command(
         commands, "export", task,
-        help="export a checkpoint's model to ONNX, TorchScript or safetensors",
+        help="export a checkpoint's model to ONNX, TorchScript, safetensors or a Hugging Face Hub folder",
         description="Export the model of a checkpoint. ONNX and TorchScript files are run on test batches and "
-        "checked against PyTorch (max difference 1e-4) before they are kept.",
+        "checked against PyTorch (max difference 1e-4) before they are kept. --format hf writes the folder --out "
+        "in the Hub layout: model.safetensors, config.json (what rebuilds the model and its input pipeline) and "
+        "README.md (a model card with the run's results), for `hf upload ORG/NAME DIR`; every command and "
+        "lcnn.load() take the folder, or hf:ORG/NAME once uploaded.",
     )  # fmt: skip
     p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
-    p.add_argument("--out", help="output file (default: beside the checkpoint, named after it)")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors", "hf"))
+    p.add_argument("--out", help="output file (default: beside the checkpoint, named after it); hf: the folder")
+    p.add_argument("--license", default="mit", help="hf: the model card's licence, a Hub licence id (default mit)")
     p.add_argument("--model", metavar="ARCH", help="CHECKPOINT is a released LightCNN file of this architecture")
     p.set_defaults(run=_run_export)
 
@@ -157,6 +176,15 @@ def _run_export(args: argparse.Namespace) -> int:
     from lcnn.export import FORMATS, export_model
 
     ckpt, module, cfg, task = load(args)
+    if args.format == "hf":
+        from lcnn.card import export_hf
+
+        if not args.out:
+            raise UserError("--format hf writes a folder: give --out DIR")
+        result = export_hf(ckpt, module, cfg, task, args.out, args.license)
+        for key, value in result.items():
+            print(f"{key:<16}{value}")
+        return 0
     if getattr(module, "ssl", None) is not None:
         raise UserError(f"{ckpt}: a model with an SSL front-end does not export (only its back-end would go)")
     out = Path(args.out) if args.out else ckpt.parent / (_bare_name(ckpt) + FORMATS[args.format])

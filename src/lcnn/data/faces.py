@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from lcnn.data.images import IMAGE_SUFFIXES, open_image
 from lcnn.errors import DataError
+from lcnn.faces.aligner import Aligner
 from lcnn.io import read_text
 
 __all__ = ["FaceDataset", "FaceTransform", "list_faces", "list_identities", "select_people", "split_per_identity"]
@@ -205,8 +206,6 @@ class FaceTransform:
 
     def _aligner(self):
         if getattr(self, "_aligner_instance", None) is None:
-            from lcnn.faces.aligner import Aligner
-
             self._aligner_instance = Aligner(colour=self.channels == 3)
         return self._aligner_instance
 

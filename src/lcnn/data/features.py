@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from lcnn.audio.pipeline import FeaturePipeline
+from lcnn.errors import UserError
 from lcnn.io import atomic_path, write_json
 
 
@@ -122,8 +123,19 @@ def clear_cache(root: str | os.PathLike, frontend: str | None = None) -> list[tu
     removed = [row for row in cache_folders(root)
                if frontend is None or row[0] == frontend or row[0].rpartition("-")[0] == frontend]  # fmt: skip
     for name, _, _ in removed:
-        shutil.rmtree(Path(root) / name)
+        _remove(Path(root) / name)
     return removed
+
+
+def _remove(folder: Path, tries: int = 5) -> None:
+    """Remove a cache folder that a scoring run may be writing into: entries it adds meanwhile are removed on the
+    next try; a folder still not removable after ``tries`` is a one-line error."""
+    for _ in range(tries):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+    raise UserError(f"{folder}: could not be removed while files are being added to it (a scoring or training run "
+                    "using this cache?); run lcnn cache clear again once it is over")  # fmt: skip
 
 
 def format_cache(rows: list[tuple[str, int, int]], root: str | os.PathLike, removed: bool = False) -> str:

@@ -81,15 +81,21 @@ class ImageFileDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         path = self.paths[index]
-        channels, height, width = self.shape
-        image = open_image(path)
-        if self.resize:
-            image = image.resize((width, height), Image.BILINEAR)
-        array = to_array(image, channels)
-        if array.shape != self.shape:
-            raise DataError(f"{path}: images are {'x'.join(map(str, array.shape))}, the model expects "
-                            f"{'x'.join(map(str, self.shape))}")  # fmt: skip
-        return torch.from_numpy(array).float().div_(255)
+        return image_tensor(open_image(path), self.shape, self.resize, str(path))
+
+
+def image_tensor(image: Image.Image, shape: tuple[int, ...], resize: bool = False,
+                 where: str = "image") -> torch.Tensor:  # fmt: skip
+    """A Pillow image as the float32 ``(C, H, W)`` in [0, 1] of a model taking ``shape`` (``resize``: resized to
+    it; otherwise another size is a :class:`DataError` naming ``where``)."""
+    channels, height, width = shape
+    if resize:
+        image = image.resize((width, height), Image.BILINEAR)
+    array = to_array(image, channels)
+    if array.shape != tuple(shape):
+        raise DataError(f"{where}: images are {'x'.join(map(str, array.shape))}, the model expects "
+                        f"{'x'.join(map(str, shape))}")  # fmt: skip
+    return torch.from_numpy(array).float().div_(255)
 
 
 def load_images(name: str, data_dir: str | Path | None = None, image_size: int | None = None) -> ImageSplits:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import BatchSampler, Dataset, Sampler
 
 __all__ = ["BucketBatchSampler", "eval_sampler", "length_order"]
@@ -69,7 +70,6 @@ def eval_sampler(trainer: Any, dataset: Dataset) -> Sampler[int] | None:
     """
     if trainer is None or trainer.world_size <= 1:
         return None
-    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
     return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
                                         shuffle=False)

@@ -32,6 +32,14 @@ def fit_frames(feats: Tensor, frames: int, random_crop: bool = False,
     return feats
 
 
+def model_input(feats: Tensor, frames: int | None) -> Tensor:
+    """An utterance's (or window's) ``(T, F)`` features as a model scores them: whole for a model of any length
+    (``frames`` ``None``), else cropped from the start or repeat-padded to ``frames`` (:func:`fit_frames`). The
+    one rule of every scoring path: training's validation and test, ``lcnn score``, ``evaluate``, ``predict``,
+    ``serve`` (:mod:`lcnn.score.waves`)."""
+    return fit_frames(feats, frames) if frames else feats
+
+
 class SpoofDataset(Dataset):
     """Cached front-end features of a list of trials.
 
@@ -54,9 +62,9 @@ class SpoofDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
         trial = self.trials[index]
         feats = self.cache.get(trial.utt, trial.path)
-        if self.frames:
-            feats = fit_frames(feats, self.frames, random_crop=self.train)
-        return feats, trial.label, index
+        if self.train and self.frames:
+            return fit_frames(feats, self.frames, random_crop=True), trial.label, index
+        return model_input(feats, self.frames), trial.label, index
 
 
 def collate(batch: Sequence[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -37,7 +37,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def fingerprint(checkpoint: str | Path, arch: str) -> str:
     """What a gallery records of the model that made it: the architecture and the checkpoint file's hash."""
-    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:16]
+    path = Path(checkpoint)
+    path = path / "model.safetensors" if path.is_dir() else path  # a Hub-layout folder (lcnn.hub): its weights
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return f"{arch} sha256:{digest}"
 
 

@@ -37,7 +37,7 @@ from scipy.special import expit
 from lcnn.errors import DataError
 from lcnn.metrics.dcf import _dcf_weights
 
-__all__ = ["L2", "MAX_ITER", "Calibration", "Fusion", "effective_prior", "fit_calibration", "fit_fusion"]
+__all__ = ["L2", "MAX_ITER", "MIN_SPREAD", "Calibration", "Fusion", "effective_prior", "fit_calibration", "fit_fusion"]
 
 #: L2 penalty on the weights of the standardised scores.
 L2 = 1e-6
@@ -73,11 +73,15 @@ def _fit_logistic(
     prior = effective_prior(p_spoof, c_miss, c_fa)
     offset = math.log(prior / (1 - prior))
     pooled = np.concatenate((bonafide, spoof))
-    mean, std = pooled.mean(axis=0), pooled.std(axis=0)
+    # Standardised through scores divided by their largest magnitude: the mean and standard deviation of scores
+    # near 1e308 would overflow.
+    scale = np.abs(pooled).max(axis=0)
+    scale[scale == 0] = 1
+    mean, std = (pooled / scale).mean(axis=0), (pooled / scale).std(axis=0)
     if np.any(std == 0):
         flat = np.flatnonzero(std == 0).tolist()
         raise ValueError(f"system(s) {flat} give every trial the same score: nothing to calibrate")
-    zb, zs = (bonafide - mean) / std, (spoof - mean) / std
+    zb, zs = (bonafide / scale - mean) / std, (spoof / scale - mean) / std
     cb, cs = prior / zb.shape[0], (1 - prior) / zs.shape[0]
 
     def objective(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
@@ -96,8 +100,27 @@ def _fit_logistic(
         options={"maxiter": MAX_ITER, "ftol": 1e-15, "gtol": 1e-10},
     )
     w_std, b_std = result.x[:-1], float(result.x[-1])
-    weights = w_std / std
-    return weights, b_std - float(weights @ mean)
+    weights = w_std / (std * scale)
+    _refuse_degenerate(pooled, weights)
+    return weights, b_std - float(w_std @ (mean / std))
+
+
+#: The least spread, in LLR, of the middle 98 % of a system's training scores under a fitted map: below it the
+#: map sends almost every score to one value.
+MIN_SPREAD = 1e-6
+
+
+def _refuse_degenerate(pooled: NDArray[np.float64], weights: NDArray[np.float64]) -> None:
+    """Refuse a fit in which a few extreme scores leave the others no weight: a map that sends the middle 98 % of
+    a system's scores to one LLR (a score of 1e308 among scores near 1 does that) is no calibration."""
+    low, high = np.percentile(pooled, [1, 99], axis=0)
+    for k in range(pooled.shape[1]):
+        if abs(weights[k]) * (high[k] - low[k]) < MIN_SPREAD and high[k] > low[k]:
+            extreme = pooled[np.abs(pooled[:, k] - np.median(pooled[:, k])).argmax(), k]
+            where = f"system {k}" if pooled.shape[1] > 1 else "the scores"
+            raise ValueError(f"{where}: the score {extreme:.6g} lies so far from the others ({low[k]:.6g} to "
+                             f"{high[k]:.6g} hold 98 % of them) that the fit would map them all to one value; "
+                             "remove or clip the extreme scores")  # fmt: skip
 
 
 def _number(value: Any, key: str, what: str) -> float:

@@ -2,6 +2,7 @@
 
 from lcnn.models import lcnn as _lcnn  # noqa: F401  (registers its models)
 from lcnn.models import lcnn_lstm as _lcnn_lstm  # noqa: F401  (registers its models)
+from lcnn.models import lcnn_study as _lcnn_study  # noqa: F401  (registers its models)
 from lcnn.models import lightcnn as _lightcnn  # noqa: F401  (registers its models)
 from lcnn.models.lcnn import LCNN, build_lcnn
 from lcnn.models.macs import count_macs

@@ -46,8 +46,9 @@ def _arch_name(arch: str) -> str:
     return key
 
 
-def _load_failure(path: Path, err: Exception) -> str:
-    """One line saying why ``torch.load(path, weights_only=True)`` failed."""
+def load_failure(path: Path, err: Exception) -> str:
+    """One line saying why ``torch.load(path, weights_only=True)`` failed, without torch's advice to load with
+    ``weights_only=False`` (which would run whatever the file holds)."""
     text = str(err)
     refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if refused:
@@ -68,7 +69,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the unpickler raises anything (IndexError, KeyError...) on foreign bytes
-        raise CheckpointError(_load_failure(path, err)) from None
+        raise CheckpointError(load_failure(path, err)) from None
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
     if (
         not isinstance(state, Mapping)

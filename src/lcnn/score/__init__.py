@@ -6,7 +6,8 @@ protocol, CSV, list of paths or folder in bounded memory (:mod:`lcnn.score.trial
 it with Lightning's ``trainer.predict`` on one or many devices and nodes, streaming the scores to disk (resumable
 after a kill), with faulty files listed rather than fatal, and optionally in sliding windows aggregated per file
 (:mod:`lcnn.score.segments`). ``lcnn score``, ``lcnn evaluate`` and ``lcnn predict`` of spoof checkpoints run
-through it.
+through it. :func:`score_waveforms` scores decoded waveforms in memory by the same steps (``lcnn serve``, the
+Python API; :mod:`lcnn.score.waves`).
 
 The engine's names (torch, Lightning) are imported on first use, so that the score-file commands
 (``check-scores``, ``calibrate``, ``fuse``) start without torch.
@@ -30,7 +31,8 @@ from lcnn.score.files import (
 
 # The engine's names load torch and Lightning: imported on first use.
 _LAZY = {"FORMATS": "engine", "Summary": "engine", "module_digest": "engine", "score_trials": "engine",
-         "Windows": "segments", "parse_aggregate": "segments", "TrialTable": "trials", "read_input": "trials"}
+         "Windows": "segments", "parse_aggregate": "segments", "TrialTable": "trials", "read_input": "trials",
+         "WaveScores": "waves", "score_waveforms": "waves"}
 
 __all__ = ["SCORE_FORMAT", "ScoreCheck", "ScoreFile", "aligned", "check_scores", "load_scores", "read_scores",
            "write_score_file", *_LAZY]

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lcnn.audio.pipeline import FeaturePipeline
 from lcnn.data.features import FeatureCache
-from lcnn.data.speech import collate, fit_frames
+from lcnn.data.speech import collate, model_input
 from lcnn.errors import DataError
 from lcnn.score.segments import Windows
 from lcnn.score.trials import TrialTable
@@ -34,7 +34,7 @@ Item = tuple[Tensor | None, int, str | None]  # features, index, why they could 
 
 class _Items(Dataset):
     """Items as ``(features (T, F), index, None)``, or ``(None, index, reason)`` when reading failed; ``frames``
-    crops or repeat-pads to a fixed size (:func:`lcnn.data.speech.fit_frames`)."""
+    crops or repeat-pads to a fixed size (:func:`lcnn.data.speech.model_input`)."""
 
     frames: int | None
 
@@ -50,7 +50,7 @@ class _Items(Dataset):
         except (DataError, OSError) as err:  # AudioError, a file gone since the listing
             reason = " ".join(str(err).split()).removeprefix(f"{self.where(i)}: ")
             return None, i, reason
-        return (fit_frames(feats, self.frames) if self.frames else feats), i, None
+        return model_input(feats, self.frames), i, None
 
 
 class TrialFeatures(_Items):

@@ -29,8 +29,10 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from lcnn.audio.pipeline import FeaturePipeline
 from lcnn.data.features import FeatureCache
 from lcnn.errors import DataError, UserError
 from lcnn.io import atomic_path
+from lcnn.runs import hold, is_rank_zero, output_lock
 from lcnn.score.data import ScoringData, TrialFeatures, WindowFeatures
 from lcnn.score.files import SCORE_FORMAT, write_score_file
 from lcnn.score.segments import Windows, parse_aggregate
@@ -116,7 +119,7 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     if form == "2019" and not table.labelled:
         raise UserError(f"--format 2019 needs a key and attack for every trial, and {table.source} has unlabelled ones")
     if batch_size < 1 or workers < 0:
-        raise UserError(f"--batch-size must be at least 1 and --workers at least 0, got {batch_size} and {workers}")
+        raise UserError(f"--batch-size must be at least 1 and --num-workers at least 0, got {batch_size} and {workers}")
     if hop is not None and segment is None:
         raise UserError("--hop needs --segment SECONDS")
     how = parse_aggregate(aggregate)
@@ -134,50 +137,53 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         i = min(failed_before)
         raise DataError(f"{table.path(i)}: {failed_before[i]} (--strict stops at the first failure)")
 
-    fingerprint = {"model": module_digest(module), "trials": table.digest, "frontend": frontend, "frames": frames,
-                   "segment": segment, "hop": hop, "batch_size": batch_size, "precision": precision}  # fmt: skip
-    run = PartialRun(out, fingerprint, n)
-    data = ScoringData(items, lengths, run, batch_size, workers, restart)
+    # One writer per output: a second run on the same --out stops at once, naming the first (its partial files
+    # would mix); processes other than the first of a distributed run write only their own shards.
+    with hold(output_lock(out), out) if is_rank_zero() else nullcontext():
+        fingerprint = {"model": module_digest(module), "trials": table.digest, "frontend": frontend, "frames": frames,
+                       "segment": segment, "hop": hop, "batch_size": batch_size, "precision": precision}  # fmt: skip
+        run = PartialRun(out, fingerprint, n)
+        data = ScoringData(items, lengths, run, batch_size, workers, restart)
 
-    def describe(i: int) -> str:
-        if windows is None:
-            return table.path(i)
-        start, end = windows.span(i)
-        return f"{table.path(windows.locate(i)[0])} at {start:.2f}-{end:.2f} s"
+        def describe(i: int) -> str:
+            if windows is None:
+                return table.path(i)
+            start, end = windows.span(i)
+            return f"{table.path(windows.locate(i)[0])} at {start:.2f}-{end:.2f} s"
 
-    unit = "file" if windows is None else "window"
-    writer = ScoreWriter(run, data, describe, unit, strict, progress)
-    trainer = _trainer([writer, ExactFP32()] if precision in FP32 else [writer], accelerator=accelerator,
-                       devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)  # fmt: skip
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
-        warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # the writer needs none
-        warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")  # all done
-        trainer.predict(module, datamodule=data, return_predictions=False)
-    trainer.strategy.barrier("lcnn-score-merge")
-    if not trainer.is_global_zero:
-        return None
-    scores, failed = run.read()
-    scored = ~np.isnan(scores)
-    failed = {i: reason for i, reason in failed.items() if not scored[i]}  # a batch rerun after a passing fault
-    done = int(scored.sum()) + len(failed)
-    unplanned = len(failed_before) if windows is None else 0  # missing files are in no batch
-    if done + unplanned != n:
-        raise RuntimeError(f"internal error: {n - done - unplanned} of {n} items neither scored nor failed")
-    window_scores = None
-    if windows is not None:
-        window_scores = scores
-        scores, failed, segments_file = _merge_windows(out, table, windows, scores, failed, how)
-    else:
-        failed, segments_file = {**failed, **failed_before}, None
-        _beside(out, "segments.tsv").unlink(missing_ok=True)  # the windows of an earlier run would mislead
-    write_score_file(out, table.ids, scores, table.meta if form == "2019" else None)
-    files = int(np.count_nonzero(~np.isnan(scores)))
-    failed_file = _write_failed(out, table, failed)
-    run.remove()
-    return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
-                   unit, out, failed_file, segments_file, scores, windows, window_scores)  # fmt: skip
+        unit = "file" if windows is None else "window"
+        writer = ScoreWriter(run, data, describe, unit, strict, progress)
+        trainer = _trainer([writer, ExactFP32()] if precision in FP32 else [writer], accelerator=accelerator,
+                           devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)  # fmt: skip
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
+            warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # the writer needs none
+            warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")  # all done
+            trainer.predict(module, datamodule=data, return_predictions=False)
+        trainer.strategy.barrier("lcnn-score-merge")
+        if not trainer.is_global_zero:
+            return None
+        scores, failed = run.read()
+        scored = ~np.isnan(scores)
+        failed = {i: reason for i, reason in failed.items() if not scored[i]}  # a batch rerun after a passing fault
+        done = int(scored.sum()) + len(failed)
+        unplanned = len(failed_before) if windows is None else 0  # missing files are in no batch
+        if done + unplanned != n:
+            raise RuntimeError(f"internal error: {n - done - unplanned} of {n} items neither scored nor failed")
+        window_scores = None
+        if windows is not None:
+            window_scores = scores
+            scores, failed, segments_file = _merge_windows(out, table, windows, scores, failed, how)
+        else:
+            failed, segments_file = {**failed, **failed_before}, None
+            _beside(out, "segments.tsv").unlink(missing_ok=True)  # the windows of an earlier run would mislead
+        write_score_file(out, table.ids, scores, table.meta if form == "2019" else None)
+        files = int(np.count_nonzero(~np.isnan(scores)))
+        failed_file = _write_failed(out, table, failed)
+        run.remove()
+        return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
+                       unit, out, failed_file, segments_file, scores, windows, window_scores)  # fmt: skip
 
 
 def _check_out(out: Path) -> None:
@@ -190,6 +196,13 @@ def _check_out(out: Path) -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"--out {out}: cannot write into {parent} (expected a writable folder)")
+    if parent == out.parent:  # permissions are not all: /proc, a read-only mount
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
+        except OSError as err:
+            raise UserError(f"--out {out}: cannot write into {parent} ({err.strerror or err})") from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 #: The precisions that compute in fp32: the scores of evaluate, the reference.
@@ -197,7 +210,7 @@ FP32 = ("32-true", "32", 32)
 
 
 class ExactFP32(L.Callback):
-    """TF32 off (cuDNN convolutions and CUDA matmuls) while predicting, restored at the end: torch lets cuDNN
+    """TF32 off (cuDNN convolutions and CUDA matmuls) while predicting or testing, restored at the end: torch lets cuDNN
     compute fp32 convolutions in TF32 by default, 10 bits of mantissa, and fp32 is the reference. On the
     predicting process itself, so that processes started by any launcher do the same."""
 
@@ -207,6 +220,8 @@ class ExactFP32(L.Callback):
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         self.saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+
+    on_test_start = on_predict_start  # training's test, an evaluation too (lcnn.train.test_for_evaluation)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.saved is not None:

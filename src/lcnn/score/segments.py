@@ -1,5 +1,10 @@
 """Long recordings: sliding windows over each file, read as blocks, and their scores aggregated into one.
 
+The rule of every spoof path (``lcnn score``, ``evaluate``, ``predict``, training's test, ``lcnn serve`` and
+:func:`lcnn.score.waves.score_waveforms`): a file is scored whole, as the official code scores it, at any
+length; windows only where the user asks for them (``--segment SECONDS``, ``--hop``, ``--aggregate``; the
+``segment`` fields of ``POST /v1/spoof``), and then these windows and aggregates everywhere.
+
 Windows are ``segment`` seconds long every ``hop`` seconds, counted in each file's own samples (as many as
 :func:`lcnn.audio.load_audio` counts: a WAV whose header declares more than the file holds fails at the
 window that reads past its end, "truncated audio", as it fails scored whole). The last window ends at the
@@ -18,6 +23,7 @@ Aggregates (``--aggregate``); scores are higher for bona fide, so the low end me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,23 +35,15 @@ from lcnn.audio.io import _wav_header_frames
 from lcnn.errors import UserError
 from lcnn.score.trials import TrialTable
 
-__all__ = ["DEFAULT_WINDOW_SECONDS", "HOP_OF_WINDOW", "Windows", "parse_aggregate", "segment_bounds", "window_count",
-           "window_seconds", "window_start"]
-
-#: The window of models of any length (lcnn_lstm, ssl: front-ends), which have no input size of their own.
-DEFAULT_WINDOW_SECONDS = 4.0
-#: The step of the windows of ``lcnn predict`` and ``lcnn serve``, as a share of the window: half a window.
-HOP_OF_WINDOW = 0.5
+__all__ = ["Windows", "parse_aggregate", "segment_bounds", "wave_windows", "window_count", "window_samples",
+           "window_start"]
 
 
-def window_seconds(frontend: dict[str, Any], frames: int | None) -> float:
-    """The window that ``lcnn predict`` and ``lcnn serve`` cut long audio into for a model: its input, ``frames``
-    frames of the front-end's hop, for fixed-size models; :data:`DEFAULT_WINDOW_SECONDS` for models of any length
-    (whose front-end, ``ssl:``, may have no hop). Both step by half a window (:data:`HOP_OF_WINDOW`): a spoofed
-    stretch as long as a window lies whole in one window or nearly so, and the two score a file alike."""
-    if not frames:
-        return DEFAULT_WINDOW_SECONDS
-    return frames * frontend["hop_length"] / frontend["sample_rate"]
+def window_samples(segment: float, hop: float, rate: int) -> tuple[int, int]:
+    """Windows of ``segment`` seconds every ``hop`` seconds in samples at ``rate`` (the hop at least one sample):
+    the one rounding of every windowed path (a file's own rate in :class:`Windows`, the model's rate for a
+    decoded waveform)."""
+    return round(segment * rate), max(1, round(hop * rate))
 
 
 def window_count(samples: Any, window: Any, hop: Any) -> Any:
@@ -63,6 +61,12 @@ def segment_bounds(samples: int, window: int, hop: int) -> list[tuple[int, int]]
     """``(start, end)`` of every window of a recording of ``samples`` samples."""
     starts = (window_start(k, samples, window, hop) for k in range(window_count(samples, window, hop)))
     return [(start, start + min(window, samples)) for start in starts]
+
+
+def wave_windows(samples: int, rate: int, segment: float, hop: float | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` of the windows of ``segment`` seconds every ``hop`` (default: ``segment``) of a recording
+    of ``samples`` samples at ``rate``: those :class:`Windows` gives a file at that rate."""
+    return segment_bounds(samples, *window_samples(segment, segment if hop is None else hop, rate))
 
 
 def parse_aggregate(text: str) -> Callable[[np.ndarray], float]:
@@ -95,8 +99,8 @@ class Windows:
 
     @classmethod
     def of(cls, table: TrialTable, segment: float, hop: float) -> Windows:
-        if segment <= 0 or hop <= 0:
-            raise UserError(f"--segment and --hop must be positive seconds, got {segment} and {hop}")
+        if not (0 < segment < math.inf and 0 < hop < math.inf):  # nan fails both comparisons
+            raise UserError(f"--segment and --hop must be finite positive seconds, got {segment} and {hop}")
         samples, rates = np.zeros(len(table), np.int64), np.ones(len(table), np.int64)
         failed = {}
         for i in range(len(table)):
@@ -124,7 +128,7 @@ class Windows:
         """``(file, first sample, samples)`` of window ``w``, in the file's own samples."""
         f = int(np.searchsorted(self.first, w, side="right")) - 1
         n, rate = int(self.samples[f]), int(self.rates[f])
-        seg, hop = round(self.segment * rate), max(1, round(self.hop * rate))
+        seg, hop = window_samples(self.segment, self.hop, rate)
         return f, window_start(w - int(self.first[f]), n, seg, hop), min(seg, n)
 
     def span(self, w: int) -> tuple[float, float]:

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
+from tqdm import tqdm
 
 from lcnn.errors import DataError, UserError
 from lcnn.io import write_json
@@ -135,8 +136,6 @@ class ScoreWriter(BasePredictionWriter):
         self.bar: Any = None
 
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
-        from tqdm import tqdm
-
         self.files = self.run.open(trainer.global_rank)
         total = sum(len(b) for b in self.data.batches)
         where = f" (process 0 of {trainer.world_size})" if trainer.world_size > 1 else ""

@@ -29,6 +29,7 @@ from lcnn.serve.errors import ClientError
 from lcnn.serve.limits import BodyLimit
 from lcnn.serve.metrics import Metrics, RequestMetrics
 from lcnn.serve.models import ServedModel
+from lcnn.serve.routes import v1_router
 from lcnn.serve.settings import Settings
 
 __all__ = ["Service", "create_app"]
@@ -132,8 +133,6 @@ def create_app(models: Sequence[ServedModel] | Callable[[], Sequence[ServedModel
                settings: Settings | None = None) -> FastAPI:  # fmt: skip
     """The service for ``models``: loaded ones, or a function that loads them, run in a thread once the app
     starts (``/healthz`` answers at once, ``/readyz`` and the model endpoints 503 until it returns)."""
-    from lcnn.serve.routes import v1_router
-
     settings = settings or Settings()
     metrics = Metrics()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lcnn.errors import UserError
 from lcnn.serve.settings import Settings
+from lcnn.tasks.base import count, non_negative, port, positive
 
 __all__ = ["add_arguments", "attach_galleries", "serve"]
 
@@ -24,22 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="ARCH",
                    help="the architecture of the released LightCNN files given, e.g. lightcnn29v2")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    p.add_argument("--port", type=port, default=8000, help="default %(default)s")
     p.add_argument("--api-key-file", metavar="FILE",
                    help="a file holding the API key that /v1/* then requires, as 'Authorization: Bearer KEY'")
-    p.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
+    p.add_argument("--max-batch", type=count(1), default=d.max_batch, metavar="N",
                    help="most requests batched for a model (default %(default)s; 1: one at a time)")
-    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, metavar="MS",
+    p.add_argument("--max-wait-ms", type=non_negative, default=d.max_wait_ms, metavar="MS",
                    help="how long a request waits for others to batch with (default %(default)g)")
-    p.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20, metavar="MB",
+    p.add_argument("--max-upload-mb", type=positive, default=d.max_upload_bytes / 2**20, metavar="MB",
                    help="largest request body (default %(default)g)")
-    p.add_argument("--max-audio-seconds", type=float, default=d.max_audio_seconds, metavar="S",
+    p.add_argument("--max-audio-seconds", type=positive, default=d.max_audio_seconds, metavar="S",
                    help="longest audio accepted (default %(default)g)")
-    p.add_argument("--read-timeout", type=float, default=d.read_timeout, metavar="S",
+    p.add_argument("--read-timeout", type=positive, default=d.read_timeout, metavar="S",
                    help="seconds a request's body may take to arrive, else 408 (default %(default)g)")
     p.add_argument("--int8", metavar="DIR", help="run face and classify models in int8 on the CPU, calibrated on "
                                                  "the images in DIR (each stays fp32 where int8 disagrees)")
-    p.add_argument("--decode-threads", type=int, default=d.decode_threads, metavar="N",
+    p.add_argument("--decode-threads", type=count(1), default=d.decode_threads, metavar="N",
                    help="threads decoding uploads (default %(default)s)")
     p.add_argument("--gallery", action="append", default=[], metavar="NAME=G",
                    help="the gallery (lcnn faces enroll) that face model NAME searches in /v1/identify")
@@ -62,6 +63,7 @@ def serve(args: argparse.Namespace) -> int:
 
         from lcnn.serve.app import create_app
         from lcnn.serve.models import load_models
+        from lcnn.serve.protocol import ServiceProtocol
     except ImportError as err:
         raise UserError(f"lcnn serve needs the serve extra ({err.name} is missing): "
                         "pip install 'lcnn[serve]'") from None
@@ -88,7 +90,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"lcnn: warning: listening on {args.host} without --api-key-file: anyone who reaches this port can "
               f"use the models", file=sys.stderr)  # fmt: skip
     uvicorn.run(create_app(models, settings), host=args.host, port=args.port, log_level=args.log_level,
-                timeout_keep_alive=5, server_header=False)  # fmt: skip
+                timeout_keep_alive=5, server_header=False, http=ServiceProtocol)  # fmt: skip
     return 0
 
 

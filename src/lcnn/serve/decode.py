@@ -17,8 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 from PIL import Image, UnidentifiedImageError
-from scipy.signal import resample_poly
 
+from lcnn.audio.io import MIN_SAMPLE_RATE, resample_wave
 from lcnn.serve.errors import too_large, undecodable, unsupported
 
 __all__ = ["AUDIO_TYPES", "IMAGE_FORMATS", "decode_audio", "decode_image", "sniff_audio"]
@@ -62,6 +62,8 @@ def decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> tuple[tor
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate, declared = int(f.samplerate), int(f.frames)
+            if rate < MIN_SAMPLE_RATE:
+                raise undecodable(f"a sample rate of {rate} Hz; expected speech at {MIN_SAMPLE_RATE} Hz or more")
             limit = math.floor(max_seconds * rate)
             if declared > limit:
                 raise too_large(f"{declared / rate:.1f} s of audio; the limit is {max_seconds:g} s")
@@ -79,9 +81,7 @@ def decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> tuple[tor
     if not np.isfinite(samples).all():
         raise undecodable(f"this {kind} file holds NaN or infinite samples")
     wave = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if rate != sample_rate:
-        g = math.gcd(rate, sample_rate)
-        wave = resample_poly(wave.astype(np.float64), sample_rate // g, rate // g)
+    wave = resample_wave(wave, rate, sample_rate)  # as load_audio resamples a file
     return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), len(samples) / rate
 
 

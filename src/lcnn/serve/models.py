@@ -1,9 +1,8 @@
 """The models a server holds: one small class per task kind, each running a whole batch in one call.
 
-- :class:`SpoofModel`: ``spoof(waves)`` scores waveforms. Audio longer than the model's input
-  (:func:`lcnn.score.segments.window_seconds`) is cut into windows of that length, half a window apart, the
-  last ending at the end (:func:`lcnn.score.segments.segment_bounds`: the windows of ``lcnn predict`` and of
-  ``lcnn score --segment``), all scored in one batch; the file's score is the mean of its windows' scores.
+- :class:`SpoofModel`: ``spoof(requests)`` scores waveforms through :func:`lcnn.score.waves.score_waveforms`
+  (the scores of ``lcnn score`` and ``lcnn predict``): whole utterances, or the windows a request asks for
+  (``segment``, ``hop``, ``aggregate``: those of ``lcnn score --segment``).
 - :class:`FaceModel`: ``embed(images)``, 256-d embeddings; a verification compares their cosine similarity
   with the threshold stored at training (a released LightCNN file stores none).
 - :class:`ClassifyModel`: ``classify(images)``, class probabilities.
@@ -17,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +24,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lcnn.audio import build_frontend, trim_silence
+from lcnn.audio import FeaturePipeline
 from lcnn.data.images import IMAGE_SUFFIXES, open_image, to_array
-from lcnn.data.speech import collate, fit_frames
 from lcnn.errors import DataError, UserError
 from lcnn.inference import calibration_subset
 from lcnn.metrics import Calibration
 from lcnn.precision import check_int8, min_cosine, top1_agreement
-from lcnn.score.segments import HOP_OF_WINDOW, segment_bounds, window_seconds
+from lcnn.score.waves import score_waveforms
 from lcnn.speed import prepare_input
 from lcnn.tasks import find_checkpoint, load_task, read_checkpoint
 
-__all__ = ["ClassifyModel", "FaceModel", "ServedModel", "SpoofModel", "load_model", "load_models", "model_name"]
+__all__ = ["ClassifyModel", "FaceModel", "ServedModel", "SpoofModel", "SpoofRequest", "load_model", "load_models",
+           "model_name"]
 
 log = logging.getLogger("lcnn.serve")
 
-#: Segments run through a spoof model at once (bounds the memory of a batch of long files: 64 windows of 4 s
-#: are 16 MB of samples and about 50 MB of spectra).
+#: Most utterances (or windows) in one batch of a spoof model (:data:`lcnn.score.waves.BATCH_SECONDS` bounds
+#: the audio of a batch).
 SEGMENT_CHUNK = 64
 
 
@@ -57,82 +57,78 @@ class ServedModel:
         self.name, self.module, self.arch = name, module.eval(), arch
         self.threshold = _finite(float(getattr(module, "threshold", torch.tensor(math.nan))))
         self.precision = "fp32"
+        self.source = str(getattr(module, "source", ""))  # hf:ORG/NAME@COMMIT for a Hub model: the exact revision
 
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/models`` lists."""
         return {"name": self.name, "task": self.task, "architecture": self.arch, "threshold": self.threshold,
-                "precision": self.precision}  # fmt: skip
+                "precision": self.precision, "source": self.source}  # fmt: skip
 
     def run(self, batch: list[Any]) -> list[Any]:
         raise NotImplementedError
 
 
 class SpoofModel(ServedModel):
-    """A spoofing countermeasure: waveforms at ``sample_rate`` -> scores, higher = more bona fide."""
+    """A spoofing countermeasure: waveforms at ``sample_rate`` -> scores, higher = more bona fide, through the one
+    spoof path (:func:`lcnn.score.waves.score_waveforms`): an upload scores as ``lcnn score`` scores its file."""
 
     task = "spoof"
 
     def __init__(self, name: str, module: Any, calibration: Calibration | None = None) -> None:
         super().__init__(name, module, module.hparams.model)
-        hp = module.hparams
-        self.frontend = build_frontend(hp.frontend).eval()  # as lcnn.audio.FeaturePipeline builds it
-        self.trim = bool(hp.frontend.get("trim_silence"))
-        self.sample_rate: int = hp.frontend["sample_rate"]
-        self.frames: int | None = hp.frames
-        window = window_seconds(hp.frontend, hp.frames)
-        self.window, self.hop = round(window * self.sample_rate), round(HOP_OF_WINDOW * window * self.sample_rate)
-        self.calibration = calibration
+        self.pipeline = FeaturePipeline(module.hparams.frontend)
+        self.sample_rate: int = module.hparams.frontend["sample_rate"]
+        self.calibration = calibration if calibration is not None else getattr(module, "calibration", None)
+        module.calibration = self.calibration
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "sample_rate": self.sample_rate, "window_seconds": self.window / self.sample_rate,
-                "calibrated": self.calibration is not None}  # fmt: skip
+        return {**super().info(), "sample_rate": self.sample_rate, "calibrated": self.calibration is not None}
 
-    def _features(self, segments: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``(frames, n_features)`` of each segment, from one batched front-end call on the zero-padded segments
-        (with their lengths, each row's frames are those of the segment alone)."""
-        if self.trim:
-            segments = [trim_silence(s) for s in segments]
-        lengths = torch.tensor([len(s) for s in segments])
-        waves = torch.zeros(len(segments), int(lengths.max()))
-        for row, segment in zip(waves, segments):
-            row[: len(segment)] = segment
-        feats = self.frontend(waves, lengths).float()
-        return [f[:n] for f, n in zip(feats, self.frontend.num_frames(lengths).tolist())]
-
-    def _scores(self, segments: list[torch.Tensor]) -> list[float]:
-        scores: list[float] = []
-        with torch.inference_mode():
-            for i in range(0, len(segments), SEGMENT_CHUNK):
-                feats = self._features(segments[i : i + SEGMENT_CHUNK])
-                if self.frames:
-                    feats = [fit_frames(f, self.frames) for f in feats]
-                x, lengths, _, _ = collate([(f, 0, k) for k, f in enumerate(feats)])
-                scores += self.module.score(self.module(x, lengths)).float().tolist()
-        return scores
-
-    def verdict(self, score: float) -> dict[str, Any]:
+    def verdict(self, score: float, llr: float | None) -> dict[str, Any]:
         """``score``, ``llr`` (``None`` without a calibration) and ``decision`` (``None`` without a threshold)."""
-        llr = float(self.calibration.apply(score)) if self.calibration else None
         decision = None if self.threshold is None else "bonafide" if score >= self.threshold else "spoof"
         return {"score": score, "llr": llr, "decision": decision}
 
-    def spoof(self, waves: list[torch.Tensor]) -> list[dict[str, Any]]:
-        """Each waveform's ``score``, ``llr``, ``decision``, ``threshold`` and ``segments`` (``None`` for audio
-        of at most one window; else ``start`` / ``end`` in seconds with the window's verdict)."""
-        bounds = [segment_bounds(len(wave), self.window, self.hop) for wave in waves]
-        scores = iter(self._scores([w[s:e] for w, b in zip(waves, bounds) for s, e in b]))
-        results = []
-        for windows in bounds:
-            own = [next(scores) for _ in windows]
-            segments = None
-            if len(windows) > 1:
-                segments = [{"start": s / self.sample_rate, "end": e / self.sample_rate, **self.verdict(v)}
-                            for (s, e), v in zip(windows, own)]  # fmt: skip
-            results.append({**self.verdict(float(np.mean(own))), "threshold": self.threshold, "segments": segments})
+    def spoof(self, waves: list[SpoofRequest]) -> list[dict[str, Any]]:
+        """Each request's ``score``, ``llr``, ``decision``, ``threshold`` and ``segments`` (``None`` unless the
+        request asks for windows; else ``start`` / ``end`` in seconds with the window's verdict)."""
+        results: list[dict[str, Any]] = [{} for _ in waves]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for k, request in enumerate(waves):
+            groups.setdefault(request.windows, []).append(k)
+        for (segment, hop, aggregate), members in groups.items():
+            got = score_waveforms(self.module, [waves[k].wave for k in members], segment=segment, hop=hop,
+                                  aggregate=aggregate, batch_size=SEGMENT_CHUNK, pipeline=self.pipeline)  # fmt: skip
+            for j, k in enumerate(members):
+                score = float(got.scores[j])
+                llr = None if got.llrs is None else float(got.llrs[j])
+                segments = None
+                if got.windows is not None:
+                    own = got.window_scores[j]  # type: ignore[index]
+                    llrs = self.calibration.apply(own) if self.calibration is not None else [None] * len(own)
+                    segments = [{"start": s / self.sample_rate, "end": e / self.sample_rate,
+                                 **self.verdict(float(v), None if w is None else float(w))}
+                                for (s, e), v, w in zip(got.windows[j], own, llrs)]  # fmt: skip
+                results[k] = {**self.verdict(score, llr), "threshold": self.threshold, "segments": segments}
         return results
 
-    def run(self, batch: list[torch.Tensor]) -> list[dict[str, Any]]:
-        return self.spoof(batch)
+    def run(self, batch: list[Any]) -> list[dict[str, Any]]:
+        return self.spoof([item if isinstance(item, SpoofRequest) else SpoofRequest(item) for item in batch])
+
+
+@dataclass(frozen=True)
+class SpoofRequest:
+    """One waveform to score and the windows asked for (``segment`` seconds every ``hop``, their ``aggregate``;
+    ``segment`` ``None``: the whole utterance)."""
+
+    wave: torch.Tensor
+    segment: float | None = None
+    hop: float | None = None
+    aggregate: str = "mean"
+
+    @property
+    def windows(self) -> tuple[float | None, float | None, str]:
+        return self.segment, self.hop, self.aggregate
 
 
 class _ImageModel(ServedModel):
@@ -206,7 +202,10 @@ class ClassifyModel(_ImageModel):
 
 
 def model_name(path: str | Path) -> str:
-    """The default name of a served checkpoint: its run folder's name, else the file name without suffixes."""
+    """The default name of a served checkpoint: its run folder's name, else the file name without suffixes
+    (``NAME`` of ``hf:ORG/NAME@REVISION``)."""
+    if str(path).startswith("hf:"):
+        return str(path).partition("@")[0].rpartition("/")[2]
     path = Path(path)
     if path.is_dir():
         return path.resolve().name
@@ -274,6 +273,6 @@ def load_models(specs: list[str], arch: str | None = None, int8_images: str | Pa
 def warm_up(model: ServedModel) -> None:
     """One batch through the model, so that the first request does not pay for the kernels' set-up."""
     if isinstance(model, SpoofModel):
-        model.run([torch.zeros(model.window)])
+        model.run([torch.zeros(model.sample_rate)])
     else:
         model.run([model.preprocess(Image.new("L", (128, 128)))])

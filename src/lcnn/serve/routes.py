@@ -12,10 +12,13 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import UploadFile
 
+from lcnn.errors import UserError
+from lcnn.score.segments import parse_aggregate
 from lcnn.serve.decode import decode_audio, decode_image
 from lcnn.serve.errors import ClientError, invalid, undecodable, unsupported
 from lcnn.serve.limits import check_api_key
-from lcnn.serve.models import ServedModel
+from lcnn.serve.models import ServedModel, SpoofRequest
+from lcnn.tasks.face.verification import cosine_similarity
 
 __all__ = ["read_form", "v1_router"]
 
@@ -79,6 +82,9 @@ def _form(files: dict[str, str], texts: dict[str, str], many: bool = False) -> d
 
 
 MODEL = {"model": "the model's name (GET /v1/models); needed where several models of the task are loaded"}
+WINDOWS = {"segment": "score windows of this many seconds (default: the whole utterance)",
+           "hop": "seconds between windows (default: segment)",
+           "aggregate": "the score of the windows: mean (default), min or quantile:Q"}
 
 
 def v1_router(settings: Any) -> APIRouter:
@@ -110,17 +116,27 @@ def v1_router(settings: Any) -> APIRouter:
         """The loaded models: name, task, architecture, threshold, precision."""
         return {"models": [m.info() for m in request.app.state.service.models.values()]}
 
-    @router.post("/spoof", openapi_extra=_form({"audio": "FLAC, WAV, OGG or MP3"}, MODEL))
+    @router.post("/spoof", openapi_extra=_form({"audio": "FLAC, WAV, OGG or MP3"}, {**MODEL, **WINDOWS}))
     async def spoof(request: Request) -> dict[str, Any]:
-        """Field ``audio`` (FLAC, WAV, OGG or MP3), optional ``model``: the countermeasure's score, ``llr`` (with a
-        calibration), ``decision`` (bonafide / spoof), ``threshold``, ``duration`` and, for audio longer than
-        the model's training length, the ``segments``."""
+        """Field ``audio`` (FLAC, WAV, OGG or MP3), optional ``model``: the countermeasure's score of the whole
+        utterance (as ``lcnn score`` and ``lcnn predict`` give it), ``llr`` (with a calibration), ``decision``
+        (bonafide / spoof), ``threshold``, ``duration``; with ``segment`` (and ``hop``, ``aggregate``) the score
+        of windows, as ``lcnn score --segment``, each in ``segments``."""
         service = request.app.state.service
-        uploads, values = await read_form(request, ("audio",), ("model",))
+        uploads, values = await read_form(request, ("audio",), ("model", *WINDOWS))
         model = service.pick("spoof", values.get("model"))
+        segment = _number(values.get("segment"), "segment", 0.01, settings.max_audio_seconds)
+        hop = _number(values.get("hop"), "hop", 0.01, settings.max_audio_seconds)
+        if hop is not None and segment is None:
+            raise invalid("the field 'hop' needs a 'segment'")
+        aggregate = values.get("aggregate") or "mean"
+        try:
+            parse_aggregate(aggregate)
+        except UserError as err:
+            raise invalid(str(err).replace("--aggregate", "the field 'aggregate'")) from None
         wave, duration = await service.decode(decode_audio, _one(uploads, "audio"), model.sample_rate,
                                               settings.max_audio_seconds)  # fmt: skip
-        [result] = await service.run(model, [wave])
+        [result] = await service.run(model, [SpoofRequest(wave, segment, hop, aggregate)])
         return {"model": model.name, "duration": duration, **result}
 
     @router.post("/verify", openapi_extra=_form({"image1": "a face", "image2": "another face"},
@@ -131,8 +147,7 @@ def v1_router(settings: Any) -> APIRouter:
         model, inputs, values = await images(request, "face", ("image1", "image2"), ("threshold",))
         threshold = _number(values.get("threshold"), "threshold", -1, 1)
         threshold = model.threshold if threshold is None else threshold
-        a, b = (e / max(float(np.linalg.norm(e)), 1e-12) for e in await request.app.state.service.run(model, inputs))
-        similarity = float(a @ b)
+        similarity = cosine_similarity(*await request.app.state.service.run(model, inputs))
         same = None if threshold is None else similarity >= threshold
         return {"model": model.name, "similarity": similarity, "same": same, "threshold": threshold}
 

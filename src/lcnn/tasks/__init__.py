@@ -1,32 +1,51 @@
 """The tasks (:class:`~lcnn.tasks.base.Task` subclasses, one package each), and the rebuilding of a trained
-task from its checkpoint (:func:`load_task`), whatever the task."""
+task from its checkpoint (:func:`load_task`), whatever the task.
+
+:data:`TASKS` holds each task's declarations (``spec.py``: name, recipes, options), which import nothing
+heavy, so that the command line builds its parser at once; :func:`get_task` gives the task that runs
+(``task.py``, which imports what it uses at its top), imported when a command runs."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from lcnn.errors import UserError
 from lcnn.tasks.base import Option, Task
-from lcnn.tasks.classify import ClassifyTask
-from lcnn.tasks.face import FaceTask
-from lcnn.tasks.spoof import SpoofTask
+from lcnn.tasks.classify import ClassifySpec
+from lcnn.tasks.face import FaceSpec
+from lcnn.tasks.spoof import SpoofSpec
 
 __all__ = ["TASKS", "Option", "Task", "find_checkpoint", "get_task", "load_task", "read_checkpoint"]
 
-TASKS: dict[str, Task] = {task.name: task for task in (ClassifyTask(), SpoofTask(), FaceTask())}
+#: Each task's declarations (options, recipes), by name: what the parser reads.
+TASKS: dict[str, Task] = {spec.name: spec for spec in (ClassifySpec(), SpoofSpec(), FaceSpec())}
+_RUNNING: dict[str, Task] = {}
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name`` (``classify``, ``spoof`` or ``face``)."""
+    """The task called ``name`` (``classify``, ``spoof`` or ``face``) that runs: its ``task.py`` class, one
+    instance per process."""
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
-    return TASKS[name]
+    if name not in _RUNNING:
+        _RUNNING[name] = TASKS[name].running()
+    return _RUNNING[name]
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder's best checkpoint."""
+    """What the user named, as a loadable path: a checkpoint file, a run folder's best checkpoint, a folder in
+    the Hub layout (``config.json`` and ``model.safetensors``: :mod:`lcnn.hub`), or ``hf:ORG/NAME[@REVISION]``
+    (its snapshot folder in the Hugging Face cache, downloaded if needed), or the name of a released model
+    (``lcnn pretrained list``)."""
+    from lcnn import hub
+
+    if hub.is_name(path):
+        return hub.download(str(path))
     path = Path(path)
+    if hub.is_folder(path):
+        return path
     if path.is_dir():
         for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
             if candidate.exists():
@@ -35,24 +54,44 @@ def find_checkpoint(path: str | Path) -> Path:
         if seeds:
             raise UserError(f"{path}: a run of several seeds; give one of its seed folders ({', '.join(seeds)}), "
                             f"e.g. {path / seeds[0]}")  # fmt: skip
-        raise UserError(f"{path}: no checkpoints/best.ckpt in this run folder")
+        raise UserError(f"{path}: no checkpoints/best.ckpt in this run folder (nor model.safetensors and config.json)")
     if not path.exists():
-        raise UserError(f"{path}: no such checkpoint or run folder")
+        released = _released(str(path))
+        if released is not None:
+            return released
+        raise UserError(f"{path}: no such checkpoint or run folder (a model on the Hugging Face Hub: hf:ORG/NAME)")
     return path
 
 
+def _released(name: str) -> Path | None:
+    """The converted checkpoint of a released model the registry lists by ``name`` (:func:`lcnn.released.fetch`:
+    downloaded and converted once, into the cache), ``None`` for any other name."""
+    from lcnn.released import RELEASED, fetch
+
+    return Path(fetch(name)) if name in RELEASED else None
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """An lcnn training checkpoint, read with ``weights_only=True`` (memory-mapped: cheap to peek into)."""
+    """An lcnn training checkpoint, read with ``weights_only=True`` (memory-mapped: cheap to peek into), or a
+    Hub-layout folder in the same form (:func:`lcnn.hub.read_folder`: safetensors only)."""
     import torch
 
+    from lcnn import hub
+    from lcnn.models.pretrained import load_failure
+
     path = find_checkpoint(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    if not isinstance(ckpt, dict) or "lcnn_task" not in ckpt:
-        raise UserError(f"{path}: not an lcnn training checkpoint (no 'lcnn_task' entry); for a released "
-                        f"LightCNN checkpoint name its architecture with --model")  # fmt: skip
+    if path.is_dir():
+        ckpt = hub.read_folder(path)
+    else:
+        if not zipfile.is_zipfile(path):  # memory-mapping needs torch's zip format; say so rather than mmap's words
+            raise UserError(f"{path}: not a PyTorch checkpoint (expected the zip archive that torch.save writes)")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:  # torch raises many types for a file that is not a checkpoint
+            raise UserError(load_failure(path, err)) from None
+        if not isinstance(ckpt, dict) or "lcnn_task" not in ckpt:
+            raise UserError(f"{path}: not an lcnn training checkpoint (no 'lcnn_task' entry); for a released "
+                            f"LightCNN checkpoint name its architecture with --model")  # fmt: skip
     if ckpt["lcnn_task"] not in TASKS or not isinstance(ckpt.get("hyper_parameters"), dict):
         raise UserError(f"{path}: an inconsistent checkpoint (task {ckpt['lcnn_task']!r}, hyper_parameters "
                         f"{type(ckpt.get('hyper_parameters')).__name__})")  # fmt: skip
@@ -63,14 +102,21 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     """Rebuild the task saved in checkpoint ``path`` (or a run folder): ``(module, run config, task)``.
 
     The module is in eval mode on the CPU. Weights are read with ``weights_only=True``; any key that does
-    not fit the architecture is reported by name. A spoof checkpoint's calibration (``lcnn calibrate``) becomes
-    ``module.calibration``. ``model`` names the architecture of a released LightCNN
-    checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder.
+    not fit the architecture is reported by name; what the checkpoint holds beyond the weights is the task's
+    (:meth:`~lcnn.tasks.base.Task.restore_extras`: a spoof checkpoint's calibration becomes
+    ``module.calibration``). ``model`` names the architecture of a released LightCNN
+    checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder. ``path`` is anything
+    :func:`find_checkpoint` takes; ``module.source`` says where the weights came from (``hf:ORG/NAME@COMMIT``
+    for a Hub model: the exact revision).
     """
+    from lcnn import hub
+
     path = find_checkpoint(path)
     if model is not None:
         face = get_task("face")
-        return face.load_released(path, model), {"task": "face", "model": model}, face
+        module = face.load_released(path, model)
+        module.source = str(path)
+        return module, {"task": "face", "model": model}, face
     ckpt = read_checkpoint(path)
     task = get_task(ckpt["lcnn_task"])
     module = task.restore(dict(ckpt["hyper_parameters"]), str(path))
@@ -85,8 +131,6 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
         module.load_state_dict(found)
     except RuntimeError as err:
         raise UserError(f"{path}: weights do not fit the architecture: {str(err).splitlines()[-1].strip()}") from None
-    if "lcnn_calibration" in ckpt:  # `lcnn calibrate --checkpoint`: module.calibration maps scores to LLRs
-        from lcnn.tasks.spoof.calibrate import read_calibration
-
-        module.calibration = read_calibration(ckpt, str(path))
+    task.restore_extras(module, ckpt, str(path))
+    module.source = hub.source_of(path) or str(path)
     return module.eval(), dict(ckpt.get("lcnn_config") or {}), task

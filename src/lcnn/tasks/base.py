@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,12 +65,67 @@ def positive(text: str) -> float:
     return value
 
 
+def non_negative(text: str) -> float:
+    """An argparse ``type``: a finite number of at least 0."""
+    value = finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def finite(text: str) -> float:
+    """An argparse ``type``: any finite number (a score threshold); ``nan`` and ``inf`` are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse ``type``: a TCP port, 1 to 65535 (0 would let the system pick one nobody is told)."""
+    value = count(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {value}")
+    return value
+
+
 def fraction(text: str) -> float:
     """An argparse ``type``: a number strictly between 0 and 1."""
     value = positive(text)
     if not value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
+
+
+def devices(text: str) -> int | str:
+    """An argparse ``type`` for ``--devices``: a number of devices (at least 1), or what Lightning reads otherwise
+    (``auto``, ``0,1``)."""
+    try:
+        int(text)
+    except ValueError:
+        return text
+    return count(1)(text)
+
+
+#: The options every command that runs a Trainer takes (train, score), declared once.
+RUN_OPTIONS = (
+    option("--accelerator", help="cpu, gpu, mps or auto (default)"),
+    option("--devices", type=devices, help="devices (processes) per node (default 1); more: DDP"),
+    option("--strategy", help="Lightning strategy: auto (default; ddp with several devices), ddp, ddp_spawn, ..."),
+    option("--precision", help="auto (default: $LCNN_PRECISION where set for training; bf16-mixed on bf16 GPUs; on "
+           "CPUs the precision probe's choice, bf16-mixed where it measured it faster here and it is known to keep "
+           "the task's result, see `lcnn benchmark --probe`; else 32-true, the precision of evaluate), 32-true, "
+           "bf16-mixed, 16-mixed (GPUs)"),
+)  # fmt: skip
+
+#: Data-loading worker processes: one spelling (``--num-workers``) for every command.
+NUM_WORKERS = option("--num-workers", type=count(0), metavar="N", help="data-loading worker processes (default 0)")
+
+#: Spellings refused with a pointer to the one kept.
+RENAMED = {"--workers": "--num-workers"}
 
 
 def _import(path: str) -> Any:
@@ -98,6 +154,8 @@ class Task:
             ``KIND:PATH`` items whose PATH is one.
         train_options, evaluate_options, predict_options, score_options: the task's own options of each command
             (a task with a command of its own adds them likewise: face's ``verify_options``).
+        implementation: the import path of the subclass that runs the task (its ``task.py``); the declarations
+            above live in a light class of their own (its ``spec.py``), read by the parser without torch.
     """
 
     name: ClassVar[str]
@@ -116,6 +174,11 @@ class Task:
     evaluate_options: ClassVar[tuple[Option, ...]] = ()
     predict_options: ClassVar[tuple[Option, ...]] = ()
     score_options: ClassVar[tuple[Option, ...]] = ()
+    implementation: ClassVar[str]
+
+    def running(self) -> Task:
+        """The task that runs these declarations (:attr:`implementation`; imports its models and data)."""
+        return _import(self.implementation)()
 
     # -- configuration ------------------------------------------------------------------------------------------
 
@@ -213,6 +276,10 @@ class Task:
             return build(self.module_class(), hparams, strict=True)
         except UserError as err:
             raise UserError(f"{where}: its stored hyper_parameters do not build a {self.name} model: {err}") from None
+
+    def restore_extras(self, module: Any, ckpt: Mapping[str, Any], where: str) -> None:
+        """Set on a restored ``module`` what its checkpoint dict ``ckpt`` holds beyond the weights; nothing by
+        default."""
 
     def evaluate(self, module: Any, cfg: dict[str, Any], out_dir: Path, **options: Any) -> dict[str, Any]:
         """``lcnn evaluate``: metrics, score files and plots of a trained module in ``out_dir``."""

@@ -1,5 +1,6 @@
-"""Image classification: the task (options, recipes), its LightningModule (``module``) and DataModule (``data``)."""
+"""Image classification: the task (its declarations ``spec``, what runs them ``task``), its LightningModule
+(``module``) and DataModule (``data``)."""
 
-from lcnn.tasks.classify.task import ClassifyTask
+from lcnn.tasks.classify.spec import ClassifySpec
 
-__all__ = ["ClassifyTask"]
+__all__ = ["ClassifySpec"]

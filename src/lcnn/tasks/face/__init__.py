@@ -1,6 +1,6 @@
-"""Face verification: the task (options, recipes), its LightningModule (``module``), DataModule (``data``) and
-the verification helpers (``verification``)."""
+"""Face verification: the task (its declarations ``spec``, what runs them ``task``), its LightningModule
+(``module``), DataModule (``data``) and the verification helpers (``verification``)."""
 
-from lcnn.tasks.face.task import FaceTask
+from lcnn.tasks.face.spec import FaceSpec
 
-__all__ = ["FaceTask"]
+__all__ = ["FaceSpec"]

@@ -12,93 +12,42 @@ EER, TAR at FAR 1 % and 0.1 %, ROC), and on the held-out images of the training 
 
 from __future__ import annotations
 
-import argparse
+import math
 from pathlib import Path
 from typing import Any
 
-from lcnn.errors import UserError
-from lcnn.tasks.base import Task, count, fraction, option, positive
+import numpy as np
+import torch
 
-# The official LightCNN training (github.com/AlfredXiangWu/LightCNN, train.py): 80 epochs of SGD, lr 0.01
-# scaled by 0.457305 every 10 epochs, batch 128, random 128 crops and flips of 144x144 faces.
-_OFFICIAL = {
-    "epochs": 80, "batch_size": 128, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4,
-    "schedule": "step:10:0.457305", "lr_multipliers": True, "loss": "softmax", "patience": 0,
-}  # fmt: skip
-# A few hundred images (ORL: 240 training images of 30 people), measured in benchmarks/RESULTS-face.md:
-# AM-softmax, AdamW with a one-cycle schedule (SGD at 0.01 did not start learning), faces resized to 160
-# before the 128 crop (+-16 pixel shifts) and rotation / scale jitter.
-_SMALL = {
-    "epochs": 40, "batch_size": 32, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 5e-4,
-    "schedule": "onecycle", "lr_multipliers": False, "loss": "amsoftmax", "patience": 0, "image_size": 160,
-    "augment": {"rotate": 15, "scale": 0.15},
-}  # fmt: skip
-_ORL = {"people": "s1-s30"}  # ORL's usual split: train on s1-s30, verify on the ten others
+from lcnn.data.faces import list_faces, list_identities
+from lcnn.data.images import IMAGE_SUFFIXES
+from lcnn.data.pairs import check_images_exist, read_pairs, try_build_pairs
+from lcnn.errors import DataError, UserError
+from lcnn.inference import calibration_subset
+from lcnn.io import atomic_path, atomic_write, write_json
+from lcnn.models import load_lightcnn, model_info
+from lcnn.models.pretrained import released_architectures
+from lcnn.precision import min_cosine
+from lcnn.tasks.common import predict_precision
+from lcnn.tasks.face.data import data_root
+from lcnn.tasks.face.module import FaceModule
+from lcnn.tasks.face.spec import FaceSpec
+from lcnn.tasks.face.verification import (
+    cosine_scores,
+    embed_images,
+    held_out_metrics,
+    pair_scores,
+    unit,
+    verification_metrics,
+    write_verification,
+)
 
-# The one rule of every face path: with --align the images are photos, each face detected and aligned first.
-_ALIGN = option("--align", action=argparse.BooleanOptionalAction,
-                help="the images are photos: detect the face (MTCNN) and align it as the official LightCNN images "
-                     "(default: as the checkpoint was trained; images taken as aligned crops)")
-_RELEASED = option("--model", metavar="ARCH",
-                   help="CHECKPOINT is a released LightCNN file (.pth.tar) of this architecture, e.g. lightcnn29v2")
 
-
-class FaceTask(Task):
+class FaceTask(FaceSpec):
     """Identity training and pair verification with the LightCNN models."""
-
-    name = "face"
-    description = "face verification with the LightCNN models (the official weights, or trained here)"
-    monitor = ("val_loss", "min")
-    default_data = "orl"
-    data_help = "orl (with --data-dir), folder:PATH (one subfolder per person)"
-    recipes = {
-        "article": {"orl": {**_OFFICIAL, **_ORL}, "default": _OFFICIAL},  # the LightCNN paper's official recipe
-        "small": {"orl": {**_SMALL, **_ORL}, "default": _SMALL},
-    }
-    path_settings = ("data_dir", "init", "people")  # people: a file of names, where it names one
-    module = "lcnn.tasks.face.module:FaceModule"
-    datamodule = "lcnn.tasks.face.data:FaceDataModule"
-    module_from_data = ("num_classes", "classes", "image_size", "align")
-    data_from_model = ("channels",)
-
-    train_options = (
-        option("--loss", choices=["softmax", "amsoftmax", "arcface"],
-               help="identity loss (default softmax; small recipe amsoftmax)"),
-        option("--margin", type=float, help="margin (AM-softmax 0.35, ArcFace 0.5 radians by default)"),
-        option("--scale", type=positive, help="logit scale of the margin losses (AM-softmax 30, ArcFace 64)"),
-        option("--init", metavar="PATH", help="fine-tune from an official LightCNN checkpoint (fresh classifier)"),
-        option("--people", metavar="SPEC", help="people to train on, e.g. s1-s30, 'alice,bob' or a file of names "
-                                                "(the others are the test people; orl default s1-s30)"),
-        option("--val-fraction", type=fraction, metavar="F",
-               help="share of each person's images held out for validation (default 0.2)"),
-        option("--image-size", type=count(128), metavar="PX",
-               help="side the faces are resized to before the 128x128 crop (default 144)"),
-        _ALIGN,
-    )  # fmt: skip
-    evaluate_options = (
-        option("--pairs", metavar="FILE", help="pairs file (LFW pairs.txt format or 'path1 path2 label' lines)"),
-        _RELEASED,
-        _ALIGN,
-    )
-    predict_options = (
-        option("--out", dest="out_dir", metavar="DIR", help="where to write embeddings.npy and its index"),
-        option("--int8", action=argparse.BooleanOptionalAction,
-               help="run the model in int8 on the CPU (x86 with AVX512-VNNI), calibrated on the given images; "
-                    "--no-int8: fp32 (default: int8 where it is the fastest here and agrees with fp32 on the first "
-                    "batch)"),
-        _RELEASED,
-        _ALIGN,
-    )  # fmt: skip
-    verify_options = (
-        option("--threshold", type=float, help="similarity threshold (default: the one chosen in training)"),
-        _RELEASED,
-        _ALIGN,
-    )
 
     def data_settings(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """The model's input channels (1 grey, 3 for LightCNN-V4's BGR)."""
-        from lcnn.models import model_info
-
         return {"channels": model_info(cfg["model"], task=self.name).input_channels}
 
     def build(self, cfg: dict[str, Any]) -> tuple[Any, Any]:
@@ -114,8 +63,6 @@ class FaceTask(Task):
     def test(self, trainer: Any, module: Any, datamodule: Any, run_dir: Path) -> dict[str, Any]:
         """Score the best checkpoint: the held-out images of the training people (``val_*``) and pairs of the
         left-out people (``test_*``, with ``test_scores.txt`` and ``test_roc.png`` in the run folder)."""
-        from lcnn.tasks.face.verification import held_out_metrics, pair_scores, verification_metrics, write_verification
-
         trainer.test(module, datamodule, ckpt_path="best", verbose=False)
         if not trainer.is_global_zero:
             return {}
@@ -135,9 +82,6 @@ class FaceTask(Task):
     def load_released(self, path: Path, arch: str) -> Any:
         """A released LightCNN checkpoint (``.pth.tar``, :func:`lcnn.load_lightcnn`) as an embedder for
         ``lcnn evaluate / predict / verify --model ARCH``: no classifier and no stored threshold."""
-        from lcnn.models.pretrained import released_architectures
-        from lcnn.tasks.face.module import FaceModule
-
         if arch not in released_architectures():
             raise UserError(f"--model {arch!r}: a released checkpoint needs a LightCNN model "
                             f"({', '.join(released_architectures())})")  # fmt: skip
@@ -156,12 +100,6 @@ class FaceTask(Task):
         training data's people left out of training. Returns 10-fold accuracy, EER, TAR at FAR 1 % / 0.1 %,
         and the accuracy at the stored threshold.
         """
-        from lcnn.data.faces import list_faces, list_identities
-        from lcnn.data.pairs import check_images_exist, read_pairs, try_build_pairs
-        from lcnn.io import write_json
-        from lcnn.tasks.face.data import data_root
-        from lcnn.tasks.face.verification import cosine_scores, verification_metrics, write_verification
-
         _set_align(module, align)
         out_dir = Path(out_dir)
         if pairs:
@@ -196,15 +134,6 @@ class FaceTask(Task):
         Returns one line per image: ``path<TAB>row<TAB>nearest training identity<TAB>its probability`` (an
         embedder without classifier: ``path<TAB>row``).
         """
-        import numpy as np
-        import torch
-
-        from lcnn.inference import calibration_subset
-        from lcnn.io import atomic_path, atomic_write
-        from lcnn.precision import min_cosine
-        from lcnn.tasks.common import predict_precision
-        from lcnn.tasks.face.verification import embed_images
-
         _set_align(module, align)
         out = Path(out_dir or ".")
         paths = _expand(files)
@@ -230,8 +159,6 @@ class FaceTask(Task):
                threshold: float | None = None, align: bool | None = None) -> str:  # fmt: skip
         """Cosine similarity of two face images and a same / different decision, at ``threshold`` when given,
         else the one stored at training (EER on held-out images)."""
-        from lcnn.tasks.face.verification import embed_images, unit
-
         _set_align(module, align)
         emb = unit(embed_images(module, [Path(image1), Path(image2)]))
         similarity = float(emb[0] @ emb[1])
@@ -246,8 +173,6 @@ class FaceTask(Task):
 
     def example_input(self, module: Any) -> Any:
         """A ``(1, C, 128, 128)`` batch for export."""
-        import torch
-
         return torch.rand(1, module.channels, 128, 128)
 
 
@@ -258,21 +183,18 @@ def _set_align(module: Any, align: bool | None) -> None:
 
 
 def _places_apart(a: float, b: float) -> int:
-    """Decimal places (at least 4) that print ``a`` and ``b`` as different numbers, where they differ."""
-    return next((p for p in range(4, 17) if f"{a:.{p}f}" != f"{b:.{p}f}"), 4)
+    """Decimal places (at least 6, as score files print scores) that print ``a`` and ``b`` as different numbers,
+    where they differ."""
+    return next((p for p in range(6, 17) if f"{a:.{p}f}" != f"{b:.{p}f}"), 6)
 
 
 def _stored_threshold(module: Any) -> float | None:
-    import math
-
     value = float(module.threshold)
     return value if math.isfinite(value) else None
 
 
 def _read_released(path: str | Path, arch: str, num_classes: int) -> Any:
     """:func:`lcnn.load_lightcnn`, its errors (a missing file, keys that do not fit) as user errors."""
-    from lcnn.models import load_lightcnn
-
     try:
         return load_lightcnn(path, arch, num_classes=num_classes)
     except (OSError, ValueError) as err:  # FileNotFoundError, CheckpointError
@@ -281,9 +203,6 @@ def _read_released(path: str | Path, arch: str, num_classes: int) -> Any:
 
 def _expand(files: list[str | Path]) -> list[Path]:
     """Files as given; a folder stands for its images (recursively, sorted)."""
-    from lcnn.data.images import IMAGE_SUFFIXES
-    from lcnn.errors import DataError
-
     paths: list[Path] = []
     for f in map(Path, files):
         if f.is_dir():

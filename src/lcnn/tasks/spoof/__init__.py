@@ -1,6 +1,6 @@
-"""Spoofed-speech detection: the task (options, recipes), its LightningModule (``module``), DataModule
-(``data``) and reports (``report``)."""
+"""Spoofed-speech detection: the task (its declarations ``spec``, what runs them ``task``), its
+LightningModule (``module``), DataModule (``data``) and reports (``report``)."""
 
-from lcnn.tasks.spoof.task import SpoofTask
+from lcnn.tasks.spoof.spec import SpoofSpec
 
-__all__ = ["SpoofTask"]
+__all__ = ["SpoofSpec"]

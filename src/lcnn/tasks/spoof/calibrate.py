@@ -14,24 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.special import expit
 
 from lcnn.errors import UserError
 from lcnn.io import atomic_path
 from lcnn.metrics import Calibration
 from lcnn.metrics.dcf import bayes_threshold
+from lcnn.tasks import find_checkpoint, read_checkpoint
 
 CHECKPOINT_KEY = "lcnn_calibration"
 
 
 def store_calibration(checkpoint: str | os.PathLike, calibration: Calibration) -> Path:
     """Write ``calibration`` into a spoof checkpoint (or a run folder's best one), atomically; returns its path."""
-    import torch
-
-    from lcnn.tasks import find_checkpoint, read_checkpoint
-
     path = find_checkpoint(checkpoint)
     task = read_checkpoint(path)["lcnn_task"]
+    if path.is_dir():  # a Hub-layout folder: its config.json is the export's, made from a checkpoint
+        raise UserError(f"{path}: an exported model folder; calibrate the run's checkpoint and export it again")
     if task != "spoof":
         raise UserError(f"{path}: a {task} checkpoint; a calibration maps the scores of spoof models")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)  # whole, not memory-mapped: it is rewritten

@@ -13,13 +13,13 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from lcnn.audio import build_augmenters, build_frontend, frontend_config, parse_augment
 from lcnn.data.asvspoof import SPLITS, check_audio, load_split, resolve_sources
 from lcnn.data.augmented import AugmentedCollate, AugmentedSpoofDataset
+from lcnn.data.corpora import get_corpus
 from lcnn.data.download import cache_dir as default_cache_dir
 from lcnn.data.features import FeatureCache
 from lcnn.data.samplers import BucketBatchSampler, length_order
 from lcnn.data.speech import MIN_FRAMES, SpoofDataset, collate
 from lcnn.errors import DataError, UserError
 from lcnn.metrics import min_tdcf, read_asv_scores
-from lcnn.tasks.spoof.report import revised_tdcf
 
 
 def parse_protocols(value: Any) -> dict[str, str]:
@@ -55,7 +55,7 @@ class SpoofDataModule(L.LightningDataModule):
     """Train / dev (validation) / eval splits of a spoofing corpus, as cached front-end features.
 
     Args:
-        data: a corpus (:data:`lcnn.data.asvspoof.CORPORA`); ``custom`` takes the splits from ``protocol``.
+        data: a corpus (:func:`lcnn.data.corpora.list_corpora`); ``custom`` takes the splits from ``protocol``.
         data_dir: the corpus folder (``minispoof``: or ``$LCNN_MINISPOOF``).
         protocol: ``SPLIT=FILE`` items (or a dict), a protocol or CSV for a split.
         frontend, f_max, trim_silence: the features (:func:`lcnn.audio.frontend_config`: ``lfcc``, ``spec``
@@ -79,6 +79,7 @@ class SpoofDataModule(L.LightningDataModule):
         protocol: list[str] | dict[str, str] | None = None,
         frontend: str = "lfcc",
         f_max: float | None = None,
+        n_fft: int | None = None,
         trim_silence: bool | None = None,
         ssl_finetune: bool = False,
         frames: int | None = 750,
@@ -96,7 +97,8 @@ class SpoofDataModule(L.LightningDataModule):
             raise UserError(f"--batch-size must be at least 1, got {batch_size}")
         try:
             finetune = ssl_finetune if frontend.startswith("ssl:") else None
-            self.frontend_config = frontend_config(frontend, f_max=f_max, trim_silence=trim_silence, finetune=finetune)
+            self.frontend_config = frontend_config(frontend, f_max=f_max, n_fft=n_fft, trim_silence=trim_silence,
+                                                  finetune=finetune)
             self.n_features: int = build_frontend(self.frontend_config).n_features
         except ValueError as err:
             raise UserError(str(err)) from None
@@ -118,7 +120,7 @@ class SpoofDataModule(L.LightningDataModule):
             return
         if self.asv_scores:  # check the file now rather than after training
             try:
-                min_tdcf([1.0], [0.0], *read_asv_scores(self.asv_scores), revised=revised_tdcf(self.data))
+                min_tdcf([1.0], [0.0], *read_asv_scores(self.asv_scores), revised=get_corpus(self.data).revised_tdcf)
             except (OSError, ValueError) as err:
                 raise DataError(f"--asv-scores {self.asv_scores}: {err}") from None
         self.cache = FeatureCache(self.frontend_config, cache_root(self.cache_dir, self.frontend_config))

@@ -4,7 +4,13 @@ Losses (``loss``):
 
 - ``sigmoid`` (the ASVspoof 2021 baseline's): one logit, binary cross-entropy; score = the logit;
 - ``softmax``: two logits (spoof, bona fide), cross-entropy; score = logit(bona fide) - logit(spoof);
-- ``ocsoftmax``: the one-class softmax (:class:`lcnn.losses.OCSoftmax`) on a 256-d embedding; score = its cosine.
+- ``ocsoftmax``: the one-class softmax (:class:`lcnn.losses.OCSoftmax`) on a 256-d embedding; score = its cosine;
+- ``amsoftmax``: AM-softmax on the cosines to two class vectors (:class:`lcnn.losses.CosineHead`, 64-d embedding);
+  score = ``softmax(cosines)[bona fide]``, the cosines without scale or margin (NII's inference);
+- ``p2sgrad``: P2SGrad, the squared error of the two cosines to the one-hot label; score = the bona fide cosine.
+
+The angular heads and the back-ends' settings (``pooling``, ``hidden``, ``filterbank``) are those of NII's
+comparative study of LCNN countermeasures (:mod:`lcnn.tasks.spoof.official`).
 
 The decision threshold is the EER threshold on the dev set: the buffer ``threshold``, set after every
 validation, so each checkpoint carries the threshold of its own epoch (the kept one: that of the best epoch).
@@ -21,16 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lcnn.audio.ssl import SSLFrontend
 from lcnn.data.speech import MIN_FRAMES
 from lcnn.errors import UserError
-from lcnn.losses import OCSoftmax
+from lcnn.losses import CosineHead, OCSoftmax, am_softmax_loss, p2sgrad_loss
 from lcnn.metrics import compute_eer
 from lcnn.models import create_model, model_info
 from lcnn.speed import prepare_input, prepare_model
 from lcnn.tasks.common import gather_by_index, make_optimizer
 
-LOSSES = ("sigmoid", "softmax", "ocsoftmax")
+LOSSES = ("sigmoid", "softmax", "ocsoftmax", "amsoftmax", "p2sgrad")
 OC_DIM = 256  # embedding size for the one-class softmax
+ANGLE_DIM = 64  # embedding size for AM-softmax and P2SGrad (NII's)
 
 
 class SpoofModule(L.LightningModule):
@@ -40,8 +48,13 @@ class SpoofModule(L.LightningModule):
         model: ``lcnn_lstm`` (any length) or ``lcnn`` (needs ``frames``): a model built for the spoof task.
         n_features: features per frame (from the front-end).
         frames: fixed number of frames for fixed-size models, ``None`` for variable-length ones.
-        loss: ``sigmoid``, ``softmax`` or ``ocsoftmax`` (see the module docstring).
+        loss: ``sigmoid``, ``softmax``, ``ocsoftmax``, ``amsoftmax`` or ``p2sgrad`` (see the module docstring).
         dropout: ``None`` keeps the model's (0.7 for lcnn_lstm, 0.75 for lcnn).
+        pooling, hidden, filterbank: the back-end's settings where it has them (``None``: its default):
+            ``lcnn_lstm``'s pooling over time (``mean`` or ``sum``), ``lcnn_fixed``'s hidden layer (160, 512),
+            a trainable filterbank of that many filters on a ``power`` front-end (NII's ``spec2``).
+        embedding: the embedding size of an angular head (``None``: 256 for ocsoftmax, 64 for the others).
+        margin, scale: AM-softmax's (training only; ``None``: 0.9 and 20).
         frontend: the front-end configuration, so that ``predict`` computes the same features.
         lr, optimizer, weight_decay, schedule: the optimisation (:func:`lcnn.tasks.common.make_optimizer`).
         channels_last: run the convolutions in channels-last memory (faster on CPUs, see :mod:`lcnn.speed`).
@@ -60,6 +73,12 @@ class SpoofModule(L.LightningModule):
         loss: str = "sigmoid",
         dropout: float | None = None,
         frontend: dict[str, Any] | None = None,
+        pooling: str | None = None,
+        hidden: int | None = None,
+        filterbank: int | None = None,
+        embedding: int | None = None,
+        margin: float | None = None,
+        scale: float | None = None,
         lr: float = 3e-4,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
@@ -78,18 +97,20 @@ class SpoofModule(L.LightningModule):
         if (frontend or {}).get("name") == "ssl":
             if not info.variable_length:
                 raise UserError(f"an ssl: front-end feeds a back-end of any length (lcnn_lstm), not {model}")
-            from lcnn.audio.ssl import SSLFrontend
 
             self.ssl = SSLFrontend(frontend["model"], frontend["finetune"], frontend["features"])
             n_features = frontend["features"]
-        outputs = {"sigmoid": 1, "softmax": 2, "ocsoftmax": OC_DIM}[loss]
-        kw = {} if dropout is None else {"dropout": dropout}
+        angular = embedding or (OC_DIM if loss == "ocsoftmax" else ANGLE_DIM)
+        outputs = {"sigmoid": 1, "softmax": 2}.get(loss, angular)
+        settings = {"dropout": dropout, "pooling": pooling, "hidden": hidden, "filterbank": filterbank}
+        kw = {k: v for k, v in settings.items() if v is not None}
         try:
             self.model = create_model(model, num_classes=outputs, input_shape=(1, frames, n_features), **kw)
         except (ValueError, TypeError) as err:
             raise UserError(f"model {model}: {err}") from None
         prepare_model(self.model, channels_last)
-        self.oc = OCSoftmax(OC_DIM) if loss == "ocsoftmax" else None
+        self.oc = OCSoftmax(angular) if loss == "ocsoftmax" else None
+        self.head = CosineHead(angular, 2) if loss in ("amsoftmax", "p2sgrad") else None
         self.register_buffer("threshold", torch.tensor(float("nan")))
         self._val: list[tuple[Tensor, ...]] = []
         self._test: dict[int, list[tuple[Tensor, ...]]] = {}
@@ -108,6 +129,9 @@ class SpoofModule(L.LightningModule):
         """Model output -> ``(N,)`` scores, higher = more bona fide."""
         if self.oc is not None:
             return self.oc(output)
+        if self.head is not None:
+            cos = self.head(output)
+            return torch.softmax(cos, dim=1)[:, 1] if self.hparams.loss == "amsoftmax" else cos[:, 1]
         if self.hparams.loss == "softmax":
             return output[:, 1] - output[:, 0]
         return output[:, 0]
@@ -116,6 +140,12 @@ class SpoofModule(L.LightningModule):
         """Training loss for labels 1 = bona fide, 0 = spoof."""
         if self.oc is not None:
             return self.oc.loss(output, labels)
+        if self.hparams.loss == "amsoftmax":
+            margin, scale = self.hparams.margin, self.hparams.scale
+            return am_softmax_loss(self.head(output), labels, 0.9 if margin is None else margin,
+                                   20.0 if scale is None else scale)  # fmt: skip
+        if self.hparams.loss == "p2sgrad":
+            return p2sgrad_loss(self.head(output), labels)
         if self.hparams.loss == "softmax":
             return F.cross_entropy(output, labels)
         return F.binary_cross_entropy_with_logits(output[:, 0], labels.to(output.dtype))
@@ -151,8 +181,8 @@ class SpoofModule(L.LightningModule):
         self.log("val_loss", losses.mean().item() if len(losses) else math.nan)
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        x, lengths, labels, index = batch
-        self._test.setdefault(dataloader_idx, []).append((self.score(self(x, lengths)).float(), labels, index))
+        scores, index = self.predict_step(batch, batch_idx)  # the scores of lcnn score, predict and serve
+        self._test.setdefault(dataloader_idx, []).append((scores, batch[2], index))
 
     def on_test_epoch_end(self) -> None:
         """Scores of each test loader, in dataset order, on every rank: ``test_scores[loader index]``."""

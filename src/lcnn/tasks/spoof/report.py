@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lcnn.data.corpora import get_corpus
 from lcnn.data.protocols import Trial
 from lcnn.errors import DataError
 from lcnn.io import atomic_path, write_json
@@ -28,20 +29,11 @@ from lcnn.metrics import (
     read_asv_scores,
     split_metrics,
 )
+from lcnn.plots import plot_det
 from lcnn.score.files import ScoreFile, check_scores, read_scores, write_score_file
 from lcnn.tasks.spoof.tables import condition_tables, markdown_report
 
 log = logging.getLogger(__name__)
-
-#: The ASVspoof 5 organisers' ASV error rates (Pfa, Pmiss, Pfa of spoofs) for the min t-DCF of a CM alone.
-ASVSPOOF5_ASV_RATES = (0.01881016557566423, 0.01880141010575793, 0.4607082907604729)
-
-
-def revised_tdcf(data: str) -> bool:
-    """Whether the t-DCF of ``data`` is the revised one (ASVspoof 2021 and ASVspoof 5, with or without ASV
-    scores) rather than the ASVspoof 2019 one: the ``revised`` of :func:`lcnn.metrics.min_tdcf`."""
-    return data.startswith("asvspoof2021") or data == "asvspoof5"
-
 
 def write_scores(out_dir: Path, split: str, trials: list[Trial], scores: np.ndarray, wrote_2021: bool = False) -> None:
     """``scores-SPLIT.txt`` in the ASVspoof 2019 format (``utt attack key score``, labelled trials only) and
@@ -59,14 +51,13 @@ def write_report(out_dir: Path, results: dict[str, tuple[list[Trial], np.ndarray
                  wrote_2021: bool = False) -> dict[str, Any]:  # fmt: skip
     """Score files, EER tables (``eer-SPLIT.txt``, ``eer_tables.json``), ``det.png`` and ``report.md`` for each
     split of ``results``; returns the flat metrics, with the per-attack EERs and the min t-DCF of the ``main``
-    split (the revised t-DCF of :func:`revised_tdcf` for ASVspoof 2021 and 5 data, else the 2019 one; for
-    ``asvspoof5`` data without ASV scores at the organisers' ASV error rates), ``SPLIT_min_dcf``, the nested
+    split (in the form of the corpus ``data``: :attr:`lcnn.data.corpora.Corpus.revised_tdcf`; without ASV scores at
+    the corpus's fixed ASV error rates where it has them, ASVspoof 5's), ``SPLIT_min_dcf``, the nested
     per-condition ``tables``, and with a ``calibration`` ``llrs-SPLIT.txt`` and ``SPLIT_act_dcf`` /
     ``_cllr`` / ``_min_cllr`` of the LLRs beside ``SPLIT_act_dcf_raw`` / ``_cllr_raw`` of the raw scores.
     ``wrote_2021``: the ``scores-SPLIT-2021.txt`` files are the scoring engine's, of these scores (evaluate);
     each score file is written once. The scores are checked before any file is written."""
-    from lcnn.plots import plot_det
-
+    corpus = get_corpus(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {}
     curves, tables, conditions = {}, {}, {}
@@ -101,13 +92,14 @@ def write_report(out_dir: Path, results: dict[str, tuple[list[Trial], np.ndarray
             asv = read_asv_scores(asv_scores)
             try:
                 metrics[f"{split}_min_tdcf"] = min_tdcf(scores[bona], scores[~bona], *asv,
-                                                        revised=revised_tdcf(data))  # fmt: skip
+                                                        revised=corpus.revised_tdcf)  # fmt: skip
             except ValueError as err:
                 raise DataError(f"{asv_scores}: {err}") from None
-        elif data == "asvspoof5":
-            metrics[f"{split}_min_tdcf"] = min_tdcf(scores[bona], scores[~bona], asv_rates=ASVSPOOF5_ASV_RATES,
-                                                    revised=revised_tdcf(data))  # fmt: skip
-            metrics["min_tdcf_note"] = "revised t-DCF at the ASVspoof 5 organisers' ASV error rates"
+        elif corpus.asv_rates is not None:
+            metrics[f"{split}_min_tdcf"] = min_tdcf(scores[bona], scores[~bona], asv_rates=corpus.asv_rates,
+                                                    revised=corpus.revised_tdcf)  # fmt: skip
+            metrics["min_tdcf_note"] = (f"{'revised ' if corpus.revised_tdcf else ''}t-DCF at the {data} organisers' "
+                                        "ASV error rates")  # fmt: skip
         else:
             metrics[f"{split}_min_tdcf"] = None
             metrics["min_tdcf_note"] = "not computed: no ASV scores given (--asv-scores FILE)"
@@ -161,8 +153,6 @@ def write_det_overlay(score_files: Mapping[str, str | os.PathLike], path: str | 
                       title: str | None = None) -> Path:  # fmt: skip
     """One DET plot of several systems: ``{name: labelled score file}`` (``scores-SPLIT.txt``, or any file of
     :func:`lcnn.score.files.read_scores` that carries the key), each checked first."""
-    from lcnn.plots import plot_det
-
     curves = {}
     for name, file in score_files.items():
         scores = read_scores(file)

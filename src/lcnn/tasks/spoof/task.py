@@ -1,4 +1,5 @@
-"""Spoofed-speech detection (ASVspoof 2019 LA / PA, ASVspoof 2021 LA / DF, MiniSpoof, the user's own data).
+"""Spoofed-speech detection on the corpora of :mod:`lcnn.data.corpora` (ASVspoof, In-the-Wild, FoR, MLAAD, MiniSpoof,
+the user's own data).
 
 Pipeline: audio -> front-end features (cached on disk, :mod:`lcnn.data.features`) -> a 1-channel image
 ``(N, 1, frames, features)`` (time along H, features along W, as the ASVspoof 2021 baseline) -> ``lcnn`` on
@@ -8,140 +9,50 @@ higher = more bona fide; the decision threshold is the dev EER threshold of the 
 
 from __future__ import annotations
 
-import argparse
+import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from lcnn.tasks.base import Task, count, option, positive
+import numpy as np
+import torch
 
-# The ASVspoof 2021 LFCC-LCNN baseline (NII), the defaults of the module and data signatures: lcnn_lstm on 60
-# LFCCs, Adam 3e-4 halved every 10 epochs, batches of 64 grouped by length; 100 epochs, stopping after 50
-# without improvement (here on the dev EER; the baseline watches the dev loss).
-_BASELINE: dict[str, Any] = {"epochs": 100, "patience": 50}
-# MiniSpoof: ~0.5 s utterances (median 50 frames) with 4 kHz content and 0-150 ms of digital silence at
-# each end. The log spectrogram cut at 4 kHz (128 bins) after trimming the silence learns where the
-# baseline's LFCCs do not (benchmarks/RESULTS-spoof.md). lcnn sees 64 frames. A 3,000-file train split whose
-# best dev EER comes after ~10-17 epochs: at most 20 epochs.
-_MINISPOOF = {"frontend": "spec", "f_max": 4000.0, "trim_silence": True, "frames": 64, "epochs": 20, "patience": 8}
-_RECIPE = {"default": _BASELINE, "minispoof": _MINISPOOF}
-SCORE_BATCH = 32  # lcnn score: ~300 MB of lcnn_lstm activations on 3-s files (benchmarks/RESULTS-spoof.md)
-
-
-def _devices(text: str) -> int | str:
-    """``--devices``: a number of devices (at least 1), or what Lightning reads otherwise (``auto``, ``0,1``)."""
-    try:
-        int(text)
-    except ValueError:
-        return text
-    return count(1)(text)
+from lcnn.audio.pipeline import FRONTENDS
+from lcnn.data.asvspoof import SPLITS, load_split, resolve_sources
+from lcnn.errors import DataError, UserError
+from lcnn.io import write_json
+from lcnn.models import model_info
+from lcnn.precision import LIGHTNING, evaluate_precision, infer_precision
+from lcnn.score import TrialTable, read_input, score_trials
+from lcnn.score.segments import parse_aggregate
+from lcnn.tasks.spoof.calibrate import calibrated_lines, prior_of, read_calibration
+from lcnn.tasks.spoof.data import cache_root, parse_protocols
+from lcnn.tasks.spoof.report import write_report
+from lcnn.tasks.spoof.spec import SCORE_BATCH, SpoofSpec
 
 
-class SpoofTask(Task):
+class SpoofTask(SpoofSpec):
     """Bona fide vs spoof scoring of utterances with the LCNN or LCNN-LSTM."""
 
-    name = "spoof"
-    description = "spoofed-speech detection (ASVspoof): LCNN / LCNN-LSTM on LFCC or spectrogram features"
-    monitor = ("val_eer", "min")
-    default_data = "minispoof"
-    data_help = ("minispoof (default; --data-dir or $LCNN_MINISPOOF), asvspoof2019-la, asvspoof2019-pa, "
-                 "asvspoof2021-la, asvspoof2021-df, asvspoof5, in-the-wild (evaluation only), "
-                 "custom (with --protocol)")  # fmt: skip
-    #: ``baseline`` is the ASVspoof 2021 recipe; ``article`` (every task's default recipe name) is the same.
-    recipes = {"baseline": _RECIPE, "article": _RECIPE}
-    path_settings = ("data_dir", "cache_dir", "asv_scores", "protocol", "augment")
-    path_prefixes = ("noise", "reverb")  # --augment noise:DIR, reverb:DIR
-    module = "lcnn.tasks.spoof.module:SpoofModule"
-    datamodule = "lcnn.tasks.spoof.data:SpoofDataModule"
-    module_from_data = ("n_features", "frames", "frontend")
-
-    _protocol = option("--protocol", action="append", metavar="SPLIT=FILE",
-                       help="protocol or CSV (path,label[,speaker,attack]) of a split, paths relative to --data-dir; "
-                            "evaluate: a bare FILE is the protocol of --split")  # fmt: skip
-    _cache = option("--cache-dir", metavar="DIR",
-                    help="feature cache (default: $LCNN_CACHE/features or ~/.cache/lcnn/features)")
-    _asv = option("--asv-scores", metavar="FILE", help="ASVspoof ASV score file of the eval split, for the min t-DCF")
-    _workers = option("--num-workers", type=count(0), metavar="N", help="data-loading worker processes (default 0)")
-    train_options = (
-        option("--frontend", metavar="NAME",
-               help="speech features: lfcc (the 2021 baseline's 60 LFCCs on 0-4 kHz), spec (log power spectrogram) "
-                    "or ssl:NAME_OR_PATH (a wav2vec 2.0 / HuBERT / WavLM / XLS-R model, e.g. "
-                    "ssl:facebook/wav2vec2-xls-r-300m; needs lcnn[ssl])"),
-        option("--ssl-finetune", action="store_true", default=None,
-               help="train the ssl: front-end's model with the back-end (default: frozen)"),
-        option("--f-max", type=positive, metavar="HZ",
-               help="upper band edge of the features (lfcc: 4000; spec: Nyquist)"),
-        option("--trim-silence", action=argparse.BooleanOptionalAction,
-               help="drop digital silence (exact zeros) at both ends of each file before the features"),
-        option("--loss", choices=["sigmoid", "softmax", "ocsoftmax"], help="sigmoid (baseline), softmax or ocsoftmax"),
-        option("--frames", type=count(16), metavar="N",
-               help="frames fed to fixed-size models (crop or repeat-pad; 750, 64 on minispoof)"),
-        option("--augment", action="append", metavar="SPEC",
-               help="augment the training split on the fly (repeatable): rawboost:ALGO (1-8), codec[:mp3,opus,...], "
-                    "noise:DIR[@snr=LO,HI], reverb:DIR, speed[:0.9,1.0,1.1]; any item takes @p=P"),
-        _asv, _protocol, _cache,
-    )  # fmt: skip
-    evaluate_options = (
-        option("--split", choices=["dev", "eval"], help="which split to score (default eval)"),
-        _protocol, _asv, _cache, _workers,
-    )  # fmt: skip
-    predict_options = (
-        option("--threshold", type=float, help="decision threshold of the score (default: the dev EER one, or for a "
-               "calibrated checkpoint the Bayes decision of the LLR at its operating point)"),
-        option("--prior", type=float, metavar="P_SPOOF", help="calibrated checkpoints: the prior probability of a "
-               "spoof for the posterior (default: the calibration's, 0.05); lines then read FILE score llr decision "
-               "P(bonafide)"),
-    )  # fmt: skip
-    score_options = (
-        option("--out", metavar="FILE", help="the score file (default scores.txt); beside it, while running, "
-               "FILE.partial/, and at the end STEM.failed.tsv (files that could not be scored) and, with --segment, "
-               "STEM.segments.tsv"),
-        option("--audio-dir", metavar="DIR", help="the folder that the paths of a protocol, CSV or list are "
-               "relative to (default: the INPUT's folder)"),
-        option("--format", dest="form", choices=["2021", "2019"],
-               help="2021: ID SCORE (default; the ASVspoof 2021 and 5 form), 2019: ID ATTACK KEY SCORE"),
-        option("--batch-size", type=count(1), metavar="B", help=f"items per batch (default {SCORE_BATCH})"),
-        option("--workers", type=count(0), metavar="N",
-               help="DataLoader processes decoding and computing features (default: the CPU cores but one, at most "
-               "4 when the model runs on the CPU, 16 on a GPU)"),
-        option("--segment", type=float, metavar="SECONDS",
-               help="score windows of SECONDS (long recordings), each file's score their --aggregate"),
-        option("--hop", type=float, metavar="SECONDS", help="step between windows (default: --segment)"),
-        option("--aggregate", metavar="HOW", help="a file's score from its windows: mean (default), min (the most "
-               "spoof-like window: scores are higher for bona fide) or quantile:Q"),
-        _cache,
-        option("--no-cache", action="store_true", default=None, help="compute every file's features, store none"),
-        option("--strict", action="store_true", default=None,
-               help="stop at the first file that cannot be scored (default: list it in STEM.failed.tsv, exit 1)"),
-        option("--restart", action="store_true", default=None,
-               help="discard the partial scores of an earlier run into the same --out instead of resuming it"),
-        option("--accelerator", help="cpu, gpu, mps or auto (default)"),
-        option("--devices", type=_devices, help="devices (processes) per node (default 1); more: DDP"),
-        option("--num-nodes", type=count(1), metavar="M",
-               help="nodes (default 1), launched by torchrun or the cluster"),
-        option("--strategy", help="Lightning strategy (default auto; ddp with several devices)"),
-        option("--precision", help="32-true (the scores of evaluate), bf16-mixed (faster on CPUs with AVX512_BF16 "
-               "or AMX and on bf16 GPUs; scores move by ~1e-2 of their spread) or 16-mixed (GPUs); default: the "
-               "precision probe's inference choice, 32-true while no spoof model is known to keep its scores in bf16"),
-    )  # fmt: skip
+    def restore_extras(self, module: Any, ckpt: dict[str, Any], where: str) -> None:
+        """A checkpoint's calibration (``lcnn calibrate --checkpoint``) becomes ``module.calibration``, which maps
+        its scores to LLRs; ``None`` without one."""
+        module.calibration = read_calibration(ckpt, where)
 
     def resolve(self, data: str | None = None, recipe: str = "article", **overrides: Any) -> dict[str, Any]:
         """As :meth:`Task.resolve`, but a front-end setting of the recipe that the chosen front-end does not have
         (the MiniSpoof recipe's ``f_max`` under ``--frontend ssl:...``) goes back to its default; given
         explicitly, it is refused as before."""
-        from lcnn.audio.pipeline import FRONTENDS
-
         cfg = super().resolve(data, recipe, **overrides)
         settings = FRONTENDS.get(str(cfg["frontend"]).partition(":")[0], {})
-        for key in ("f_max", "trim_silence"):
+        for key in ("f_max", "n_fft", "trim_silence"):
             if overrides.get(key) is None and key not in settings:
                 cfg[key] = None
         return cfg
 
     def data_settings(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """Whole utterances (no fixed frame count) for variable-length models."""
-        from lcnn.models import model_info
-
         return {"frames": None if model_info(cfg["model"], task=self.name).variable_length else cfg["frames"]}
 
     def module_settings(self, cfg: dict[str, Any], datamodule: Any) -> dict[str, Any]:
@@ -161,8 +72,6 @@ class SpoofTask(Task):
         results = {split: (datamodule.splits[split].trials, module.test_scores[i])
                    for i, split in enumerate(datamodule.test_splits)}  # fmt: skip
         threshold = float(module.threshold)
-        from lcnn.tasks.spoof.report import write_report
-
         report = write_report(Path(run_dir), results, threshold, datamodule.asv_scores, datamodule.data)
         return {"threshold": threshold, **report}
 
@@ -175,16 +84,6 @@ class SpoofTask(Task):
         ``protocol``: a FILE for the split scored, or ``SPLIT=FILE`` items. Refuses to score when a trial has
         no audio, or when a trial list and its keys disagree.
         """
-        import numpy as np
-
-        from lcnn.data.asvspoof import SPLITS, load_split, resolve_sources
-        from lcnn.errors import DataError, UserError
-        from lcnn.io import write_json
-        from lcnn.precision import LIGHTNING, evaluate_precision
-        from lcnn.score import TrialTable, score_trials
-        from lcnn.tasks.spoof.data import cache_root, parse_protocols
-        from lcnn.tasks.spoof.report import write_report
-
         data = data or cfg.get("data", self.default_data)
         same = data == cfg.get("data")
         data_dir = data_dir or (cfg.get("data_dir") if same else None)
@@ -224,26 +123,19 @@ class SpoofTask(Task):
         return metrics
 
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], threshold: float | None = None,
-                batch_size: int | None = None, prior: float | None = None) -> list[str]:  # fmt: skip
+                batch_size: int | None = None, prior: float | None = None, segment: float | None = None,
+                hop: float | None = None, aggregate: str | None = None) -> list[str]:  # fmt: skip
         """``FILE<TAB>score<TAB>bonafide|spoof`` per file, deciding at the dev threshold stored in the checkpoint
         (``threshold`` overrides it; ``-`` when there is none).
 
-        A file longer than the model's input (:func:`lcnn.score.segments.window_seconds`: its ``frames``, 4 s
-        for variable-length models) is scored in windows of that length, half a window apart, as ``lcnn serve``
-        does (:mod:`lcnn.score.segments`), its score their mean, with a fourth field: the lowest-scoring (most
-        spoof-like) window, ``lowest START-END s: SCORE``. A calibrated checkpoint (or ``prior``) gives
+        Each file is scored whole, as ``lcnn score`` and ``lcnn evaluate`` score it (the same engine, the same
+        score); with ``segment`` in windows of ``segment`` seconds every ``hop`` (default: ``segment``), its score
+        their ``aggregate``, as ``lcnn score --segment`` (:mod:`lcnn.score.segments`), with a fourth field for a
+        file of several windows: the lowest-scoring (most spoof-like) one, ``lowest START-END s: SCORE``.
+        A calibrated checkpoint (or ``prior``) gives
         ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` instead
         (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`). Every refusal comes before any scoring.
         """
-        import math
-        import tempfile
-
-        import numpy as np
-
-        from lcnn.errors import DataError
-        from lcnn.score import TrialTable, score_trials
-        from lcnn.score.segments import HOP_OF_WINDOW, window_seconds
-        from lcnn.tasks.spoof.calibrate import calibrated_lines, prior_of
 
         calibration = getattr(module, "calibration", None)
         if prior is not None:
@@ -253,13 +145,13 @@ class SpoofTask(Task):
             if not Path(file).is_file():
                 raise DataError(f"{file}: no such audio file")
             table.add(str(k), str(file))  # the ids of a temporary score file: any path may be given, twice
+        parse_aggregate(aggregate or "mean")  # refused before any scoring
         hp = module.hparams
-        window = window_seconds(hp.frontend, hp.frames)
         with tempfile.TemporaryDirectory() as tmp:
             summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
                                    frames=hp.frames, batch_size=64 if batch_size is None else batch_size,
-                                   segment=window, hop=HOP_OF_WINDOW * window, strict=True, progress=False,
-                                   precision=_inference_precision(module))  # fmt: skip
+                                   segment=segment, hop=hop, aggregate=aggregate or "mean", strict=True,
+                                   progress=False, precision=_inference_precision(module))  # fmt: skip
         scores, windows, window_scores = summary.scores, summary.windows, summary.window_scores
         if calibration is not None or prior is not None:
             return calibrated_lines(files, scores, calibration, prior, threshold)
@@ -268,7 +160,7 @@ class SpoofTask(Task):
         lines = []
         for i, (file, score) in enumerate(zip(files, scores)):
             line = f"{file}\t{score:.6f}\t{decide(score)}"
-            first, last = int(windows.first[i]), int(windows.first[i + 1])
+            first, last = (int(windows.first[i]), int(windows.first[i + 1])) if windows is not None else (0, 0)
             if last - first > 1:
                 low = first + int(np.argmin(window_scores[first:last]))
                 start, end = windows.span(low)
@@ -277,7 +169,7 @@ class SpoofTask(Task):
         return lines
 
     def score(self, module: Any, cfg: dict[str, Any], input: str, out: str | None = None, audio_dir: str | None = None,
-              form: str | None = None, batch_size: int | None = None, workers: int | None = None,
+              form: str | None = None, batch_size: int | None = None, num_workers: int | None = None,
               segment: float | None = None, hop: float | None = None, aggregate: str | None = None,
               cache_dir: str | None = None, no_cache: bool | None = None, strict: bool | None = None,
               restart: bool | None = None, accelerator: str | None = None, devices: int | str | None = None,
@@ -286,39 +178,31 @@ class SpoofTask(Task):
         :func:`lcnn.score.read_input`) scored into ``out`` by :func:`lcnn.score.score_trials` (the options of
         :attr:`score_options`; ``None``: the default, never a 0 read as one). Returns its Summary on process 0,
         ``None`` on the others."""
-        from lcnn.score import read_input, score_trials
-        from lcnn.tasks.spoof.data import cache_root
-
-        if workers is None:  # the features cost ~1/25 of lcnn_lstm on a CPU core, ~all of it beside a GPU
-            workers = min(16 if _on_gpu(accelerator) else 4, max(0, (os.cpu_count() or 1) - 1))
+        if num_workers is None:  # the features cost ~1/25 of lcnn_lstm on a CPU core, ~all of it beside a GPU
+            num_workers = min(16 if _on_gpu(accelerator) else 4, max(0, (os.cpu_count() or 1) - 1))
         hp = module.hparams
         return score_trials(module, read_input(input, audio_dir), out or "scores.txt", frontend=hp.frontend,
                             frames=hp.frames, batch_size=SCORE_BATCH if batch_size is None else batch_size,
-                            workers=workers,
+                            workers=num_workers,
                             cache_dir=None if no_cache else cache_root(cache_dir or cfg.get("cache_dir"), hp.frontend),
                             segment=segment, hop=hop, aggregate=aggregate or "mean", form=form or "2021",
                             strict=bool(strict), restart=bool(restart), accelerator=accelerator or "auto",
                             devices=1 if devices is None else devices, num_nodes=1 if num_nodes is None else num_nodes,
                             strategy=strategy or "auto",
-                            precision=precision or _inference_precision(module, accelerator))  # fmt: skip
+                            precision=_inference_precision(module, accelerator) if precision in (None, "auto") else
+                            precision)  # fmt: skip
 
     def example_input(self, module: Any) -> Any:
         """A batch for export: ``(1, 1, frames, n_features)``, 400 frames (4 s) for variable-length models."""
-        import torch
-
         return torch.zeros(1, 1, module.hparams.frames or 400, module.hparams.n_features)
 
 
 def _inference_precision(module: Any, accelerator: str | None = None) -> str:
     """The Trainer precision predict and score run the module in without ``--precision``: the policy's
     inference path (:func:`lcnn.precision.infer_precision`) among those the scoring engine runs (fp32, bf16)."""
-    from lcnn.precision import LIGHTNING, infer_precision
-
     shape = getattr(module.model, "input_shape", None)
     return LIGHTNING[infer_precision(SpoofTask.name, module.hparams.model, shape, accelerator, runs=("fp32", "bf16"))]
 
 
 def _on_gpu(accelerator: str | None) -> bool:
-    import torch
-
     return accelerator in ("gpu", "cuda") or (accelerator in (None, "auto") and torch.cuda.is_available())
