@@ -4,8 +4,8 @@ Sets: ORL as it is (tight 92x112 crops), ORL padded (40 px of grey around), real
 that scikit-image ships: two with a face, the others without any), and generated scenes (1 to 4 ORL faces of
 s1..s40, scaled 0.8-2.5x and rotated up to 15 degrees, pasted on those face-free photos; a face counts as
 found when a detected box's centre falls inside the pasted face's rectangle).
-Alignment: every ORL face aligned, then detected again on the 144 image (framed by 60 px of black): where its eye centre and mouth centre
-land (the spec: eye centre (71.5, 48), mouth centre 48 px below).
+Alignment: every ORL face aligned, then detected again on the 144 image (framed by 60 px of black): where
+its eye centre and mouth centre land (the spec: eye centre (71.5, 48), mouth centre 48 px below).
 
 usage: python benchmarks/face_detect.py ORL_DIR SKIMAGE_DATA_DIR [--threads 1] [--batch 16]
 """
