@@ -45,7 +45,8 @@ def test_converted_checkpoint_scores_as_the_official_code(variant: str, tmp_path
     ckpt, out = tmp_path / "model.ckpt", tmp_path / "scores.txt"
     assert main(["pretrained", "convert", str(fixture / f"{variant}.pt"), "--format", _format(variant),
                  "--out", str(ckpt)]) == 0  # fmt: skip
-    assert main(["score", str(ckpt), str(fixture / "waves"), "--out", str(out), "--no-cache", "--workers", "0"]) == 0
+    assert main(["score", str(ckpt), str(fixture / "waves"), "--out", str(out), "--no-cache",
+                 "--num-workers", "0"]) == 0  # fmt: skip
     mine = {name: float(score) for name, score in (line.split() for line in out.read_text().splitlines())}
     assert mine.keys() == official.keys()
     worst = max(abs(mine[w] - official[w]) for w in official)

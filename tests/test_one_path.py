@@ -60,7 +60,7 @@ def test_one_spoof_score_through_every_path(spoof_setup, tmp_path: Path, capsys:
     ckpt, files = spoof_setup
     (tmp_path / "list.txt").write_text("".join(f"{f.name}\n" for f in files))
     assert main(["score", str(ckpt), str(tmp_path / "list.txt"), "--audio-dir", str(files[0].parent), "--out",
-                 str(tmp_path / "s.txt"), "--workers", "0", "--no-cache"]) == 0  # fmt: skip
+                 str(tmp_path / "s.txt"), "--num-workers", "0", "--no-cache"]) == 0  # fmt: skip
     scored = list(_score_file(tmp_path / "s.txt").values())
 
     labels = ("bonafide", "spoof", "spoof", "bonafide")
@@ -104,7 +104,7 @@ def test_windows_only_when_asked_and_the_same_everywhere(spoof_setup, tmp_path: 
     predicted = float(capsys.readouterr().out.split("\t")[1])
     (tmp_path / "one.txt").write_text(f"{long.name}\n")
     assert main(["score", str(ckpt), str(tmp_path / "one.txt"), "--audio-dir", str(long.parent), "--out",
-                 str(tmp_path / "s.txt"), "--segment", "2", "--hop", "1", "--workers", "0"]) == 0  # fmt: skip
+                 str(tmp_path / "s.txt"), "--segment", "2", "--hop", "1", "--num-workers", "0"]) == 0  # fmt: skip
     rows = [r.split("\t") for r in (tmp_path / "s.segments.tsv").read_text().splitlines()[1:]]
     module = load_task(ckpt)[0]
     got = score_waveforms(module, [torch.from_numpy(sf.read(long, dtype="float32")[0])], segment=2, hop=1)

@@ -67,7 +67,8 @@ def test_onnx_export_where_claimed(name: str, tmp_path) -> None:
 
 def test_registry_lookups() -> None:
     assert list_models("face") == ["lightcnn29", "lightcnn29v2", "lightcnn9", "lightcnn_v4"]
-    assert list_models("spoof") == ["lcnn", "lcnn_lstm"] and list_models("classify") == ["lcnn"]
+    assert list_models("spoof") == ["lcnn", "lcnn_attention", "lcnn_fixed", "lcnn_lstm"]
+    assert list_models("classify") == ["lcnn"]
     assert model_info("lightcnn_v4").input_channels == 3 and model_info("lightcnn29v2").released_classes == 80013
     assert model_info("lcnn_lstm").variable_length and not model_info("lcnn").variable_length
     with pytest.raises(UserError, match="unknown model 'lcnn9'; choose one of: lcnn, lcnn_attention, lcnn_fixed"):

@@ -192,7 +192,7 @@ def test_a_second_scorer_of_one_output_stops_at_once(checkpoint: Path, corpus: P
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "two.txt"
     argv = ["score", str(checkpoint), str(corpus / "protocol.txt"), "--audio-dir", str(corpus / "flac"), "--out",
-            str(out), "--no-cache", "--workers", "0"]  # fmt: skip
+            str(out), "--no-cache", "--num-workers", "0"]  # fmt: skip
     with hold(output_lock(out), out):  # the first scorer, still running
         assert main(argv) == 2
         assert f"{out} is in use by pid {os.getpid()}" in capsys.readouterr().err
@@ -214,7 +214,7 @@ def long_run(checkpoint: Path, corpus: Path, tmp_path_factory: pytest.TempPathFa
         os.link(sources[i % len(sources)], root / "flac" / f"T{i:04d}.flac")
     (root / "list.txt").write_text("".join(f"flac/T{i:04d}\n" for i in range(80)))
     argv = [sys.executable, "-m", "lcnn", "score", str(checkpoint), str(root / "list.txt"), "--batch-size", "2",
-            "--no-cache", "--workers", "1"]  # fmt: skip
+            "--no-cache", "--num-workers", "1"]  # fmt: skip
     subprocess.run([*argv, "--out", str(root / "whole.txt")], env=_ENV, check=True, capture_output=True, timeout=300)
     return argv, (root / "whole.txt").read_bytes()
 
