@@ -187,6 +187,10 @@ def test_hf_names_through_huggingface_hub_then_offline(run: Path, exported: Path
                      ["score", "hf:lcnn-test/tiny@v2", *given]],
                     {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"})  # fmt: skip
     assert [rc for rc, _ in offline] == [0, 0, 2]
+    listed = subprocess.run([sys.executable, "-m", "lcnn", "pretrained", "list"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(SRC), **env, "HF_HUB_OFFLINE": "1"}, check=True)
+    assert f"hf:lcnn-test/tiny@{commit}\thf (spoof, " in listed.stdout  # beside the released systems
+    assert listed.stdout.startswith("NAME\tFORMAT") and "asvspoof2021-la\t" in listed.stdout
     assert offline[2][1].count("\n") == 1 and "not in the Hugging Face cache" in offline[2][1]
     for name in ("a.txt", "b.txt", "c.txt"):
         got = _scores(tmp_path / name)

@@ -21,8 +21,8 @@ from lcnn import __version__
 from lcnn.errors import UserError
 from lcnn.io import atomic_write, write_json
 
-__all__ = ["CARD", "CONFIG", "PREFIX", "WEIGHTS", "download", "is_folder", "is_name", "parse_name", "read_folder",
-           "source_of", "write_folder"]  # fmt: skip
+__all__ = ["CARD", "CONFIG", "PREFIX", "WEIGHTS", "cached_models", "download", "is_folder", "is_name", "parse_name",
+           "read_folder", "source_of", "write_folder"]  # fmt: skip
 
 PREFIX = "hf:"
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
@@ -84,6 +84,31 @@ def source_of(folder: str | Path) -> str | None:
     if folder.parent.name != "snapshots" or not folder.parent.parent.name.startswith("models--"):
         return None
     return f"{PREFIX}{folder.parent.parent.name.removeprefix('models--').replace('--', '/', 1)}@{folder.name}"
+
+
+def cached_models() -> list[tuple[str, dict[str, Any]]]:
+    """The lcnn models already in the Hugging Face cache, ``(hf:ORG/NAME@COMMIT, config)`` per snapshot holding an
+    lcnn ``config.json``, by name: the ``hf:`` entries that ``lcnn pretrained list`` shows beside the released
+    systems (each loads offline). ``[]`` without huggingface_hub or a cache."""
+    try:
+        from huggingface_hub import scan_cache_dir
+        from huggingface_hub.errors import CacheNotFound
+    except ImportError:
+        return []
+    try:
+        repos = scan_cache_dir().repos
+    except (CacheNotFound, OSError):
+        return []
+    found = []
+    for repo in repos:
+        for revision in repo.revisions if repo.repo_type == "model" else ():
+            try:
+                config = json.loads((revision.snapshot_path / CONFIG).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(config, dict) and config.get("format") == FORMAT:
+                found.append((f"{PREFIX}{repo.repo_id}@{revision.commit_hash}", config))
+    return sorted(found, key=lambda entry: entry[0])
 
 
 def read_folder(folder: str | Path) -> dict[str, Any]:

@@ -13,7 +13,8 @@ def add(commands, task: str | None) -> None:
                 description="The ASVspoof 2021 LFCC-LCNN baselines and the LCNN systems of NII's comparative study "
                             "(Wang & Yamagishi, Interspeech 2021), as lcnn spoof checkpoints.")  # fmt: skip
     actions = p.add_subparsers(title="actions", metavar="ACTION", required=True, parser_class=Parser)
-    listing = actions.add_parser("list", help="the released systems lcnn converts, with where they come from")
+    listing = actions.add_parser("list", help="the released systems lcnn converts, with where they come from, and "
+                                 "the lcnn models of the Hugging Face Hub already in its cache (hf:ORG/NAME@COMMIT)")
     listing.set_defaults(run=_run_list)
     convert = actions.add_parser(
         "convert", help="an official trained_network.pt -> an lcnn checkpoint",
@@ -36,11 +37,16 @@ def add(commands, task: str | None) -> None:
 
 
 def _run_list(args: argparse.Namespace) -> int:
+    from lcnn.hub import cached_models
     from lcnn.released import RELEASED
 
     print("NAME\tFORMAT\tTRAINED ON\tSOURCE")
     for r in RELEASED.values():
         print(f"{r.name}\t{r.format}\t{r.trained_on}\t{r.source}" + (f" ({r.member})" if "/" in r.member else ""))
+    for name, config in cached_models():  # lcnn models of the Hub already downloaded: they load offline
+        data = (config.get("run_config") or {}).get("data", "-")
+        print(f"{name}\thf ({config['task']}, {config['hyper_parameters'].get('model', '?')})\t{data}\t"
+              "the Hugging Face cache")
     return 0
 
 
