@@ -260,3 +260,14 @@ def test_a_wav_declaring_1_hz_is_refused_at_once(tmp_path: Path) -> None:
         load_audio(tmp_path / "one-hz.wav")
     with pytest.raises(ClientError, match="a sample rate of 1 Hz"):
         decode_audio(data + samples, 16000, 300)
+
+
+def test_ids_that_differ_by_an_invisible_character_look_different_in_messages(tmp_path: Path) -> None:
+    """A zero-width space (a BOM inside a line) kept in an id: the missing and the extra id are told apart."""
+    from lcnn.data.protocols import Trial
+    from lcnn.score.files import check_scores, read_scores
+
+    (tmp_path / "s.txt").write_text("a 1\nb 2\n\u200bc 3\n")
+    check = check_scores(read_scores(tmp_path / "s.txt"), [Trial("a"), Trial("b"), Trial("c")], "key.txt")
+    message = " ".join(check.errors)
+    assert "e.g. c" in message and "\\u200bc (line 3)" in message, message

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from lcnn.data.protocols import KEYS, Trial
 from lcnn.errors import DataError
-from lcnn.io import atomic_path, read_text
+from lcnn.io import atomic_path, printable, read_text
 from lcnn.metrics import compute_eer, min_dcf
 
 __all__ = ["SCORE_FORMAT", "ScoreCheck", "ScoreFile", "aligned", "check_scores", "load_scores", "read_scores",
@@ -174,7 +174,9 @@ def write_score_file(path: str | os.PathLike, ids: Sequence[str], scores: ArrayL
 
 
 def _some(items: Sequence[str]) -> str:
-    return ", ".join(items[:SHOWN]) + (", ..." if len(items) > SHOWN else "")
+    """The first ids of a list for a message, non-printing characters escaped (``LA_E_1`` and ``\\ufeffLA_E_1``
+    must not look alike)."""
+    return ", ".join(map(printable, items[:SHOWN])) + (", ..." if len(items) > SHOWN else "")
 
 
 def _count(n: int, one: str, many: str) -> str:
