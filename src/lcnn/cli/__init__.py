@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lcnn.cli import degrade, faces, info, pretrained, score, score_files, serve, train, trained
 from lcnn.cli.parsing import TASK_COMMANDS, Parser, refuse_writing_inputs
-from lcnn.cli.signals import WORKER_KILLED, interruptible, received
+from lcnn.cli.signals import WORKER_KILLED, interruptible, quiet_teardown, received
 from lcnn.errors import Interrupted, UserError
 from lcnn.tasks import TASKS, read_checkpoint
 
@@ -55,12 +55,14 @@ def _main(argv: list[str]) -> int:
     except Interrupted as err:
         print(f"lcnn: stopped by {err.name}; what was finished is kept (the same command resumes a scoring run, "
               "--resume a training run)", file=sys.stderr)  # fmt: skip
+        quiet_teardown()
         return 128 + err.signum
     except RuntimeError as err:
         if not WORKER_KILLED.search(str(err)):
             raise
         print("lcnn: stopped: a data-loading worker was killed (SIGTERM to the process group?); what was finished "
               "is kept", file=sys.stderr)  # fmt: skip
+        quiet_teardown()
         return 128 + signal.SIGTERM
     except UserError as err:
         print(f"lcnn: error: {err}", file=sys.stderr)
