@@ -54,12 +54,16 @@ def count(minimum: int) -> Any:
     return parse
 
 
-def positive(text: str) -> float:
-    """An argparse ``type``: a number above 0."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive(text: str) -> float:
+    """An argparse ``type``: a number above 0."""
+    value = _number(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
     return value
@@ -75,10 +79,7 @@ def non_negative(text: str) -> float:
 
 def finite(text: str) -> float:
     """An argparse ``type``: any finite number (a score threshold); ``nan`` and ``inf`` are refused."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
