@@ -110,3 +110,17 @@ def test_every_design_of_the_study_trains_an_epoch(tmp_path: Path) -> None:
                      *train_arguments(variant), "--epochs", "1", "--batch-size", "8",
                      "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0, variant.name  # fmt: skip
         assert (out / "checkpoints" / "best.ckpt").exists(), variant.name
+
+
+def test_fixed_back_end_takes_the_recipes_frames_as_its_window() -> None:
+    """Trained by lcnn, ``lcnn_fixed`` windows ``--frames`` (MiniSpoof: 64); loaded without one, the study's 750."""
+    from types import SimpleNamespace
+
+    from lcnn.tasks import get_task
+
+    data = SimpleNamespace(n_features=60, frames=None, frontend_config={"name": "lfcc"})
+    task = get_task("spoof")
+    assert task.module_settings({"model": "lcnn_fixed", "frames": 64}, data)["window"] == 64
+    assert task.module_settings({"model": "lcnn_lstm", "frames": 64}, data)["window"] is None
+    assert SpoofModule(model="lcnn_fixed", window=64).model.frames == 64
+    assert SpoofModule(model="lcnn_fixed").model.frames == 750

@@ -127,8 +127,8 @@ def lcnn_attention(
                 exports=("torchscript",))  # ONNX refuses the per-item window's gather
 def lcnn_fixed(
     num_classes: int = 2, input_shape: tuple[int, int | None, int] = (1, None, 60), dropout: float = 0.7,
-    hidden: int = 160, filterbank: int = 0,
+    hidden: int = 160, filterbank: int = 0, window: int = 750,
 ) -> LCNNFixed:  # fmt: skip
-    """NII's ``fixed`` back-end (trim / tile to 750 frames); ``hidden`` 160 (sigmoid, P2SGrad) or 512 (AM- and
-    OC-softmax, in the study)."""
-    return LCNNFixed(int(input_shape[-1]), num_classes, dropout, 750, hidden, filterbank)
+    """NII's ``fixed`` back-end (trim / tile to ``window`` frames: 750 in the study); ``hidden`` 160 (sigmoid,
+    P2SGrad) or 512 (AM- and OC-softmax, in the study)."""
+    return LCNNFixed(int(input_shape[-1]), num_classes, dropout, window, hidden, filterbank)

@@ -53,6 +53,7 @@ class SpoofModule(L.LightningModule):
         pooling, hidden, filterbank: the back-end's settings where it has them (``None``: its default):
             ``lcnn_lstm``'s pooling over time (``mean`` or ``sum``), ``lcnn_fixed``'s hidden layer (160, 512),
             a trainable filterbank of that many filters on a ``power`` front-end (NII's ``spec2``).
+        window: ``lcnn_fixed``'s window in frames (``None``: the study's 750; training takes ``--frames``).
         embedding: the embedding size of an angular head (``None``: 256 for ocsoftmax, 64 for the others).
         margin, scale: AM-softmax's (training only; ``None``: 0.9 and 20).
         frontend: the front-end configuration, so that ``predict`` computes the same features.
@@ -76,6 +77,7 @@ class SpoofModule(L.LightningModule):
         pooling: str | None = None,
         hidden: int | None = None,
         filterbank: int | None = None,
+        window: int | None = None,
         embedding: int | None = None,
         margin: float | None = None,
         scale: float | None = None,
@@ -102,7 +104,8 @@ class SpoofModule(L.LightningModule):
             n_features = frontend["features"]
         angular = embedding or (OC_DIM if loss == "ocsoftmax" else ANGLE_DIM)
         outputs = {"sigmoid": 1, "softmax": 2}.get(loss, angular)
-        settings = {"dropout": dropout, "pooling": pooling, "hidden": hidden, "filterbank": filterbank}
+        settings = {"dropout": dropout, "pooling": pooling, "hidden": hidden, "filterbank": filterbank,
+                    "window": window}
         kw = {k: v for k, v in settings.items() if v is not None}
         try:
             self.model = create_model(model, num_classes=outputs, input_shape=(1, frames, n_features), **kw)

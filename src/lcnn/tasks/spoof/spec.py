@@ -36,7 +36,7 @@ class SpoofSpec(Task):
     path_prefixes = ("noise", "reverb")  # --augment noise:DIR, reverb:DIR
     module = "lcnn.tasks.spoof.module:SpoofModule"
     datamodule = "lcnn.tasks.spoof.data:SpoofDataModule"
-    module_from_data = ("n_features", "frames", "frontend")
+    module_from_data = ("n_features", "frames", "frontend", "window")
 
     _protocol = option("--protocol", action="append", metavar="SPLIT=FILE",
                        help="protocol or CSV (path,label[,speaker,attack]) of a split, paths relative to --data-dir; "

@@ -9,6 +9,7 @@ higher = more bona fide; the decision threshold is the dev EER threshold of the 
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import tempfile
@@ -56,8 +57,10 @@ class SpoofTask(SpoofSpec):
         return {"frames": None if model_info(cfg["model"], task=self.name).variable_length else cfg["frames"]}
 
     def module_settings(self, cfg: dict[str, Any], datamodule: Any) -> dict[str, Any]:
+        """The data's features; a back-end with its own window (``lcnn_fixed``) takes ``--frames`` as its size."""
+        windowed = "window" in inspect.signature(model_info(cfg["model"], task=self.name).build).parameters
         return {"n_features": datamodule.n_features, "frames": datamodule.frames,
-                "frontend": datamodule.frontend_config}  # fmt: skip
+                "frontend": datamodule.frontend_config, "window": cfg["frames"] if windowed else None}  # fmt: skip
 
     def test(self, trainer: Any, module: Any, datamodule: Any, run_dir: Path) -> dict[str, Any]:
         """Score dev and eval with the best checkpoint, at its dev EER threshold.
