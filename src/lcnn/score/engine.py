@@ -52,6 +52,7 @@ from lcnn.score.files import SCORE_FORMAT, write_score_file
 from lcnn.score.segments import Windows, parse_aggregate
 from lcnn.score.trials import TrialTable
 from lcnn.score.writer import PartialRun, ScoreWriter
+from lcnn.speed import cpu_cores, intra_op_threads
 
 __all__ = ["FORMATS", "ExactFP32", "Summary", "module_digest", "score_trials"]
 
@@ -155,8 +156,11 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         writer = ScoreWriter(run, data, describe, unit, strict, progress)
         trainer = _trainer([writer, ExactFP32()] if precision in FP32 else [writer], accelerator=accelerator,
                            devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)  # fmt: skip
+        # On a CPU each worker and each model thread gets a core of its own (speed.intra_op_threads says why).
+        on_cpu = trainer.strategy.root_device.type == "cpu"
+        threads = max(1, cpu_cores() // trainer.num_devices - workers) if on_cpu else torch.get_num_threads()
         started = time.perf_counter()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), intra_op_threads(threads):
             warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
             warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # the writer needs none
             warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")  # all done
