@@ -57,6 +57,7 @@ from lcnn.speed import cpu_cores, intra_op_threads
 __all__ = ["FORMATS", "ExactFP32", "Summary", "module_digest", "score_trials"]
 
 FORMATS = ("2021", "2019")
+_PRECISION_NAMES = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Summary:
     """What a run did: of ``trials``, ``files`` scored (in the output) and ``failed`` (left out); this run read
     ``items`` (files, or windows with ``unit="window"``) in ``seconds``, and ``skipped`` items done by an
     earlier run; the files written; ``scores``, each trial's exact score in the table's order (NaN: failed),
-    and in segment mode the ``windows`` with their exact ``window_scores`` (NaN: failed)."""
+    in segment mode the ``windows`` with their exact ``window_scores`` (NaN: failed), and the ``precision``
+    that computed them."""
 
     trials: int
     files: int
@@ -79,6 +81,7 @@ class Summary:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     windows: Windows | None = field(default=None, repr=False)
     window_scores: np.ndarray | None = field(default=None, repr=False)
+    precision: str = "32-true"
 
     def __str__(self) -> str:
         rate = self.items / self.seconds if self.seconds > 0 else float("nan")
@@ -86,7 +89,7 @@ class Summary:
         what = " windows" if self.unit == "window" else ""
         return (f"{self.trials} files: {self.files} scored, {self.failed} failed{see}; read {self.items}{what} in "
                 f"{self.seconds:.1f} s ({rate:.1f} {self.unit}s/s), skipped {self.skipped} (done before); "
-                f"scores in {self.out}")  # fmt: skip
+                f"scores in {self.out} ({_PRECISION_NAMES.get(self.precision, self.precision)})")  # fmt: skip
 
 
 def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.PathLike, *, frontend: dict[str, Any],
@@ -187,7 +190,7 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         failed_file = _write_failed(out, table, failed)
         run.remove()
         return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
-                       unit, out, failed_file, segments_file, scores, windows, window_scores)  # fmt: skip
+                       unit, out, failed_file, segments_file, scores, windows, window_scores, precision)  # fmt: skip
 
 
 def _check_out(out: Path) -> None:
