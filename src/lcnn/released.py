@@ -229,9 +229,9 @@ def _lightcnn_arch(format: str) -> str:
 def _face_checkpoint(file: Path, arch: str) -> dict[str, Any]:
     """A released LightCNN file as an lcnn face checkpoint: the embedder (no classifier) that ``--model ARCH FILE``
     loads, read by :func:`lcnn.load_lightcnn` (through the face task)."""
-    from lcnn.tasks import get_task
+    from lcnn.tasks.face.task import FaceTask
 
-    module = get_task("face").load_released(file, arch)
+    module = FaceTask().load_released(file, arch)
     return {"lcnn_task": "face", "hyper_parameters": dict(module.hparams), "variant": arch,
             "state_dict": {k: v.contiguous() for k, v in module.state_dict().items()},
             "lcnn_config": {"task": "face", "model": arch}}  # fmt: skip

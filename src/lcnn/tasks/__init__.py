@@ -107,7 +107,8 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     ``module.calibration``). ``model`` names the architecture of a released LightCNN
     checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder. ``path`` is anything
     :func:`find_checkpoint` takes; ``module.source`` says where the weights came from (``hf:ORG/NAME@COMMIT``
-    for a Hub model: the exact revision).
+    for a Hub model: the exact revision); ``module.provenance`` is a converted release's record (``lcnn_source``:
+    source, file, SHA-256, licence; :func:`lcnn.released.convert`), ``None`` for any other checkpoint.
     """
     from lcnn import hub
 
@@ -115,7 +116,7 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     if model is not None:
         face = get_task("face")
         module = face.load_released(path, model)
-        module.source = str(path)
+        module.source, module.provenance = str(path), None
         return module, {"task": "face", "model": model}, face
     ckpt = read_checkpoint(path)
     task = get_task(ckpt["lcnn_task"])
@@ -133,4 +134,5 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
         raise UserError(f"{path}: weights do not fit the architecture: {str(err).splitlines()[-1].strip()}") from None
     task.restore_extras(module, ckpt, str(path))
     module.source = hub.source_of(path) or str(path)
+    module.provenance = ckpt.get("lcnn_source")  # a converted release's source, file hash and licence
     return module.eval(), dict(ckpt.get("lcnn_config") or {}), task
