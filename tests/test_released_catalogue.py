@@ -106,10 +106,12 @@ def test_a_lightcnn_file_given_by_hand_loads_by_name_with_its_provenance(monkeyp
     assert main(["pretrained", "get", "lightcnn-9", "--file", str(official)]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "cache" / "released" / "lightcnn-9.ckpt")
     similarities = []
-    for args in (["lightcnn-9"], [str(official), "--model", "lightcnn9"]):  # by name, and the file as given
+    for args in (["lightcnn-9"], [str(official), "--model", "lightcnn9"], ["lightcnn-9", "--model", "lightcnn9"]):
         assert main(["verify", args[0], str(a), str(b), *args[1:], "--threshold", "0.5"]) == 0
         similarities.append(float(capsys.readouterr().out.split("cosine similarity ")[1].split(":")[0]))
-    assert similarities[0] == similarities[1]
+    assert similarities[0] == similarities[1] == similarities[2]  # by name, the file as given, both
+    assert main(["verify", "lightcnn-9", str(a), str(b), "--model", "lightcnn29"]) == 2
+    assert "an lcnn face checkpoint of lightcnn9; --model names the architecture" in capsys.readouterr().err
 
     pairs = tmp_path / "faces" / "pairs.txt"
     pairs.write_text("0.png 1.png 1\n0.png 2.png 0\n2.png 3.png 1\n1.png 3.png 0\n")

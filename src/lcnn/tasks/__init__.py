@@ -71,6 +71,20 @@ def _released(name: str) -> Path | None:
     return Path(fetch(name)) if name in RELEASED else None
 
 
+def _lcnn_checkpoint(path: Path, model: str) -> bool:
+    """Whether ``path``, given with ``--model``, is an lcnn face checkpoint of that architecture (a released name
+    after ``lcnn pretrained get``) rather than a released LightCNN file; another lcnn checkpoint is refused."""
+    try:
+        ckpt = read_checkpoint(path)
+    except UserError:  # a released file (or no checkpoint at all: the face task's loader says which)
+        return False
+    stored = ckpt["hyper_parameters"].get("model")
+    if ckpt["lcnn_task"] != "face" or stored != model:
+        raise UserError(f"{path}: an lcnn {ckpt['lcnn_task']} checkpoint of {stored}; --model names the architecture "
+                        f"of a released LightCNN file, which this is not")  # fmt: skip
+    return True
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """An lcnn training checkpoint, read with ``weights_only=True`` (memory-mapped: cheap to peek into), or a
     Hub-layout folder in the same form (:func:`lcnn.hub.read_folder`: safetensors only)."""
@@ -113,6 +127,8 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     from lcnn import hub
 
     path = find_checkpoint(path)
+    if model is not None and _lcnn_checkpoint(path, model):  # a converted LightCNN release, given with --model too
+        model = None
     if model is not None:
         face = get_task("face")
         module = face.load_released(path, model)
