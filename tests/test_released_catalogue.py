@@ -112,6 +112,11 @@ def test_a_lightcnn_file_given_by_hand_loads_by_name_with_its_provenance(monkeyp
     assert similarities[0] == similarities[1] == similarities[2]  # by name, the file as given, both
     assert main(["verify", "lightcnn-9", str(a), str(b), "--model", "lightcnn29"]) == 2
     assert "an lcnn face checkpoint of lightcnn9; --model names the architecture" in capsys.readouterr().err
+    out = tmp_path / "converted.ckpt"  # the same conversion, for a file kept outside the cache
+    assert main(["pretrained", "convert", str(official), "--format", "lightcnn:lightcnn9", "--out", str(out)]) == 0
+    assert f"lightcnn9 (lightcnn9 embedder) from {official} (sha256 {digest[:12]}...)" in capsys.readouterr().out
+    assert main(["verify", str(out), str(a), str(b), "--threshold", "0.5"]) == 0
+    assert float(capsys.readouterr().out.split("cosine similarity ")[1].split(":")[0]) == similarities[0]
 
     pairs = tmp_path / "faces" / "pairs.txt"
     pairs.write_text("0.png 1.png 1\n0.png 2.png 0\n2.png 3.png 1\n1.png 3.png 0\n")
