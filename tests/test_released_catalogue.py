@@ -36,7 +36,8 @@ def test_every_release_carries_its_published_figures_and_where_they_were_read() 
     assert released.published(entry) == "EER 1.92-3.10 %, min t-DCF 0.052-0.075 (six runs)"
     assert "ASVspoof 2019 LA eval" in entry.evaluated_on and "arXiv 2103.11326" in entry.reference
     assert released.published(released.RELEASED["asvspoof2021-la"]) == "EER 9.26 %, min t-DCF 0.3445"
-    assert released.published(released.RELEASED["asvspoof2021-pa"]) == "EER 44.77 %, min t-DCF -"  # not found
+    assert released.published(released.RELEASED["asvspoof2021-pa"]) == "EER 44.77 %, min t-DCF 0.9958"
+    assert released.published(released.RELEASED["asvspoof2021-df"]) == "EER 23.48 %"  # DF: no t-DCF
     faces = [r for r in released.RELEASED.values() if r.task == "face"]
     assert sorted(r.format.partition(":")[2] for r in faces) == sorted(released_architectures())
     assert released.RELEASED["lightcnn-29v2"].figures[0] == ("100%-EER", "99.43 %")
