@@ -89,14 +89,16 @@ class DynamicInt8MFMConv2d(nn.Module):
 
 
 def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
-    """An int8 copy of ``model`` (left as it is; the copy in eval mode): each MFM convolution with a kernel larger
-    than 1x1 and more than one input channel a :class:`DynamicInt8MFMConv2d`, after folding BatchNorms (module
-    docstring). No calibration: the
-    ranges are each input's. Raises ``RuntimeError`` where :func:`int8_dynamic_unavailable` says why."""
+    """An int8 copy of ``model`` (left as it is; the copy in eval mode, channels-last): each MFM convolution with
+    a kernel larger than 1x1 and more than one input channel a :class:`DynamicInt8MFMConv2d`, after folding
+    BatchNorms (module docstring). No calibration: the ranges are each input's. Raises ``RuntimeError`` where
+    :func:`int8_dynamic_unavailable` says why."""
     why = int8_dynamic_unavailable()
     if why:
         raise RuntimeError(why)
-    model = fold_batchnorms(copy.deepcopy(model).eval())
+    # channels-last throughout: the int8 kernels write it, and an fp32 convolution fed it with weights of the
+    # other layout falls to a slow path
+    model = fold_batchnorms(copy.deepcopy(model).eval()).to(memory_format=torch.channels_last)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, MFMConv2d) and max(child.filter.kernel_size) > 1 and child.filter.in_channels > 1:
