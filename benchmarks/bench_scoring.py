@@ -1,16 +1,22 @@
-"""The scoring engine at corpus scale (``lcnn score``): list parsing, where the time goes, throughput,
-kill -9 and resume, memory, and long recordings. Prints Markdown tables (``benchmarks/RESULTS-spoof.md``).
+"""The scoring engine at corpus scale (``lcnn score``): list parsing, where a file's time goes, the speed
+against the official loop and the bare network, kill -9 and resume, memory, and long recordings. Prints
+Markdown tables (``benchmarks/RESULTS-spoof.md``).
 
-    python benchmarks/bench_scoring.py --data-dir ../shared/data/minispoof                   # everything (~1.5 h)
-    python benchmarks/bench_scoring.py --data-dir ../shared/data/minispoof --quick           # tiny sizes (~4 min)
+    python benchmarks/bench_scoring.py --data-dir ../shared/data/minispoof                   # everything
+    python benchmarks/bench_scoring.py --data-dir ../shared/data/minispoof --quick           # tiny sizes
+    python benchmarks/bench_scoring.py --data-dir DIR --only profile,compare \
+        --official 2021/LA/Baseline-LFCC-LCNN --before OLD_LCNN_CHECKOUT                   # issue 27's tables
     python benchmarks/bench_scoring.py --data-dir DIR --only long --checkpoint TRAINED.ckpt  # localisation
 
 The corpus: 64 utterances of 3 s (MiniSpoof eval files concatenated), referenced by up to 600,000 distinct
 trial ids (hard links ``flac/LA_E_<7 digits>.flac``, one folder, as ASVspoof 2021 DF) and protocols of the
-first N ids. Throughput is that of ``lcnn_lstm`` on LFCC (untrained weights: the cost does not depend on
-them), end to end through the command line, ``--no-cache``. Long recordings: MiniSpoof bona fide speech
-concatenated to 10 and 30 minutes, the 30-minute one with a minute of spoofed utterances spliced in at 14:00;
-the spoofed stretch is located only by a trained model (``--checkpoint``; without one the table says so).
+first N ids. ``profile`` and ``compare`` score with the ASVspoof 2021 LA baseline's weights (``--weights``,
+converted by ``lcnn pretrained convert``); ``compare`` runs the official code itself where ``--official`` gives
+a checkout (asvspoof-challenge/2021, read only; run on this torch through :data:`OFFICIAL_SHIM`). The other
+sections use ``lcnn_lstm`` on LFCC with untrained weights (the cost does not depend on them), end to end
+through the command line, ``--no-cache``. Long recordings: MiniSpoof bona fide speech concatenated to 10 and
+30 minutes, the 30-minute one with a minute of spoofed utterances spliced in at 14:00; the spoofed stretch is
+located only by a trained model (``--checkpoint``; without one the table says so).
 """
 
 from __future__ import annotations
@@ -24,16 +30,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import torch
 
 RATE = 16000
-FULL = {"parse": (10_000, 100_000, 600_000), "throughput": 20_000, "kill": 20_000, "rss": (10_000, 100_000),
+FULL = {"parse": (10_000, 100_000, 600_000), "compare": 2_000, "kill": 20_000, "rss": (10_000, 100_000),
         "long": (10, 30)}  # fmt: skip
-QUICK = {"parse": (1_000, 10_000), "throughput": 300, "kill": 600, "rss": (200, 1_000), "long": (1, 3)}
-SECTIONS = ("parse", "stages", "throughput", "kill", "rss", "long")
+QUICK = {"parse": (1_000, 10_000), "compare": 100, "kill": 600, "rss": (200, 1_000), "long": (1, 3)}
+SECTIONS = ("parse", "profile", "compare", "kill", "rss", "long")
 
 
 def build_corpus(work: Path, data_dir: Path, trials: int, bases: int = 64) -> None:
@@ -113,48 +120,82 @@ def _time(fn, repeat: int) -> float:
     return (time.perf_counter() - started) / repeat
 
 
-def stages(work: Path, quick: bool) -> None:
-    """Per-file cost of each stage on 3-s files, and the model's ceiling from the measured matmul peak."""
+def _core_ms(fn, repeat: int) -> float:
+    """Milliseconds of this thread's CPU time per call (other jobs on the machine slow it far less than wall)."""
+    fn()
+    started = time.thread_time()
+    for _ in range(repeat):
+        fn()
+    return (time.thread_time() - started) / repeat * 1e3
+
+
+def spoof_model(precision: str, checkpoint_path: Path) -> tuple[Any, Any]:
+    """``(module, run)`` of a scoring checkpoint at ``precision`` (fp32, bf16, int8): ``run(x, lengths)``
+    scores as ``lcnn score`` does, in inference mode."""
+    from lcnn.tasks import load_task
+
+    module = load_task(checkpoint_path)[0].eval()
+    if precision == "int8":
+        from lcnn.inference import quantize_spoof_int8  # noqa: PLC0415 - absent before int8 existed
+
+        module.model = quantize_spoof_int8(module.model)
+
+    def run(x, lengths=None):
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            return module(x, lengths)
+
+    return module, run
+
+
+def profile(work: Path, ckpt: Path, quick: bool) -> None:
+    """Where the core-milliseconds of a 3-s file go (one thread, thread CPU time), and the model's ceiling."""
     from scipy.signal import resample_poly
 
-    from lcnn.audio import build_frontend, frontend_config, load_audio
+    from lcnn.audio import FeaturePipeline
     from lcnn.benchmark import count_macs
-    from lcnn.models import create_model
-    from lcnn.speed import prepare_input, prepare_model
+    from lcnn.score.data import collate_items
 
-    threads = torch.get_num_threads()
-    files = sorted((work / "base").glob("*.flac"))[:16]
-    repeat = 2 if quick else 10
-    decode = _time(lambda: [load_audio(f) for f in files], repeat) / len(files)
+    files = sorted((work / "base").glob("*.flac"))[:32]
+    repeat = 1 if quick else 3
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a DataLoader worker's, and a model thread's view
+    module, _ = spoof_model("fp32", ckpt)
+    pipeline = FeaturePipeline(module.hparams.frontend)
+    decode = _core_ms(lambda: [pipeline.waveform(f) for f in files], repeat) / len(files)
+    waves = [pipeline.waveform(f) for f in files]
     x48 = np.random.default_rng(0).standard_normal(3 * 48000)
-    resample = _time(lambda: resample_poly(x48, 1, 3), repeat)
-    frontend = build_frontend(frontend_config("lfcc")).eval()
-    wave = load_audio(files[0])
-    torch.set_num_threads(1)  # as in a DataLoader worker
+    resample = _core_ms(lambda: resample_poly(x48, 1, 3), repeat * 4)
     with torch.inference_mode():
-        lfcc = _time(lambda: frontend(wave), repeat * 4)
-        feats = frontend(wave)
-    torch.set_num_threads(threads)
-    model = prepare_model(create_model("lcnn_lstm", num_classes=1, input_shape=(1, None, 60)).eval())
-    batch = prepare_input(feats.expand(32, 1, -1, -1).contiguous())
-    lengths = torch.full((32,), feats.shape[0])
-    macs = count_macs(model, batch[:2])
-    rows = [("decode (FLAC, 16 kHz)", decode, 1), ("resample 48 -> 16 kHz (48 kHz files only)", resample, 1),
-            ("LFCC front-end", lfcc, 1)]  # fmt: skip
+        front = _core_ms(lambda: [pipeline.features(w) for w in waves], repeat) / len(files)
+        items = [(pipeline.features(w), i, None) for i, w in enumerate(waves)]
+    collate = _core_ms(lambda: collate_items(items), repeat * 4) / len(items)
+    x, lengths = collate_items(items)[:2]
+    rows = [("decode (FLAC, 16 kHz)", decode), ("resample 48 -> 16 kHz (48 kHz files only; none here)", resample),
+            (f"front-end ({module.hparams.frontend['name']})", front), ("collate", collate)]  # fmt: skip
+    for precision in ("fp32", "bf16", "int8"):
+        try:
+            _, run = spoof_model(precision, ckpt)
+        except ImportError:
+            rows.append((f"model {precision}: not available in this version", float("nan")))
+            continue
+        alone = _core_ms(lambda run=run: run(x, lengths), repeat) / len(x)
+        batched = _core_ms(lambda run=run: run(x), repeat) / len(x)
+        rows += [(f"model {precision}, each utterance alone (the engine)", alone),
+                 (f"model {precision}, batch of {len(x)} (the bare network)", batched)]
+    macs = count_macs(module.model, x[:1])
     peaks = {}
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
-        peaks[precision] = 1024**3 / _time(lambda a=a, b=b: a @ b, 3 if quick else 20) / 1e9
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            seconds = _time(lambda: model(batch, lengths), 1 if quick else 5) / 32
-        rows.append((f"lcnn_lstm {precision}, batch 32", seconds, threads))
-    print(f"\n### Where the time goes: one 3-s file ({feats.shape[0]} frames x 60 LFCCs), {threads} threads\n")
-    print("| stage | ms / file | threads | files/s on that many threads |\n|---|---:|---:|---:|")
-    for name, seconds, n in rows:
-        print(f"| {name} | {seconds * 1e3:.2f} | {n} | {1 / seconds:.0f} |")
-    print(f"\nlcnn_lstm on {feats.shape[0]} x 60: {macs / 1e6:.0f} M MACs a file. Matmul peak on {threads} threads "
-          f"(1024^3): fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GMAC/s: model ceilings of "
-          f"{peaks['fp32'] * 1e9 / macs:.0f} (fp32) and {peaks['bf16'] * 1e9 / macs:.0f} (bf16) files/s.")  # fmt: skip
+        peaks[precision] = 1024**3 / (_core_ms(lambda a=a, b=b: a @ b, 3 if quick else 10) / 1e3) / 1e9
+    torch.set_num_threads(before)
+    print(f"\n### Where a file's core-milliseconds go: one 3-s file ({x.shape[2]} frames x {x.shape[3]} features), "
+          "one thread, thread CPU time\n")
+    print("| stage | core-ms / file | files/s per core |\n|---|---:|---:|")
+    for name, ms in rows:
+        print(f"| {name} | {ms:.2f} | {1e3 / ms:.0f} |")
+    print(f"\nThe model: {macs / 1e6:.0f} M multiply-accumulates a file. Matmul peak of one core (1024^3): fp32 "
+          f"{peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GMAC/s, i.e. at most {peaks['fp32'] * 1e9 / macs:.0f} "
+          f"(fp32) and {peaks['bf16'] * 1e9 / macs:.0f} (bf16) files/s per core.")  # fmt: skip
 
 
 class PeakRSS(threading.Thread):
@@ -203,12 +244,15 @@ runpy.run_module("lcnn", run_name="__main__")
 """
 
 
-def score_protocol(ckpt: Path, work: Path, trials: int, out: Path, *extra: str, kill_at: int | None = None) -> dict:
+def score_protocol(ckpt: Path, work: Path, trials: int, out: Path, *extra: str, kill_at: int | None = None,
+                   env: dict | None = None) -> dict:  # fmt: skip
     """``lcnn score`` of the protocol of the first ``trials`` ids (:func:`lcnn_score`)."""
-    return lcnn_score(ckpt, protocol(work, trials), out, "--audio-dir", str(work / "flac"), *extra, kill_at=kill_at)
+    return lcnn_score(ckpt, protocol(work, trials), out, "--audio-dir", str(work / "flac"), *extra, kill_at=kill_at,
+                      env=env)
 
 
-def lcnn_score(ckpt: Path, inp: Path, out: Path, *extra: str, kill_at: int | None = None) -> dict:
+def lcnn_score(ckpt: Path, inp: Path, out: Path, *extra: str, kill_at: int | None = None,
+               env: dict | None = None) -> dict:  # fmt: skip
     """``lcnn score`` in a subprocess: its summary, wall time, peak RSS (the main process, and the tree);
     ``kill_at``: SIGKILL the whole process group once that many scores are in the partial file. Its stderr
     (the progress bar, errors) goes to ``OUT.log``."""
@@ -217,7 +261,7 @@ def lcnn_score(ckpt: Path, inp: Path, out: Path, *extra: str, kill_at: int | Non
     cmd = [sys.executable, "-c", WITH_PEAK, str(peak), "score", str(ckpt), str(inp), "--out", str(out), *extra]
     started = time.perf_counter()
     with open(out.with_suffix(".log"), "w") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True, env=env)
     sampler = PeakRSS(proc.pid)
     shard, scored = out.with_name(out.name + ".partial") / "scores-rank0.txt", 0
     while kill_at is not None and proc.poll() is None:
@@ -236,22 +280,118 @@ def lcnn_score(ckpt: Path, inp: Path, out: Path, *extra: str, kill_at: int | Non
     return result
 
 
-def throughput(work: Path, n: int, ckpt: Path) -> dict[int, Path]:
-    outs = {}
-    print(f"\n### End to end: `lcnn score` of {n:,} 3-s trials, lcnn_lstm on LFCC, --no-cache, batch 32\n")
-    print("| workers | precision | files/s | scoring s | wall s (with start-up and parsing) |")
-    print("|---:|---|---:|---:|---:|")
-    for workers, precision in ((0, "32-true"), (1, "32-true"), (2, "32-true"), (1, "bf16-mixed")):
-        outs[workers, precision] = out = work / f"tp-{workers}-{precision}.txt"
-        r = score_protocol(ckpt, work, n, out, "--no-cache", "--num-workers", str(workers), "--precision", precision,
-                           "--restart")
-        print(f"| {workers} | {precision} | {r.get('rate', float('nan')):.1f} | {r.get('seconds', float('nan')):.1f} | "
-              f"{r['wall']:.1f} |")  # fmt: skip
-    fp32, bf16 = (np.array([float(line.split()[1]) for line in outs[1, p].read_text().splitlines()])
-                  for p in ("32-true", "bf16-mixed"))  # fmt: skip
-    print(f"\nbf16-mixed against fp32: scores differ by at most {np.abs(bf16 - fp32).max():.2e} "
-          f"(median {np.median(np.abs(bf16 - fp32)):.2e}; the scores' spread, std: {fp32.std():.2e}).")
-    return outs
+# Run from a checkout of asvspoof-challenge/2021 (LA/Baseline-LFCC-LCNN), written for torch 1.6, on this torch:
+# the APIs it calls that torch removed since, given back with their old behaviour, and its unused torchaudio import.
+OFFICIAL_SHIM = """
+import collections.abc, sys, types
+import torch
+six = types.ModuleType("torch._six")
+six.container_abcs, six.string_classes, six.int_classes, six.inf = collections.abc, (str, bytes), int, float("inf")
+sys.modules["torch._six"] = six
+sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
+def rfft(x, signal_ndim, normalized=False, onesided=True):  # torch <= 1.7: (re, im) in a last dimension of 2
+    assert signal_ndim == 1 and not normalized
+    return torch.view_as_real(torch.fft.rfft(x, dim=-1) if onesided else torch.fft.fft(x, dim=-1))
+stft = torch.stft
+def old_stft(x, *args, return_complex=None, **kwargs):
+    if return_complex is None:
+        return torch.view_as_real(stft(x, *args, return_complex=True, **kwargs))
+    return stft(x, *args, return_complex=return_complex, **kwargs)
+torch.rfft, torch.stft = rfft, old_stft
+torch.cuda.get_device_name = lambda device=None: "cpu"  # printed by its loop, on CPUs too
+"""
+
+
+def official_loop(official: Path, weights: Path, work: Path, n: int) -> dict:
+    """The ASVspoof 2021 LA baseline's own inference (``main.py --inference`` of ``project/baseline_LA``: batch 1,
+    its DataLoader, its LFCC, torch's default threads) over the first ``n`` ids of the corpus: wall time and the
+    scores it prints."""
+    run = work / f"official-{n}"
+    run.mkdir(exist_ok=True)
+    (work / "official-shim").mkdir(exist_ok=True)
+    (work / "official-shim" / "sitecustomize.py").write_text(OFFICIAL_SHIM)
+    (run / f"bench{n}.lst").write_text("".join(f"LA_E_{i:07d}\n" for i in range(n)))
+    project = official / "project" / "baseline_LA"
+    env = {**os.environ, "TEMP_DATA_NAME": f"bench{n}", "TEMP_DATA_DIR": str(work / "flac"),
+           "PYTHONPATH": os.pathsep.join(map(str, (work / "official-shim", project, official)))}  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(project / "main.py"), "--inference", "--model-forward-with-file-name",
+                           "--trained-model", str(weights), "--module-config", "config_auto"], cwd=run, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    wall = time.perf_counter() - started
+    scores = {m[1]: float(m[2]) for m in re.finditer(r"Output, (\S+), \S+, (\S+)", proc.stdout)}
+    if proc.returncode or len(scores) != n:
+        raise RuntimeError(f"the official loop failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-1500:]}")
+    return {"wall": wall, "scores": scores}
+
+
+def bare_network(ckpt: Path, work: Path) -> dict[str, float]:
+    """files/s of the network alone at each precision: batches of 32 LFCC inputs of a 3-s file, all threads."""
+    from lcnn.audio import FeaturePipeline
+
+    rates = {}
+    for precision in ("fp32", "bf16", "int8"):
+        try:
+            module, run = spoof_model(precision, ckpt)
+        except ImportError:
+            continue
+        feats = FeaturePipeline(module.hparams.frontend)(sorted((work / "base").glob("*.flac"))[0])
+        x = feats[None, None].expand(32, 1, -1, -1).contiguous()
+        rates[precision] = 32 / _time(lambda x=x, run=run: run(x), 5)
+    return rates
+
+
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "int8": "int8"}
+
+
+def compare(work: Path, n: int, rounds: int, official: Path | None, weights: Path, before: Path | None) -> None:
+    """End to end on the first ``n`` files, interleaved over ``rounds``: the official loop, ``lcnn score`` at each
+    precision and at its default (and a previous version's, ``before``), against the bare network. A path's rate
+    is ``(n - 1) / (wall(n) - wall(1))``: everything a file costs, start-up excluded."""
+    ckpt = work / "official-la.ckpt"
+    if not ckpt.exists():
+        subprocess.run([sys.executable, "-m", "lcnn", "pretrained", "convert", str(weights), "--format", "asvspoof2021",
+                        "--out", str(ckpt)], check=True, capture_output=True)  # fmt: skip
+    paths: dict[str, Any] = {}
+    if official is not None:
+        paths["the official 2021 LA loop (batch 1, its LFCC)"] = lambda k: official_loop(official, weights, work, k)
+    for name, extra in (*[(f"lcnn score {p}", ("--precision", PRECISIONS[p])) for p in ("fp32", "bf16", "int8")],
+                        ("lcnn score, its default", ())):  # fmt: skip
+        paths[name] = lambda k, extra=extra: score_protocol(ckpt, work, k, work / f"cmp-{k}.txt", "--no-cache",
+                                                            "--restart", *extra)  # fmt: skip
+    if before is not None:
+        env = {**os.environ, "PYTHONPATH": str(before / "src")}
+        paths["lcnn score fp32, before issue 27"] = lambda k: score_protocol(ckpt, work, k, work / f"cmp-{k}.txt",
+                                                                            "--no-cache", "--restart", env=env)
+    walls: dict[str, list[float]] = {name: [] for name in paths}
+    scores: dict[str, np.ndarray] = {}
+    for _ in range(rounds):
+        for name, run in paths.items():
+            one, many = run(1), run(n)
+            if many.get("rc", 0) not in (0, None) or "wall" not in many:
+                walls[name].append(float("nan"))
+                continue
+            walls[name].append(max(many["wall"] - one["wall"], 1e-9))
+            if "scores" in many:
+                scores[name] = np.array([many["scores"][f"LA_E_{i:07d}"] for i in range(n)])
+            elif (work / f"cmp-{n}.txt").exists():
+                scores[name] = np.array([float(line.split()[1]) for line in (work / f"cmp-{n}.txt").read_text()
+                                         .splitlines()])  # fmt: skip
+    bare = bare_network(ckpt, work)
+    rates = {name: (n - 1) / np.nanmedian(w) for name, w in walls.items()}
+    reference = next(iter(rates.values())) if official is not None else float("nan")
+    fp32 = scores.get("lcnn score fp32")
+    print(f"\n### End to end: {n:,} 3-s files, the ASVspoof 2021 LA baseline's weights, --no-cache, median of "
+          f"{rounds} interleaved rounds\n")
+    print("| path | files/s | vs the official loop | vs the bare network, same precision | max abs score diff vs "
+          "lcnn fp32 |\n|---|---:|---:|---:|---:|")  # fmt: skip
+    for name, rate in rates.items():
+        precision = next((p for p in PRECISIONS if f" {p}" in name), None)
+        share = f"{rate / bare[precision]:.0%}" if precision in bare else "-"
+        diff = f"{np.abs(scores[name] - fp32).max():.1e}" if fp32 is not None and name in scores else "-"
+        print(f"| {name} | {rate:.1f} | {rate / reference:.2f}x | {share} | {diff} |")
+    print("\nThe bare network (batches of 32, all threads): " + ", ".join(f"{p} {r:.0f}" for p, r in bare.items())
+          + " files/s.")
 
 
 def kill(work: Path, n: int, ckpt: Path, reference: Path | None) -> None:
@@ -339,28 +479,37 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a check that everything runs")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
     parser.add_argument("--checkpoint", type=Path, help="a trained spoof checkpoint, to locate the spoofed stretch")
+    parser.add_argument("--official", type=Path, help="a checkout's LA/Baseline-LFCC-LCNN of asvspoof-challenge/2021, "
+                        "to time its own inference loop beside lcnn")
+    parser.add_argument("--weights", type=Path, default=Path(__file__).parents[2] / "shared" / "fixtures" / "nii_cm" /
+                        "asvspoof2021-la.pt", help="the LA baseline's trained_network.pt (both paths score with it)")
+    parser.add_argument("--before", type=Path, help="a checkout of an earlier lcnn, timed beside this one")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the comparison")
     args = parser.parse_args()
     if args.data_dir is None:
         parser.error("--data-dir MINISPOOF (or $LCNN_MINISPOOF)")
     sizes, only = QUICK if args.quick else FULL, args.only.split(",")
     args.work.mkdir(parents=True, exist_ok=True)
     need = max(sizes["parse"] if "parse" in only else (0,))
-    build_corpus(args.work, args.data_dir, max(need, sizes["throughput"], sizes["kill"], max(sizes["rss"])))
+    build_corpus(args.work, args.data_dir, max(need, sizes["compare"], sizes["kill"], max(sizes["rss"])))
     ckpt = checkpoint(args.work)
-    print(f"{'quick run (tiny sizes)' if args.quick else 'full run'}, torch {torch.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    print(f"{'quick run (tiny sizes)' if args.quick else 'full run'}, {cpu}, {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__}, load average {os.getloadavg()[0]:.1f}")
     if "parse" in only:
         parse(args.work, sizes["parse"])
-    if "stages" in only:
-        stages(args.work, args.quick)
-    outs = throughput(args.work, sizes["throughput"], ckpt) if "throughput" in only else {}
+    if "profile" in only:
+        profile(args.work, ckpt, args.quick)
+    if "compare" in only:
+        compare(args.work, sizes["compare"], args.rounds, args.official, args.weights, args.before)
     if "kill" in only:
-        same_n = sizes["kill"] == sizes["throughput"] and (1, "32-true") in outs
-        kill(args.work, sizes["kill"], ckpt, outs[1, "32-true"] if same_n else None)
+        kill(args.work, sizes["kill"], ckpt, None)
     if "rss" in only:
         rss(args.work, sizes["rss"], ckpt)
     if "long" in only:
         long(args.work, args.data_dir, sizes["long"], ckpt, args.checkpoint)
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ MODULES = sorted(
 
 # Which packages a package may import at module level (lcnn.errors, lcnn.io and lcnn.config are free for all).
 # Layers, then models, then inference; data and audio never see models or tasks, nor does the scoring engine
-# (score, on data, audio and metrics: the engine and the score files; runs for the lock of its output); tasks,
+# (score, on data, audio and metrics: the engine and the score files; runs for the lock of its output, speed for
+# the CPU's threads); tasks,
 # train, cli and serve on top.
 ALLOWED = {
     "lcnn.layers": set(),
@@ -36,7 +37,7 @@ ALLOWED = {
     "lcnn.audio": {"lcnn.audio"},
     "lcnn.faces": {"lcnn.faces", "lcnn.metrics"},
     "lcnn.data": {"lcnn.audio", "lcnn.data", "lcnn.faces"},
-    "lcnn.score": {"lcnn.audio", "lcnn.data", "lcnn.metrics", "lcnn.runs", "lcnn.score"},
+    "lcnn.score": {"lcnn.audio", "lcnn.data", "lcnn.metrics", "lcnn.runs", "lcnn.score", "lcnn.speed"},
     "lcnn.plots": set(),
     "lcnn.export": set(),
     "lcnn.probe": {"lcnn.models", "lcnn.inference", "lcnn.speed", "lcnn.data"},

@@ -106,5 +106,5 @@ def test_another_variant_s_file_and_unknown_formats_are_refused(tmp_path: Path, 
 def test_release_list_names_every_system(capsys) -> None:
     assert main(["pretrained", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
-    assert len(lines) == 3 + 36 * 6
+    assert len(lines) == 3 + 36 * 6 + 4  # and the four LightCNN face models
     assert any(line.startswith("nii-spec2-lcnn-attention-oc-06\tnii-mega:spec2-lcnn-attention-oc") for line in lines)

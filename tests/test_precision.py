@@ -304,3 +304,38 @@ def test_check_int8_compares_embeddings_by_cosine(monkeypatch):
     assert check_int8(model, x, x, min_cosine) == (model, "fp32", "this CPU has no int8 engine (x86 / fbgemm)")
 
 
+
+
+def _rows(precision="int8", runs=3, sets=("eval", "codec"), eer_shift=0.1, corr=0.9995):
+    return [{"task": "spoof", "model": "m", "precision": precision, "run": f"r{r}", "set": s, "eer_fp32": 7.0,
+             "eer": 7.0 + eer_shift, "correlation": corr} for r in range(runs) for s in sets]  # fmt: skip
+
+
+@pytest.mark.parametrize("rows, keeps", [
+    (_rows(), True),
+    (_rows(eer_shift=-0.2), False),            # 0.2 points is not less than 0.2
+    (_rows(corr=0.9989), False),
+    (_rows(runs=2), False),                     # three trained runs
+    (_rows(sets=("eval",)), False),             # clean and degraded
+    ([], False),
+])  # fmt: skip
+def test_the_scoring_rule(rows, keeps):
+    from lcnn.precision import scoring_verdict
+
+    assert scoring_verdict(rows)[0] is keeps
+
+
+def test_the_guard_takes_inference_precisions_from_the_evidence_file(tmp_path, monkeypatch):
+    """Only a precision whose rows pass the rule is listed; training precisions are not touched."""
+    import json
+
+    from lcnn import precision
+
+    evidence = tmp_path / "evidence.json"
+    evidence.write_text(json.dumps(_rows("int8") + _rows("bf16", corr=0.99)))
+    monkeypatch.setattr(precision, "EVIDENCE_FILE", evidence)
+    assert list(precision._measured()) == [("spoof", "m")]
+    assert set(precision._measured()[("spoof", "m")]) == {"int8"}
+    shipped = json.loads(precision.EVIDENCE_FILE.read_text()) if precision.EVIDENCE_FILE.exists() else []
+    assert {"task", "model", "precision", "run", "set", "eer", "eer_fp32", "correlation"} <= set().union(*shipped) \
+        if shipped else True  # fmt: skip

@@ -132,3 +132,24 @@ def test_a_corrupt_download_is_refused_and_removed(server, monkeypatch, tmp_path
     assert not list((tmp_path / "archives").iterdir())
     with pytest.raises(UserError, match="unknown released model 'nii-lfb-lcnn-fixed-am-1'; did you mean"):
         released.fetch("nii-lfb-lcnn-fixed-am-1", tmp_path)
+
+
+def test_an_archive_given_by_hand_is_checked_and_its_only_weights_taken(monkeypatch, tmp_path: Path) -> None:
+    if not FIXTURE.is_dir():
+        pytest.skip(f"the nii_cm fixture is not at {FIXTURE}")
+    weights = (FIXTURE / "asvspoof2021-pa.pt").read_bytes()
+    archive = tmp_path / "pre_trained_PA_LFCC-LCNN.zip"
+    with zipfile.ZipFile(archive, "w") as z:  # the name the challenge's download script looks for
+        z.writestr("pa_trained_network.pt", weights)
+    ckpt = released.fetch("asvspoof2021-pa", tmp_path / "cache", file=archive)
+    assert torch.load(ckpt, weights_only=True)["lcnn_source"]["sha256"] == hashlib.sha256(weights).hexdigest()
+    garbage = tmp_path / "project-03-asvspoof-mega-pretrained.tar.gz"
+    garbage.write_bytes(b"not an archive")
+    entry = dataclasses.replace(released.RELEASED["nii-lfb-lcnn-fixed-am-01"], archive_md5=None)
+    monkeypatch.setitem(released.RELEASED, "nii-lfb-lcnn-fixed-am-01", entry)
+    with pytest.raises(UserError, match="not a zip or tar archive"):
+        released.fetch("nii-lfb-lcnn-fixed-am-01", tmp_path / "cache", file=garbage)
+    monkeypatch.setitem(released.RELEASED, "nii-lfb-lcnn-fixed-am-01", dataclasses.replace(entry, archive_md5="0" * 32))
+    with pytest.raises(UserError, match="not the release's 0{32}"):
+        released.fetch("nii-lfb-lcnn-fixed-am-01", tmp_path / "cache", file=garbage)
+    assert garbage.read_bytes() == b"not an archive"  # the user's file is left as it was

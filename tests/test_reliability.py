@@ -271,3 +271,13 @@ def test_ids_that_differ_by_an_invisible_character_look_different_in_messages(tm
     check = check_scores(read_scores(tmp_path / "s.txt"), [Trial("a"), Trial("b"), Trial("c")], "key.txt")
     message = " ".join(check.errors)
     assert "e.g. c" in message and "\\u200bc (line 3)" in message, message
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path: Path) -> None:
+    """`lcnn pretrained list | head -1`: the pipe closes under the command; no error line, SIGPIPE's status."""
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    cmd = subprocess.run([sys.executable, "-m", "lcnn", "pretrained", "list"], stdout=reader.stdin,
+                         stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    reader.stdin.close()
+    reader.wait()
+    assert cmd.stderr == "" and cmd.returncode in (0, 141), cmd.stderr

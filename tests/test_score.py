@@ -89,7 +89,8 @@ def test_score_file_forms_and_order(checkpoint: Path, corpus: Path, tmp_path: Pa
     lines = [line.split() for line in out.read_text().splitlines()]
     protocol = [line.split() for line in (corpus / "protocol.txt").read_text().splitlines()]
     assert [u for u, _ in lines] == [p[1] for p in protocol]  # the input's order, not the length order of batches
-    assert "13 files: 13 scored, 0 failed; read 13 in" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "13 files: 13 scored, 0 failed; read 13 in" in summary and f"scores in {out} (fp32)" in summary
     assert not out.with_name("scores.txt.partial").exists()
     assert _score(checkpoint, corpus, tmp_path / "s2019.txt", "--format", "2019") == 0
     rows = [line.split() for line in (tmp_path / "s2019.txt").read_text().splitlines()]

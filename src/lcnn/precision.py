@@ -24,10 +24,12 @@ also agree with fp32 on real inputs (:func:`check_int8`, :data:`INT8_AGREEMENT`)
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,9 +42,9 @@ from lcnn.inference import quantize_int8
 from lcnn.probe import probe
 from lcnn.speed import cuda_supports_bf16
 
-__all__ = ["INT8_AGREEMENT", "KEEPS_RESULT", "LIGHTNING", "MARGIN", "ORDER", "check_int8", "choose", "decide",
-           "device_type", "evaluate_precision", "infer_precision", "min_cosine", "pinned_precision",
-           "top1_agreement", "train_precision"]  # fmt: skip
+__all__ = ["EVIDENCE_FILE", "INT8_AGREEMENT", "KEEPS_RESULT", "LIGHTNING", "MARGIN", "ORDER", "SCORING_RULE",
+           "check_int8", "choose", "decide", "device_type", "evaluate_precision", "infer_precision", "min_cosine",
+           "pinned_precision", "scoring_verdict", "top1_agreement", "train_precision"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,48 @@ KEEPS_RESULT: dict[tuple[str, str], dict[str, str]] = {
                 "embeddings within cosine 0.9993 (benchmarks/RESULTS-face.md)",
     },
 }  # fmt: skip
+
+#: The accuracy evidence of inference precisions on trained spoof models, as data: one row per (precision, run,
+#: set) with the scores' correlation with fp32's and the EER / minDCF of both (benchmarks/precision_evidence.py
+#: writes it). :data:`KEEPS_RESULT` takes a precision from it where :data:`SCORING_RULE` holds.
+EVIDENCE_FILE = Path(__file__).with_name("precision_evidence.json")
+#: What a faster precision must show to score spoof trials by default (issue 27): at least ``runs`` trained
+#: runs on at least ``sets`` sets (clean and degraded), and on every one its EER less than ``eer_points`` from
+#: fp32's and its scores correlated with fp32's at ``correlation`` or more. Otherwise it stays an opt-in.
+SCORING_RULE = {"runs": 3, "sets": 2, "eer_points": 0.2, "correlation": 0.999}
+
+
+def scoring_verdict(rows: Sequence[dict[str, Any]]) -> tuple[bool, str]:
+    """``(keeps the result, why)`` of one precision's evidence rows by :data:`SCORING_RULE`."""
+    if not rows:
+        return False, "no evidence"
+    runs, sets = len({r["run"] for r in rows}), sorted({r["set"] for r in rows})
+    eer = max(abs(r["eer"] - r["eer_fp32"]) for r in rows)
+    corr = min(r["correlation"] for r in rows)
+    rule = SCORING_RULE
+    ok = runs >= rule["runs"] and len(sets) >= rule["sets"] and eer < rule["eer_points"] and corr >= rule["correlation"]
+    return ok, (f"{runs} trained runs on {' and '.join(sets)}: EER at most {eer:.2f} points from fp32's, scores "
+                f"correlated with fp32's at {corr:.6f} or more ({'keeps' if ok else 'does not keep'} the result: "
+                f"the rule asks {rule['runs']} runs, {rule['sets']} sets, < {rule['eer_points']} points, "
+                f">= {rule['correlation']})")  # fmt: skip
+
+
+def _measured() -> dict[tuple[str, str], dict[str, str]]:
+    """The inference precisions :data:`EVIDENCE_FILE` shows to keep a (task, model)'s result."""
+    rows = json.loads(EVIDENCE_FILE.read_text()) if EVIDENCE_FILE.exists() else []
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["model"], row["precision"]), []).append(row)
+    kept: dict[tuple[str, str], dict[str, str]] = {}
+    for (task, model, precision), group in groups.items():
+        ok, why = scoring_verdict(group)
+        if ok:
+            kept.setdefault((task, model), {})[precision] = f"{why}; {EVIDENCE_FILE.name}"
+    return kept
+
+
+for _key, _entries in _measured().items():
+    KEEPS_RESULT.setdefault(_key, {}).update(_entries)
 
 Shape = Sequence[int | None] | None
 

@@ -20,16 +20,21 @@ Xeon with AVX-512 and AVX512_BF16 but no AMX; table in ``benchmarks/RESULTS-clas
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 __all__ = [
+    "cpu_cores",
     "cpu_has_amx",
     "cpu_supports_bf16",
     "cuda_supports_bf16",
+    "intra_op_threads",
     "prepare_input",
     "prepare_model",
     "tune_cpu_allocator",
@@ -121,3 +126,29 @@ def tune_cpu_allocator(trim_threshold: int = 1 << 30) -> bool:
         return False
     _allocator_tuned = ok
     return ok
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def intra_op_threads(count: int) -> Iterator[int]:
+    """torch's intra-op (OpenMP) threads set to ``count`` inside the block, restored after; yields the count in
+    force. ``$OMP_NUM_THREADS``, where set, is the user's choice and wins.
+
+    Why: a model's many small operators (one utterance at a time, an LSTM's steps) wait at an OpenMP barrier
+    after each, for every thread; a thread that shares its core with a DataLoader worker or another job
+    arrives late at each one. Threads that each own a core keep the model at its speed.
+    """
+    before = torch.get_num_threads()
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, count))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -201,8 +201,8 @@ class LFCC(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = mask_samples(pre_emphasis(x.to(dtype), self.pre_emphasis), lens)
             window = self.window.to(device=x.device, dtype=dtype)
-            power = power_spectrum(x, self.n_fft, self.hop_length, self.win_length, window, center=True)
-            power = power[..., self.bin_lo : self.bin_hi]
+            power = power_spectrum(x, self.n_fft, self.hop_length, self.win_length, window, center=True,
+                                   bins=(self.bin_lo, self.bin_hi))
 
             fb = self.filterbank.to(device=x.device, dtype=dtype)
             dct = self.dct.to(device=x.device, dtype=dtype)

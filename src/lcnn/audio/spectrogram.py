@@ -111,8 +111,8 @@ class LogPowerSpectrogram(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = mask_samples(pre_emphasis(x.to(dtype), self.pre_emphasis), lens)
             window = self.window.to(device=x.device, dtype=dtype)
-            power = power_spectrum(x, self.n_fft, self.hop_length, self.win_length, window, self.center)
-            out = power[..., : self.n_features]
+            out = power_spectrum(x, self.n_fft, self.hop_length, self.win_length, window, self.center,
+                                 bins=(0, self.n_features))
             out = torch.log(out + self.eps) if self.log else out
             if lens is not None:
                 out = mask_frames(out, self.num_frames(lens).clamp(max=out.shape[1]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -70,6 +71,9 @@ def _main(argv: list[str]) -> int:
     except FileNotFoundError as err:
         print(f"lcnn: error: {err.filename or err}: no such file or folder", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of the output left (`lcnn pretrained list | head`): quiet, as Unix tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 128 + signal.SIGPIPE
     except OSError as err:  # a folder where a file is wanted, no permission, a full disk: the system's words
         where = f"{err.filename}: " if err.filename else ""
         print(f"lcnn: error: {where}{err.strerror or err}", file=sys.stderr)

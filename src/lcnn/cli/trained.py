@@ -31,6 +31,17 @@ def _model_name(source: str, folder: Path) -> str:
     return source.partition("@")[0].rpartition("/")[2] if source.startswith("hf:") else folder.resolve().name
 
 
+def _provenance(module: Any, ckpt: Path, args: argparse.Namespace) -> dict:
+    """``{"provenance": ...}``: a converted release's record (source, file SHA-256, licence); for a released
+    LightCNN file given as is (``--model``), its name and SHA-256; nothing for a checkpoint lcnn trained."""
+    record = getattr(module, "provenance", None)
+    if record is None and getattr(args, "model", None):
+        from lcnn.released import sha256
+
+        record = {"format": f"lightcnn:{args.model}", "file": ckpt.name, "sha256": sha256(ckpt)}
+    return {"provenance": record} if record else {}
+
+
 def _read_metrics(out: Path) -> dict:
     import json
 
@@ -94,7 +105,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"{checkpoint}: its results would overwrite another's in {out}; give --out DIR")
         options = task_call_options(args, "evaluate", task, ("data", "data_dir", "batch_size"))
         result = task.evaluate(module, cfg, out, **options)
-        write_json(out / "metrics.json", {**_read_metrics(out), "model": module.source})
+        metrics = {**_read_metrics(out), "model": module.source, **_provenance(module, ckpt, args)}
+        write_json(out / "metrics.json", metrics)
         print_metrics(result)
         print(f"written to {out}")
         outs[name] = out

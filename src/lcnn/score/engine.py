@@ -52,10 +52,12 @@ from lcnn.score.files import SCORE_FORMAT, write_score_file
 from lcnn.score.segments import Windows, parse_aggregate
 from lcnn.score.trials import TrialTable
 from lcnn.score.writer import PartialRun, ScoreWriter
+from lcnn.speed import cpu_cores, intra_op_threads
 
 __all__ = ["FORMATS", "ExactFP32", "Summary", "module_digest", "score_trials"]
 
 FORMATS = ("2021", "2019")
+_PRECISION_NAMES = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16", "16-mixed": "fp16"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class Summary:
     """What a run did: of ``trials``, ``files`` scored (in the output) and ``failed`` (left out); this run read
     ``items`` (files, or windows with ``unit="window"``) in ``seconds``, and ``skipped`` items done by an
     earlier run; the files written; ``scores``, each trial's exact score in the table's order (NaN: failed),
-    and in segment mode the ``windows`` with their exact ``window_scores`` (NaN: failed)."""
+    in segment mode the ``windows`` with their exact ``window_scores`` (NaN: failed), and the ``precision``
+    that computed them."""
 
     trials: int
     files: int
@@ -78,6 +81,7 @@ class Summary:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     windows: Windows | None = field(default=None, repr=False)
     window_scores: np.ndarray | None = field(default=None, repr=False)
+    precision: str = "32-true"
 
     def __str__(self) -> str:
         rate = self.items / self.seconds if self.seconds > 0 else float("nan")
@@ -85,7 +89,7 @@ class Summary:
         what = " windows" if self.unit == "window" else ""
         return (f"{self.trials} files: {self.files} scored, {self.failed} failed{see}; read {self.items}{what} in "
                 f"{self.seconds:.1f} s ({rate:.1f} {self.unit}s/s), skipped {self.skipped} (done before); "
-                f"scores in {self.out}")  # fmt: skip
+                f"scores in {self.out} ({_PRECISION_NAMES.get(self.precision, self.precision)})")  # fmt: skip
 
 
 def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.PathLike, *, frontend: dict[str, Any],
@@ -162,8 +166,11 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         writer = ScoreWriter(run, data, describe, unit, strict, progress)
         trainer = _trainer([writer, ExactFP32()] if lightning in FP32 else [writer], accelerator=accelerator,
                            devices=devices, num_nodes=num_nodes, strategy=strategy, precision=lightning)  # fmt: skip
+        # On a CPU each worker and each model thread gets a core of its own (speed.intra_op_threads says why).
+        on_cpu = trainer.strategy.root_device.type == "cpu"
+        threads = max(1, cpu_cores() // trainer.num_devices - workers) if on_cpu else torch.get_num_threads()
         started = time.perf_counter()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), intra_op_threads(threads):
             warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
             warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # the writer needs none
             warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")  # all done
@@ -190,7 +197,7 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         failed_file = _write_failed(out, table, failed)
         run.remove()
         return Summary(len(table), files, len(failed), done - data.skipped, time.perf_counter() - started, data.skipped,
-                       unit, out, failed_file, segments_file, scores, windows, window_scores)  # fmt: skip
+                       unit, out, failed_file, segments_file, scores, windows, window_scores, precision)  # fmt: skip
 
 
 def _check_out(out: Path) -> None:

@@ -71,6 +71,20 @@ def _released(name: str) -> Path | None:
     return Path(fetch(name)) if name in RELEASED else None
 
 
+def _lcnn_checkpoint(path: Path, model: str) -> bool:
+    """Whether ``path``, given with ``--model``, is an lcnn face checkpoint of that architecture (a released name
+    after ``lcnn pretrained get``) rather than a released LightCNN file; another lcnn checkpoint is refused."""
+    try:
+        ckpt = read_checkpoint(path)
+    except UserError:  # a released file (or no checkpoint at all: the face task's loader says which)
+        return False
+    stored = ckpt["hyper_parameters"].get("model")
+    if ckpt["lcnn_task"] != "face" or stored != model:
+        raise UserError(f"{path}: an lcnn {ckpt['lcnn_task']} checkpoint of {stored}; --model names the architecture "
+                        f"of a released LightCNN file, which this is not")  # fmt: skip
+    return True
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """An lcnn training checkpoint, read with ``weights_only=True`` (memory-mapped: cheap to peek into), or a
     Hub-layout folder in the same form (:func:`lcnn.hub.read_folder`: safetensors only)."""
@@ -107,15 +121,18 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
     ``module.calibration``). ``model`` names the architecture of a released LightCNN
     checkpoint (``.pth.tar``, not an lcnn run), loaded as a face embedder. ``path`` is anything
     :func:`find_checkpoint` takes; ``module.source`` says where the weights came from (``hf:ORG/NAME@COMMIT``
-    for a Hub model: the exact revision).
+    for a Hub model: the exact revision); ``module.provenance`` is a converted release's record (``lcnn_source``:
+    source, file, SHA-256, licence; :func:`lcnn.released.convert`), ``None`` for any other checkpoint.
     """
     from lcnn import hub
 
     path = find_checkpoint(path)
+    if model is not None and _lcnn_checkpoint(path, model):  # a converted LightCNN release, given with --model too
+        model = None
     if model is not None:
         face = get_task("face")
         module = face.load_released(path, model)
-        module.source = str(path)
+        module.source, module.provenance = str(path), None
         return module, {"task": "face", "model": model}, face
     ckpt = read_checkpoint(path)
     task = get_task(ckpt["lcnn_task"])
@@ -133,4 +150,5 @@ def load_task(path: str | Path, model: str | None = None) -> tuple[Any, dict[str
         raise UserError(f"{path}: weights do not fit the architecture: {str(err).splitlines()[-1].strip()}") from None
     task.restore_extras(module, ckpt, str(path))
     module.source = hub.source_of(path) or str(path)
+    module.provenance = ckpt.get("lcnn_source")  # a converted release's source, file hash and licence
     return module.eval(), dict(ckpt.get("lcnn_config") or {}), task
