@@ -136,9 +136,9 @@ def spoof_model(precision: str, checkpoint_path: Path) -> tuple[Any, Any]:
 
     module = load_task(checkpoint_path)[0].eval()
     if precision == "int8":
-        from lcnn.inference import quantize_spoof_int8  # noqa: PLC0415 - absent before int8 existed
+        from lcnn.inference import quantize_int8_dynamic  # noqa: PLC0415 - absent before int8 existed
 
-        module.model = quantize_spoof_int8(module.model)
+        module.model = quantize_int8_dynamic(module.model)
 
     def run(x, lengths=None):
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
