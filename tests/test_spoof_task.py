@@ -212,8 +212,8 @@ def test_evaluate_and_predict(trained: tuple[Path, dict], la_dir: Path, tmp_path
         task.predict(module, cfg, [str(tmp_path / "nothing.flac")])
     assert task.example_input(module).shape == (1, 1, 400, 60)
     capsys.readouterr()
-    assert main(["predict", str(run / "seed-0"), str(files[0]), "--int8"]) == 2  # an image-model option
-    assert "--int8 is not an option of the spoof task (classify, face take it)" in capsys.readouterr().err
+    assert main(["predict", str(run / "seed-0"), str(files[0]), "--resize"]) == 2  # an image-model option
+    assert "--resize is not an option of the spoof task (classify takes it)" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_mismatched_ids(trained: tuple[Path, dict], la_dir: Path, tmp_path: Path) -> None:

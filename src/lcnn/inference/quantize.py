@@ -57,9 +57,15 @@ class _Range:
         self.update(output)
 
     def qparams(self) -> QParams:
-        low, high = min(self.low, 0.0), max(self.high, 0.0)  # zero must be exactly representable
-        scale = max(high - low, 1e-8) / 255
-        return scale, int(min(255, max(0, round(-low / scale))))
+        return affine_qparams(self.low, self.high)
+
+
+def affine_qparams(low: float, high: float, levels: int = 255) -> QParams:
+    """The scale and zero point of uint8 codes ``0..levels`` spanning ``[low, high]`` and zero, which must be
+    exactly representable (zero padding, zeroed frames)."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max(high - low, 1e-8) / levels
+    return scale, int(min(levels, max(0, round(-low / scale))))
 
 
 def _quantize(x: torch.Tensor, qparams: QParams) -> torch.Tensor:

@@ -115,6 +115,8 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         restart: discard the partial files of an earlier run instead of resuming it.
         accelerator, devices, num_nodes, strategy, precision: Lightning's (several devices or nodes: DDP,
             launched by Lightning, ``torchrun`` or a cluster's launcher); what Lightning refuses is a UserError.
+            ``precision="int8"``: the module's model is int8 already (:mod:`lcnn.inference`), run in fp32 around
+            it on the CPU.
     """
     out = Path(out)
     _check_out(out)
@@ -127,6 +129,11 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
     if hop is not None and segment is None:
         raise UserError("--hop needs --segment SECONDS")
     how = parse_aggregate(aggregate)
+    lightning = precision
+    if precision == INT8:
+        if accelerator not in ("auto", "cpu"):
+            raise UserError(f"--precision int8 runs on the CPU, not --accelerator {accelerator}")
+        accelerator, lightning = "cpu", "32-true"
     hop = segment if hop is None else hop
     windows = None if segment is None else Windows.of(table, segment, hop)  # --segment 0 is refused, not ignored
     if windows is not None:
@@ -157,8 +164,8 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
 
         unit = "file" if windows is None else "window"
         writer = ScoreWriter(run, data, describe, unit, strict, progress)
-        trainer = _trainer([writer, ExactFP32()] if precision in FP32 else [writer], accelerator=accelerator,
-                           devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)  # fmt: skip
+        trainer = _trainer([writer, ExactFP32()] if lightning in FP32 else [writer], accelerator=accelerator,
+                           devices=devices, num_nodes=num_nodes, strategy=strategy, precision=lightning)  # fmt: skip
         # On a CPU each worker and each model thread gets a core of its own (speed.intra_op_threads says why).
         on_cpu = trainer.strategy.root_device.type == "cpu"
         threads = max(1, cpu_cores() // trainer.num_devices - workers) if on_cpu else torch.get_num_threads()
@@ -214,6 +221,8 @@ def _check_out(out: Path) -> None:
 
 #: The precisions that compute in fp32: the scores of evaluate, the reference.
 FP32 = ("32-true", "32", 32)
+#: A precision that is no Lightning one: a model made int8 by its task, scored on the CPU.
+INT8 = "int8"
 
 
 class ExactFP32(L.Callback):

@@ -119,7 +119,7 @@ RUN_OPTIONS = (
     option("--precision", help="auto (default: $LCNN_PRECISION where set for training; bf16-mixed on bf16 GPUs; on "
            "CPUs the precision probe's choice, bf16-mixed where it measured it faster here and it is known to keep "
            "the task's result, see `lcnn benchmark --probe`; else 32-true, the precision of evaluate), 32-true, "
-           "bf16-mixed, 16-mixed (GPUs)"),
+           "bf16-mixed, 16-mixed (GPUs); score: also int8 (the CPU; each file quantized with its own ranges)"),
 )  # fmt: skip
 
 #: Data-loading worker processes: one spelling (``--num-workers``) for every command.

@@ -94,6 +94,9 @@ class SpoofSpec(Task):
                "spoof for the posterior (default: the calibration's, 0.05); lines then read FILE score llr decision "
                "P(bonafide)"),
         _segment, _hop, _aggregate,
+        option("--int8", action=argparse.BooleanOptionalAction,
+               help="run the model in int8 on the CPU (x86), each file quantized with its own ranges, as `lcnn score "
+                    "--precision int8`; --no-int8: fp32 (default: fp32, or bf16 where the precision policy picks it)"),
     )  # fmt: skip
     score_options = (
         option("--out", metavar="FILE", help="the score file (default scores.txt); beside it, while running, "

@@ -22,10 +22,12 @@ import torch
 from lcnn.audio.pipeline import FRONTENDS
 from lcnn.data.asvspoof import SPLITS, load_split, resolve_sources
 from lcnn.errors import DataError, UserError
+from lcnn.inference import int8_dynamic_unavailable, quantize_int8_dynamic
 from lcnn.io import write_json
 from lcnn.models import model_info
 from lcnn.precision import LIGHTNING, evaluate_precision, infer_precision
 from lcnn.score import TrialTable, read_input, score_trials
+from lcnn.score.engine import INT8
 from lcnn.score.segments import parse_aggregate
 from lcnn.tasks.spoof.calibrate import calibrated_lines, prior_of, read_calibration
 from lcnn.tasks.spoof.data import cache_root, parse_protocols
@@ -127,7 +129,8 @@ class SpoofTask(SpoofSpec):
 
     def predict(self, module: Any, cfg: dict[str, Any], files: list[Path], threshold: float | None = None,
                 batch_size: int | None = None, prior: float | None = None, segment: float | None = None,
-                hop: float | None = None, aggregate: str | None = None) -> list[str]:  # fmt: skip
+                hop: float | None = None, aggregate: str | None = None,
+                int8: bool | None = None) -> list[str]:  # fmt: skip
         """``FILE<TAB>score<TAB>bonafide|spoof`` per file, deciding at the dev threshold stored in the checkpoint
         (``threshold`` overrides it; ``-`` when there is none).
 
@@ -137,7 +140,9 @@ class SpoofTask(SpoofSpec):
         file of several windows: the lowest-scoring (most spoof-like) one, ``lowest START-END s: SCORE``.
         A calibrated checkpoint (or ``prior``) gives
         ``FILE<TAB>score<TAB>llr<TAB>decision<TAB>posterior`` instead
-        (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`). Every refusal comes before any scoring.
+        (:func:`~lcnn.tasks.spoof.calibrate.calibrated_lines`). ``int8``: the model in int8 (:func:`to_int8`), as
+        ``lcnn score --precision int8``; ``False``: fp32; ``None``: the policy's inference path. Every refusal
+        comes before any scoring.
         """
 
         calibration = getattr(module, "calibration", None)
@@ -149,12 +154,15 @@ class SpoofTask(SpoofSpec):
                 raise DataError(f"{file}: no such audio file")
             table.add(str(k), str(file))  # the ids of a temporary score file: any path may be given, twice
         parse_aggregate(aggregate or "mean")  # refused before any scoring
+        if int8:
+            to_int8(module)
+        precision = INT8 if int8 else "32-true" if int8 is False else _inference_precision(module)
         hp = module.hparams
         with tempfile.TemporaryDirectory() as tmp:
             summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
                                    frames=hp.frames, batch_size=64 if batch_size is None else batch_size,
                                    segment=segment, hop=hop, aggregate=aggregate or "mean", strict=True,
-                                   progress=False, precision=_inference_precision(module))  # fmt: skip
+                                   progress=False, precision=precision)  # fmt: skip
         scores, windows, window_scores = summary.scores, summary.windows, summary.window_scores
         if calibration is not None or prior is not None:
             return calibrated_lines(files, scores, calibration, prior, threshold)
@@ -179,10 +187,12 @@ class SpoofTask(SpoofSpec):
               num_nodes: int | None = None, strategy: str | None = None, precision: str | None = None) -> Any:
         """``lcnn score``: every trial of ``input`` (a protocol, CSV, list of paths or folder:
         :func:`lcnn.score.read_input`) scored into ``out`` by :func:`lcnn.score.score_trials` (the options of
-        :attr:`score_options`; ``None``: the default, never a 0 read as one). Returns its Summary on process 0,
-        ``None`` on the others."""
+        :attr:`score_options`; ``None``: the default, never a 0 read as one; ``precision="int8"``: the model in
+        int8, :func:`to_int8`). Returns its Summary on process 0, ``None`` on the others."""
         if num_workers is None:  # the features cost ~1/25 of lcnn_lstm on a CPU core, ~all of it beside a GPU
             num_workers = min(16 if _on_gpu(accelerator) else 4, max(0, (os.cpu_count() or 1) - 1))
+        if precision == INT8:
+            to_int8(module)
         hp = module.hparams
         return score_trials(module, read_input(input, audio_dir), out or "scores.txt", frontend=hp.frontend,
                             frames=hp.frames, batch_size=SCORE_BATCH if batch_size is None else batch_size,
@@ -198,6 +208,16 @@ class SpoofTask(SpoofSpec):
     def example_input(self, module: Any) -> Any:
         """A batch for export: ``(1, 1, frames, n_features)``, 400 frames (4 s) for variable-length models."""
         return torch.zeros(1, 1, module.hparams.frames or 400, module.hparams.n_features)
+
+
+def to_int8(module: Any) -> None:
+    """The module's model made int8 in place (:func:`lcnn.inference.quantize_int8_dynamic`: each utterance
+    quantized with its own ranges, so that its score depends on its file only, as in fp32); a UserError where
+    this machine has no int8 kernels. An SSL front-end stays as it is."""
+    why = int8_dynamic_unavailable()
+    if why:
+        raise UserError(f"--precision int8: {why}")
+    module.model = quantize_int8_dynamic(module.model)
 
 
 def _inference_precision(module: Any, accelerator: str | None = None) -> str:
