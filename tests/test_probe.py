@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("unpinned")
 def test_the_machine_key_is_stable_and_changes_with_torch_and_the_cpu(monkeypatch, timings):
     key = machine_key()
     assert key == machine_key() and key["torch"] == torch.__version__
-    assert set(key) == {"cpu", "logical_cpus", "torch_threads", "torch", "capability", "flags"}
+    assert set(key) == {"cpu", "logical_cpus", "torch_threads", "torch", "capability", "flags", "probe"}
     first = probe("lcnn")["cache"]
     assert probe("lcnn")["cache"] == first and timings.calls == 1
     monkeypatch.setattr(torch, "__version__", "9.9.9")
@@ -98,7 +98,14 @@ def test_measure_times_every_candidate_and_says_why_one_is_left_out(monkeypatch)
     assert all(v > 0 and math.isfinite(v) for part in table.values() for v in part.values()) and not skipped
     assert set(spread) == {"32-true", "bf16-mixed", "fp32", "bf16", "int8"} and min(spread.values()) >= 1
     table, skipped, _ = probe_module.measure("lcnn_lstm", (1, 32, 16), batch=2, budget_s=0.0)
-    assert set(table["infer"]) == {"fp32", "bf16"}  # int8 does not run the LSTM: left out, and said so
+    assert set(table["infer"]) == {"fp32", "bf16", "int8"} and not skipped  # per-input int8 (the spoof family's)
+
+    def no_int8(model):
+        raise NotImplementedError("no int8 kernels\nhere")
+
+    monkeypatch.setattr(probe_module, "quantize_int8_dynamic", no_int8)
+    table, skipped, _ = probe_module.measure("lcnn_lstm", (1, 32, 16), batch=2, budget_s=0.0)
+    assert set(table["infer"]) == {"fp32", "bf16"}  # an int8 that fails is left out, and said so in one line
     assert skipped["int8"].startswith("NotImplementedError: ") and "\n" not in skipped["int8"]
 
 

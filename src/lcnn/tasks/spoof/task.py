@@ -29,6 +29,7 @@ from lcnn.precision import LIGHTNING, evaluate_precision, infer_precision
 from lcnn.score import TrialTable, read_input, score_trials
 from lcnn.score.engine import INT8
 from lcnn.score.segments import parse_aggregate
+from lcnn.speed import cpu_cores
 from lcnn.tasks.spoof.calibrate import calibrated_lines, prior_of, read_calibration
 from lcnn.tasks.spoof.data import cache_root, parse_protocols
 from lcnn.tasks.spoof.report import write_report
@@ -154,9 +155,9 @@ class SpoofTask(SpoofSpec):
                 raise DataError(f"{file}: no such audio file")
             table.add(str(k), str(file))  # the ids of a temporary score file: any path may be given, twice
         parse_aggregate(aggregate or "mean")  # refused before any scoring
-        if int8:
-            to_int8(module)
         precision = INT8 if int8 else "32-true" if int8 is False else _inference_precision(module)
+        if precision == INT8:
+            to_int8(module)
         hp = module.hparams
         with tempfile.TemporaryDirectory() as tmp:
             summary = score_trials(module, table.check(), Path(tmp) / "scores.txt", frontend=hp.frontend,
@@ -189,8 +190,10 @@ class SpoofTask(SpoofSpec):
         :func:`lcnn.score.read_input`) scored into ``out`` by :func:`lcnn.score.score_trials` (the options of
         :attr:`score_options`; ``None``: the default, never a 0 read as one; ``precision="int8"``: the model in
         int8, :func:`to_int8`). Returns its Summary on process 0, ``None`` on the others."""
-        if num_workers is None:  # the features cost ~1/25 of lcnn_lstm on a CPU core, ~all of it beside a GPU
-            num_workers = min(16 if _on_gpu(accelerator) else 4, max(0, (os.cpu_count() or 1) - 1))
+        if num_workers is None:  # on a CPU the model takes the cores the workers leave (score_trials)
+            num_workers = min(16 if _on_gpu(accelerator) else 4, max(0, cpu_cores() - 1))
+        if precision in (None, "auto"):
+            precision = _inference_precision(module, accelerator)
         if precision == INT8:
             to_int8(module)
         hp = module.hparams
@@ -201,9 +204,7 @@ class SpoofTask(SpoofSpec):
                             segment=segment, hop=hop, aggregate=aggregate or "mean", form=form or "2021",
                             strict=bool(strict), restart=bool(restart), accelerator=accelerator or "auto",
                             devices=1 if devices is None else devices, num_nodes=1 if num_nodes is None else num_nodes,
-                            strategy=strategy or "auto",
-                            precision=_inference_precision(module, accelerator) if precision in (None, "auto") else
-                            precision)  # fmt: skip
+                            strategy=strategy or "auto", precision=precision)  # fmt: skip
 
     def example_input(self, module: Any) -> Any:
         """A batch for export: ``(1, 1, frames, n_features)``, 400 frames (4 s) for variable-length models."""
@@ -221,10 +222,11 @@ def to_int8(module: Any) -> None:
 
 
 def _inference_precision(module: Any, accelerator: str | None = None) -> str:
-    """The Trainer precision predict and score run the module in without ``--precision``: the policy's
-    inference path (:func:`lcnn.precision.infer_precision`) among those the scoring engine runs (fp32, bf16)."""
+    """The precision predict and score run the module in without ``--precision``: the policy's inference path
+    (:func:`lcnn.precision.infer_precision`) as the scoring engine takes it (Lightning's name, or ``int8``)."""
     shape = getattr(module.model, "input_shape", None)
-    return LIGHTNING[infer_precision(SpoofTask.name, module.hparams.model, shape, accelerator, runs=("fp32", "bf16"))]
+    path = infer_precision(SpoofTask.name, module.hparams.model, shape, accelerator)
+    return INT8 if path == "int8" else LIGHTNING[path]
 
 
 def _on_gpu(accelerator: str | None) -> bool:
