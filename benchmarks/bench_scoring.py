@@ -22,6 +22,7 @@ located only by a trained model (``--checkpoint``; without one the table says so
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import signal
@@ -344,14 +345,25 @@ def bare_network(ckpt: Path, work: Path) -> dict[str, float]:
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "int8": "int8"}
 
 
+def official_checkpoint(work: Path, weights: Path, src: Path | None = None) -> Path:
+    """The official weights converted by ``lcnn pretrained convert`` of the lcnn in ``src`` (default: this
+    process's), which decides the settings a converted model runs with; one file per lcnn."""
+    import lcnn
+
+    src = src or Path(lcnn.__file__).parents[1]
+    ckpt = work / f"official-la-{hashlib.sha1(str(src.resolve()).encode()).hexdigest()[:8]}.ckpt"
+    if not ckpt.exists():
+        subprocess.run([sys.executable, "-m", "lcnn", "pretrained", "convert", str(weights), "--format", "asvspoof2021",
+                        "--out", str(ckpt)], check=True, capture_output=True,
+                       env={**os.environ, "PYTHONPATH": str(src)})  # fmt: skip
+    return ckpt
+
+
 def compare(work: Path, n: int, rounds: int, official: Path | None, weights: Path, before: Path | None) -> None:
     """End to end on the first ``n`` files, interleaved over ``rounds``: the official loop, ``lcnn score`` at each
     precision and at its default (and a previous version's, ``before``), against the bare network. A path's rate
     is ``(n - 1) / (wall(n) - wall(1))``: everything a file costs, start-up excluded."""
-    ckpt = work / "official-la.ckpt"
-    if not ckpt.exists():
-        subprocess.run([sys.executable, "-m", "lcnn", "pretrained", "convert", str(weights), "--format", "asvspoof2021",
-                        "--out", str(ckpt)], check=True, capture_output=True)  # fmt: skip
+    ckpt = official_checkpoint(work, weights)
     paths: dict[str, Any] = {}
     if official is not None:
         paths["the official 2021 LA loop (batch 1, its LFCC)"] = lambda k: official_loop(official, weights, work, k)
@@ -361,7 +373,8 @@ def compare(work: Path, n: int, rounds: int, official: Path | None, weights: Pat
                                                             "--restart", *extra)  # fmt: skip
     if before is not None:
         env = {**os.environ, "PYTHONPATH": str(before / "src")}
-        paths["lcnn score fp32, before issue 27"] = lambda k: score_protocol(ckpt, work, k, work / f"cmp-{k}.txt",
+        old = official_checkpoint(work, weights, before / "src")
+        paths["lcnn score fp32, before issue 27"] = lambda k: score_protocol(old, work, k, work / f"cmp-{k}.txt",
                                                                             "--no-cache", "--restart", env=env)
     walls: dict[str, list[float]] = {name: [] for name in paths}
     scores: dict[str, np.ndarray] = {}
@@ -500,7 +513,7 @@ def main() -> None:
     if "parse" in only:
         parse(args.work, sizes["parse"])
     if "profile" in only:
-        profile(args.work, ckpt, args.quick)
+        profile(args.work, official_checkpoint(args.work, args.weights), args.quick)
     if "compare" in only:
         compare(args.work, sizes["compare"], args.rounds, args.official, args.weights, args.before)
     if "kill" in only:
