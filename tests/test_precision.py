@@ -336,6 +336,17 @@ def test_the_guard_takes_inference_precisions_from_the_evidence_file(tmp_path, m
     monkeypatch.setattr(precision, "EVIDENCE_FILE", evidence)
     assert list(precision._measured()) == [("spoof", "m")]
     assert set(precision._measured()[("spoof", "m")]) == {"int8"}
-    shipped = json.loads(precision.EVIDENCE_FILE.read_text()) if precision.EVIDENCE_FILE.exists() else []
-    assert {"task", "model", "precision", "run", "set", "eer", "eer_fp32", "correlation"} <= set().union(*shipped) \
-        if shipped else True  # fmt: skip
+
+
+def test_the_shipped_evidence_and_what_it_decides():
+    """issue 27's measurement (benchmarks/precision_evidence.py --write): 3 runs x 2 sets for bf16 and int8; by
+    the rule neither is lcnn_lstm's scoring default (bf16 moved the codec EER by 0.3 points, int8 by 0.2)."""
+    import json
+
+    from lcnn import precision
+
+    rows = json.loads(precision.EVIDENCE_FILE.read_text())
+    lstm = [r for r in rows if (r["task"], r["model"]) == ("spoof", "lcnn_lstm")]
+    assert len(lstm) == 12 and {r["precision"] for r in lstm} == {"bf16", "int8"}
+    assert all(r["correlation"] >= 0.999 for r in lstm)
+    assert not {"bf16", "int8"} & set(precision.KEEPS_RESULT.get(("spoof", "lcnn_lstm"), {}))

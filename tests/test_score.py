@@ -501,3 +501,24 @@ def test_kill_9_then_the_same_command_is_byte_identical(checkpoint: Path, corpus
                              text=True, timeout=300)  # fmt: skip
     assert f"skipped {done} (done before)" in resumed.stdout  # every complete line
     assert (tmp_path / "killed.txt").read_bytes() == (tmp_path / "whole.txt").read_bytes()
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "int8"])
+def test_on_a_cpu_the_workers_score_as_the_main_process(checkpoint: Path, corpus: Path, tmp_path: Path,
+                                                        precision: str) -> None:  # fmt: skip
+    """Workers that decode, compute features and score (the CPU default) give the main process's scores, in the
+    input's order, at every precision; and the engine hands the model to them only on a CPU with workers."""
+    from lcnn.inference import int8_dynamic_unavailable
+
+    if precision == "int8" and int8_dynamic_unavailable():
+        pytest.skip(int8_dynamic_unavailable())
+    outs = {}
+    for workers in ("0", "2"):
+        outs[workers] = tmp_path / f"w{workers}.txt"
+        assert _score(checkpoint, corpus, outs[workers], "--num-workers", workers, "--precision", precision) == 0
+    main_, workers_ = (read_scores(outs[w]) for w in ("0", "2"))
+    assert list(main_.ids) == list(workers_.ids) == [line.split()[1] for line in (corpus / "protocol.txt")
+                                                     .read_text().splitlines()]  # fmt: skip
+    np.testing.assert_allclose(workers_.scores, main_.scores, rtol=0, atol=1e-5)
+    assert np.ptp(main_.scores) > 0
+

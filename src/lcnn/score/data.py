@@ -1,4 +1,5 @@
-"""What the DataLoader workers of a scoring run do: decode, front-end and collate one planned batch each.
+"""What the DataLoader workers of a scoring run do: decode, front-end and collate one planned batch each (and
+on a CPU score it too: :class:`lcnn.score.engine.WorkerScoring`).
 
 The batches are planned once for the whole input (:func:`plan_batches`: items in length order, cut every
 ``batch_size``), so that every run, restart and process count computes the same batches and hence
@@ -9,7 +10,7 @@ failure ``(index, reason)``, and the batch is scored without it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -110,16 +111,19 @@ def collate_items(items: Sequence[Item]) -> tuple[Tensor, Tensor, Tensor, Tensor
 
 
 class Batches(Dataset):
-    """``batches[b]`` of ``items``, read and collated: one DataLoader item is one whole batch."""
+    """``batches[b]`` of ``items``, read and collated: one DataLoader item is one whole batch; with ``score``,
+    scored where it is read too (``score(batch)``: a DataLoader worker runs the whole pipeline)."""
 
-    def __init__(self, items: Dataset, batches: Sequence[np.ndarray]) -> None:
-        self.items, self.batches = items, batches
+    def __init__(self, items: Dataset, batches: Sequence[np.ndarray], score: Callable[[Any], Any] | None = None
+                 ) -> None:  # fmt: skip
+        self.items, self.batches, self.score = items, batches, score
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, b: int) -> Any:
-        return collate_items([self.items[int(i)] for i in self.batches[b]])
+        batch = collate_items([self.items[int(i)] for i in self.batches[b]])
+        return batch if self.score is None else self.score(batch)
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -147,6 +151,8 @@ class ScoringData(L.LightningDataModule):
         self.batch_size, self.workers, self.restart = batch_size, workers, restart
         self.batches: list[np.ndarray] = []
         self.skipped = 0
+        #: Set by the engine where the workers score their batches themselves (a CPU): ``score(batch)``.
+        self.score: Callable[[Any], Any] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         trainer = self.trainer
@@ -157,5 +163,5 @@ class ScoringData(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         pin = self.trainer.strategy.root_device.type == "cuda"
-        return DataLoader(Batches(self.items, self.batches), batch_size=None, num_workers=self.workers,
+        return DataLoader(Batches(self.items, self.batches, self.score), batch_size=None, num_workers=self.workers,
                           pin_memory=pin)  # fmt: skip

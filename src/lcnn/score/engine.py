@@ -166,15 +166,20 @@ def score_trials(module: L.LightningModule, table: TrialTable, out: str | os.Pat
         writer = ScoreWriter(run, data, describe, unit, strict, progress)
         trainer = _trainer([writer, ExactFP32()] if lightning in FP32 else [writer], accelerator=accelerator,
                            devices=devices, num_nodes=num_nodes, strategy=strategy, precision=lightning)  # fmt: skip
-        # On a CPU each worker and each model thread gets a core of its own (speed.intra_op_threads says why).
+        # On a CPU the workers run the whole pipeline, one thread and one core each: no core waits while another
+        # computes features, and no model thread waits at a barrier for a core a worker holds
+        # (speed.intra_op_threads). Without workers the model takes the cores.
         on_cpu = trainer.strategy.root_device.type == "cpu"
+        runner = module
+        if on_cpu and workers:
+            data.score, runner = WorkerScoring(module.eval(), precision), ScoredBatches()
         threads = max(1, cpu_cores() // trainer.num_devices - workers) if on_cpu else torch.get_num_threads()
         started = time.perf_counter()
         with warnings.catch_warnings(), intra_op_threads(threads):
             warnings.filterwarnings("ignore", message=r".*does not have many workers")  # the user's choice
             warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # the writer needs none
             warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")  # all done
-            trainer.predict(module, datamodule=data, return_predictions=False)
+            trainer.predict(runner, datamodule=data, return_predictions=False)
         trainer.strategy.barrier("lcnn-score-merge")
         if not trainer.is_global_zero:
             return None
@@ -217,6 +222,27 @@ def _check_out(out: Path) -> None:
             raise UserError(f"--out {out}: cannot write into {parent} ({err.strerror or err})") from None
         os.close(fd)
         os.unlink(probe)
+
+
+class WorkerScoring:
+    """A batch scored where it was read, in a DataLoader worker on a CPU: ``(scores, index, failed)`` of the
+    module's ``predict_step``, in inference mode, under bf16 autocast for ``bf16-mixed`` (an int8 module is int8
+    already). The module must be in eval mode before the workers start."""
+
+    def __init__(self, module: L.LightningModule, precision: str) -> None:
+        self.module, self.bf16 = module, precision == "bf16-mixed"
+
+    def __call__(self, batch: tuple) -> tuple:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            scores, index = self.module.predict_step(batch, 0)
+        return scores.float(), index, batch[-1]
+
+
+class ScoredBatches(L.LightningModule):
+    """What the Trainer runs while the workers score (:class:`WorkerScoring`): the batches arrive scored."""
+
+    def predict_step(self, batch: tuple, batch_idx: int) -> tuple:
+        return batch[0], batch[1]
 
 
 #: The precisions that compute in fp32: the scores of evaluate, the reference.

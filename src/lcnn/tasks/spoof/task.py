@@ -190,8 +190,8 @@ class SpoofTask(SpoofSpec):
         :func:`lcnn.score.read_input`) scored into ``out`` by :func:`lcnn.score.score_trials` (the options of
         :attr:`score_options`; ``None``: the default, never a 0 read as one; ``precision="int8"``: the model in
         int8, :func:`to_int8`). Returns its Summary on process 0, ``None`` on the others."""
-        if num_workers is None:  # on a CPU the model takes the cores the workers leave (score_trials)
-            num_workers = min(16 if _on_gpu(accelerator) else 4, max(0, cpu_cores() - 1))
+        if num_workers is None:  # on a CPU each worker decodes, computes features and scores (score_trials)
+            num_workers = min(16, max(0, cpu_cores() - 1)) if _on_gpu(accelerator) else cpu_cores()
         if precision in (None, "auto"):
             precision = _inference_precision(module, accelerator)
         if precision == INT8:
