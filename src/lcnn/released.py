@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lcnn.data.download import file_md5
 from lcnn.errors import UserError
 
 __all__ = ["FACE_LICENCE", "LICENCE", "RELEASED", "Released", "cached", "convert", "fetch", "parameters",
@@ -287,20 +288,12 @@ def _download(url: str, dest: Path, md5: str | None) -> Path:
     if total and part.stat().st_size != total:
         raise UserError(f"{url}: download failed (the connection closed after {part.stat().st_size} of {total} "
                         "bytes); run the command again to resume")  # fmt: skip
-    if md5 is not None and _md5(part) != md5:
-        got = _md5(part)
+    got = None if md5 is None else file_md5(part)
+    if got != md5:
         part.unlink()
         raise UserError(f"{url}: the download has md5 {got}, expected {md5}; removed it")
     part.replace(dest)
     return dest
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _extract(archive: Path, member: str, dest: Path) -> Path:
@@ -361,8 +354,9 @@ def fetch(name: str, cache: str | os.PathLike | None = None, file: str | os.Path
         archive = Path(file)
         if not archive.is_file():
             raise UserError(f"{archive}: no such file")
-        if release.archive_md5 is not None and _md5(archive) != release.archive_md5:
-            raise UserError(f"{archive}: md5 {_md5(archive)}, not the release's {release.archive_md5}")
+        got = None if release.archive_md5 is None else file_md5(archive)
+        if got != release.archive_md5:
+            raise UserError(f"{archive}: md5 {got}, not the release's {release.archive_md5}")
     else:
         archive = root / "archives" / release.source.rsplit("/", 1)[-1]
         if not archive.is_file():
