@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from lcnn.data.images import IMAGE_SUFFIXES, open_image
 from lcnn.errors import DataError
 from lcnn.faces.aligner import Aligner
 from lcnn.io import read_text
 
-__all__ = ["FaceDataset", "FaceTransform", "list_faces", "list_identities", "select_people", "split_per_identity"]
+__all__ = ["FaceDataset", "FaceTransform", "list_faces", "list_identities", "locate_subjects", "select_people",
+           "split_per_identity"]
 
 CROP = 128  # the LightCNN input side
 RESIZE = 144  # the side of the official aligned training images, randomly cropped to 128
@@ -155,7 +157,8 @@ class FaceTransform:
     centre otherwise. An image of exactly ``crop x crop`` pixels in evaluation is taken as it is (the
     official test images are the 128x128 centre crops of the 144x144 aligned faces). With ``align`` the image
     is a photo: its largest face is detected and aligned to the official 144x144 image first (a photo without a
-    face is a :class:`DataError` naming it).
+    face is a :class:`DataError` naming it); ``landmarks`` (:func:`locate_subjects`) gives the points of the
+    photos it names, which are then only warped, not detected again.
 
     ``__call__``: a Pillow image -> float32 ``(channels, crop, crop)`` in [0, 1].
     """
@@ -165,6 +168,7 @@ class FaceTransform:
     channels: int = 1
     train: bool = False
     align: bool = False
+    landmarks: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -206,8 +210,24 @@ class FaceTransform:
 
     def _aligner(self):
         if getattr(self, "_aligner_instance", None) is None:
-            self._aligner_instance = Aligner(colour=self.channels == 3)
+            self._aligner_instance = Aligner(colour=self.channels == 3, landmarks=self.landmarks)
         return self._aligner_instance
+
+
+def locate_subjects(paths: list[Path], batch: int = 16) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The subject's five points of every photo of ``paths`` (read as :class:`FaceTransform` reads them),
+    detected ``batch`` at a time, once: ``({str(path): (5, 2)}, [str(path) of each photo without a face])``,
+    the points for ``FaceTransform(landmarks=...)``."""
+    aligner, found, missing = Aligner(), {}, []
+    for start in tqdm(range(0, len(paths), batch), desc=f"detecting faces ({len(paths)} photos)", unit="batch",
+                      leave=False, disable=len(paths) <= batch):  # fmt: skip
+        chunk = paths[start : start + batch]
+        for path, faces in zip(chunk, aligner.detect([open_image(Path(p)) for p in chunk])):
+            if len(faces):
+                found[str(path)] = faces.points[faces.largest()]
+            else:
+                missing.append(str(path))
+    return found, missing
 
 
 class FaceDataset(Dataset):

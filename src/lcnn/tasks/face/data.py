@@ -3,6 +3,7 @@ of the identity folder's other people."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +17,7 @@ from lcnn.data.faces import (
     FaceTransform,
     list_faces,
     list_identities,
+    locate_subjects,
     select_people,
     split_per_identity,
 )
@@ -23,6 +25,8 @@ from lcnn.data.pairs import Pair, try_build_pairs
 from lcnn.data.samplers import eval_sampler
 from lcnn.errors import DataError
 from lcnn.tasks.common import check_loader_settings
+
+log = logging.getLogger(__name__)
 
 
 def data_root(data: str, data_dir: str | Path | None) -> Path:
@@ -81,12 +85,22 @@ class FaceDataModule(L.LightningDataModule):
         if len(classes) < 2:
             raise DataError(f"{root}: need at least two people to train on, got {classes}")
         items = list_faces(root, classes)
+        others = [p for p in available if p not in set(classes)]
+        test_items = list_faces(root, others) if len(others) >= 2 else []
+        self.landmarks = None
+        if hp.align:  # detected once here, not in every epoch's reads
+            self.landmarks, missing = locate_subjects([p for p, _ in items + test_items])
+            if missing:
+                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                log.warning("lcnn: warning: no face found in %d of %d photos, left out of training and testing: %s",
+                            len(missing), len(items) + len(test_items), shown)  # fmt: skip
+                items = [item for item in items if str(item[0]) in self.landmarks]
+                test_items = [item for item in test_items if str(item[0]) in self.landmarks]
         self.train_items, self.val_items = split_per_identity(items, hp.val_fraction)
         if not self.val_items:
             raise DataError(f"{root}: no images held out for validation (needs people with two or more images, "
                             f"got val_fraction {hp.val_fraction})")  # fmt: skip
-        others = [p for p in available if p not in set(classes)]
-        self.test_items = list_faces(root, others) if len(others) >= 2 else []
+        self.test_items = test_items
         self.test_pairs: list[Pair] = try_build_pairs(self.test_items)
         self.test_images = list(dict.fromkeys(p for pair in self.test_pairs for p in (pair.path1, pair.path2)))
         self.root, self.classes = root, classes
@@ -108,7 +122,7 @@ class FaceDataModule(L.LightningDataModule):
     def _dataset(self, items: list[tuple[Path, str]], train: bool) -> FaceDataset:
         index = {name: i for i, name in enumerate(self.classes)}
         transform = FaceTransform(CROP, self.hparams.image_size, self.hparams.channels, train=train,
-                                  align=self.hparams.align)
+                                  align=self.hparams.align, landmarks=self.landmarks)
         return FaceDataset([p for p, _ in items], [index[name] for _, name in items], transform)
 
     def _eval_loader(self, dataset: FaceDataset) -> DataLoader:
@@ -126,7 +140,7 @@ class FaceDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         """The held-out images of the training people, then (where there are pairs) the test people's images."""
         transform = FaceTransform(CROP, self.hparams.image_size, self.hparams.channels, train=False,
-                                  align=self.hparams.align)
+                                  align=self.hparams.align, landmarks=self.landmarks)
         loaders = [self._eval_loader(self.val_set)]
         if self.test_images:
             loaders.append(self._eval_loader(FaceDataset(self.test_images, [0] * len(self.test_images), transform)))
