@@ -269,7 +269,11 @@ def test_defaults_and_options() -> None:
         "lightcnn9", "softmax", "sgd", 0.01, 0.9, 1e-4)  # fmt: skip
     assert (cfg["batch_size"], cfg["schedule"], cfg["people"], cfg["image_size"]) == (128, "step:10:0.457305",
                                                                                       "s1-s30", 144)  # fmt: skip
-    assert resolve_config("face", "orl", recipe="small")["loss"] == "amsoftmax"
+    small = resolve_config("face", "orl", recipe="small")
+    assert (small["loss"], small["image_size"]) == ("amsoftmax", 160)
+    # aligned photos keep the official 144 image unless a size is given
+    assert resolve_config("face", "orl", recipe="small", align=True)["image_size"] == 144
+    assert resolve_config("face", "orl", recipe="small", align=True, image_size=160)["image_size"] == 160
     parser = argparse.ArgumentParser()
     for opt in face.train_options:
         parser.add_argument(*opt.flags, **opt.kwargs)
