@@ -1,7 +1,8 @@
 """ORL 1:N identification through `lcnn faces enroll / search`: each of s1..s40 enrolled with images 1-5, the
-images 6-10 searched; the top-1 identification rate, and how many searches fell below the gallery's threshold.
+images 6-10 searched; the top-1 identification rate, and how many searches fell below the gallery's threshold;
+the closed-set rate also apart for the people the checkpoint was trained on (``--seen``) and the others.
 
-usage: python benchmarks/face_identify.py CHECKPOINT ORL_DIR OUT_DIR [--align] [--model ARCH]
+usage: python benchmarks/face_identify.py CHECKPOINT ORL_DIR OUT_DIR [--align] [--model ARCH] [--seen s1-s30]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from lcnn.cli import main as lcnn
+from lcnn.data.faces import list_identities, select_people
 
 
 def main() -> None:
@@ -22,6 +24,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--align", action="store_true")
     ap.add_argument("--model")
+    ap.add_argument("--seen", default="s1-s30", help="the people the checkpoint was trained on ('' for none)")
     args = ap.parse_args()
     extra = (["--align"] if args.align else ["--no-align"]) + (["--model", args.model] if args.model else [])
     args.out.mkdir(parents=True, exist_ok=True)
@@ -48,6 +51,12 @@ def main() -> None:
     rows = [line.split("\t") for line in out.getvalue().splitlines()]
     closed = sum(Path(r[0]).parent.name == r[2] for r in rows)
     print(f"closed set (no threshold): {closed}/{len(rows)} = {100 * closed / len(rows):.2f} %")
+    seen = set(select_people(args.seen, list_identities(args.orl))) if args.seen else set()
+    for name, group in (("seen in training", seen), ("not seen", set(list_identities(args.orl)) - seen)):
+        mine = [r for r in rows if Path(r[0]).parent.name in group]
+        if mine:
+            right = sum(Path(r[0]).parent.name == r[2] for r in mine)
+            print(f"  people {name}: {right}/{len(mine)} = {100 * right / len(mine):.2f} %")
 
 
 if __name__ == "__main__":
