@@ -63,7 +63,7 @@ class FaceSpec(Task):
                help="share of each person's images held out for validation (default 0.2)"),
         option("--image-size", type=count(128), metavar="PX",
                help="side the faces are resized to before the 128x128 crop (default 144; small recipe 160, or 144 "
-                  "with --align)"),
+                    "with --align)"),
         _ALIGN,
     )  # fmt: skip
     evaluate_options = (
