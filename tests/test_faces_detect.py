@@ -63,6 +63,12 @@ def test_batches_and_sizes_give_the_same_faces(detector: MTCNN) -> None:
     assert left[0] < right[0] and max(left[1], right[1]) < nose[1] < min(mouth_l[1], mouth_r[1])
     tensor = detector.detect(torch.from_numpy(np.repeat(padded[None, None], 3, 1)).float())[0]
     np.testing.assert_allclose(tensor.points, single.points, atol=1e-3)
+    # a batch of one size: each image's faces are its own, whatever its batch mates (s10/5 once moved 3 px:
+    # its two best boxes tie on a saturated score, and the sort that broke the tie saw the whole batch)
+    photos = [np.array(Image.open(ORL / person / f"{i}.pgm")) for person in ("s10", "s11") for i in range(1, 9)]
+    for alone, together in zip((detector.detect(a)[0] for a in photos), detector.detect(photos)):
+        np.testing.assert_allclose(together.boxes, alone.boxes, atol=1e-3)
+        np.testing.assert_allclose(together.points, alone.points, atol=1e-3)
 
 
 def test_no_face_is_a_clear_empty_result(detector: MTCNN) -> None:
@@ -80,6 +86,9 @@ def test_nms() -> None:
     scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
     assert nms(boxes, scores, 0.5).tolist() == [3, 2]
     assert nms(boxes, scores, 0.5, groups=torch.tensor([0, 0, 0, 1])).tolist() == [3, 0, 2]
+    tied = torch.tensor([0.9, 0.9, 0.9, 0.9])  # ties go to the first box, in every group
+    assert nms(boxes, tied, 0.5).tolist() == [0, 2]
+    assert nms(boxes, tied, 0.5, groups=torch.tensor([1, 0, 1, 0])).tolist() == [0, 1, 2]
     inner = torch.tensor([[0, 0, 10, 10], [2, 2, 6, 6.0]])  # IoU 0.16, over the smaller box 1
     assert nms(inner, torch.tensor([1.0, 0.5]), 0.7).tolist() == [0, 1]
     assert nms(inner, torch.tensor([1.0, 0.5]), 0.7, mode="min").tolist() == [0]

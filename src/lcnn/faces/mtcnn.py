@@ -103,10 +103,10 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, groups: tor
     (``mode="union"``) or over the smaller box (``"min"``)."""
     if len(boxes) == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    if groups is not None:  # boxes of different images never overlap once shifted apart
-        boxes = boxes + (groups.to(boxes) * (boxes.max() + 1))[:, None]
     area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    order = scores.argsort(descending=True)
+    # Stable, and groups compared rather than boxes shifted apart: an image's faces must not depend on the other
+    # images of its batch (saturated scores tie, and shifted coordinates round differently).
+    order = scores.argsort(descending=True, stable=True)
     keep = []
     while len(order):
         best, order = order[0], order[1:]
@@ -115,7 +115,8 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, groups: tor
         hi = torch.minimum(boxes[best, 2:], boxes[order, 2:])
         inter = (hi - lo).clamp(min=0).prod(1)
         base = torch.minimum(area[best], area[order]) if mode == "min" else area[best] + area[order] - inter
-        order = order[inter <= threshold * base]
+        apart = groups[order] != groups[best] if groups is not None else False
+        order = order[(inter <= threshold * base) | apart]
     return torch.stack(keep)
 
 
