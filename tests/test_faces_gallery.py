@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +184,9 @@ def test_training_with_align_detects_once_and_leaves_out_photos_without_a_face(
     assert "no face found in 2 of 17 photos" in caplog.text and "blank.png" in caplog.text
     kept = [str(p) for p in data.train_set.paths + data.val_set.paths + data.test_images]
     assert sorted(kept) == everyone
+    out = tmp_path / "run"
+    assert main(["train", "--task", "face", "--data", f"folder:{inbox}", "--people", "s1-s2", "--align", "--epochs",
+                 "1", "--batch-size", "4", "--precision", "32-true", "--out", str(out)]) == 0  # fmt: skip
+    listed = (out / "no_face.txt").read_text().split()
+    assert listed == [str(inbox / "s2" / "blank.png"), str(inbox / "s4" / "wall.png")]
+    assert json.loads((out / "metrics.json").read_text())["photos_without_face"] == 2

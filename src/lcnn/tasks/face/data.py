@@ -52,9 +52,9 @@ class FaceDataModule(L.LightningDataModule):
         channels: 1 (grey) or 3 (BGR, LightCNN-V4): the model's input channels.
         align: the images are photos: detect and align each face first (:mod:`lcnn.faces`).
 
-    Once set up: ``classes`` are the training people in natural order; ``test_pairs`` are all genuine and as
-    many impostor pairs among the identity folder's other people (empty when fewer than two are left), and
-    ``test_images`` the images they use, each once.
+    Once set up: ``classes`` are the training people in natural order; ``no_face`` the photos left out because
+    ``align`` found no face in them; ``test_pairs`` are all genuine and as many impostor pairs among the identity
+    folder's other people (empty when fewer than two are left), and ``test_images`` the images they use, each once.
     """
 
     def __init__(
@@ -87,9 +87,10 @@ class FaceDataModule(L.LightningDataModule):
         items = list_faces(root, classes)
         others = [p for p in available if p not in set(classes)]
         test_items = list_faces(root, others) if len(others) >= 2 else []
-        self.landmarks = None
+        self.landmarks, self.no_face = None, []
         if hp.align:  # detected once here, not in every epoch's reads
             self.landmarks, missing = locate_subjects([p for p, _ in items + test_items])
+            self.no_face = missing
             if missing:
                 shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
                 log.warning("lcnn: warning: no face found in %d of %d photos, left out of training and testing: %s",

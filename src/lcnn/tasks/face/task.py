@@ -62,13 +62,18 @@ class FaceTask(FaceSpec):
 
     def test(self, trainer: Any, module: Any, datamodule: Any, run_dir: Path) -> dict[str, Any]:
         """Score the best checkpoint: the held-out images of the training people (``val_*``) and pairs of the
-        left-out people (``test_*``, with ``test_scores.txt`` and ``test_roc.png`` in the run folder)."""
+        left-out people (``test_*``, with ``test_scores.txt`` and ``test_roc.png`` in the run folder; with
+        ``no_face.txt`` naming the photos ``--align`` left out)."""
         trainer.test(module, datamodule, ckpt_path="best", verbose=False)
         if not trainer.is_global_zero:
             return {}
         metrics = held_out_metrics(module, *module.test_embeddings[0])
         threshold = _stored_threshold(module)
         metrics["threshold"] = threshold
+        if datamodule.no_face:  # listed in the run folder, as `lcnn faces align` lists them in faces.csv
+            listing = "".join(f"{path}\n" for path in datamodule.no_face)
+            atomic_write(Path(run_dir) / "no_face.txt", lambda tmp: tmp.write_text(listing))
+            metrics["photos_without_face"] = len(datamodule.no_face)
         if datamodule.test_pairs:
             features = module.test_embeddings[1][0].numpy()
             scores = pair_scores(datamodule.test_images, features, datamodule.test_pairs)
