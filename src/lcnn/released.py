@@ -11,7 +11,6 @@ converts it once, into the cache (``$LCNN_CACHE/released``).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import tarfile
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lcnn.data.download import file_md5
+from lcnn.data.download import file_digest, file_md5
 from lcnn.errors import UserError
 
 __all__ = ["FACE_LICENCE", "LICENCE", "RELEASED", "Released", "cached", "convert", "fetch", "parameters",
@@ -167,11 +166,7 @@ def provenance(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def convert(file: str | os.PathLike, format: str, out: str | os.PathLike | None = None,

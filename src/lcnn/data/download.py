@@ -18,12 +18,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LCNN_CACHE", Path.home() / ".cache" / "lcnn"))
 
 
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
+    """The hex digest of a file (``hashlib`` algorithm name), read a MiB at a time."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    return file_digest(path, "md5")
 
 
 def check_md5(path: Path, md5: str) -> None:
