@@ -51,8 +51,9 @@ def main() -> None:
     rows = [line.split("\t") for line in out.getvalue().splitlines()]
     closed = sum(Path(r[0]).parent.name == r[2] for r in rows)
     print(f"closed set (no threshold): {closed}/{len(rows)} = {100 * closed / len(rows):.2f} %")
-    seen = set(select_people(args.seen, list_identities(args.orl))) if args.seen else set()
-    for name, group in (("seen in training", seen), ("not seen", set(list_identities(args.orl)) - seen)):
+    people = list_identities(args.orl)
+    seen = set(select_people(args.seen, people)) if args.seen else set()
+    for name, group in (("seen in training", seen), ("not seen", set(people) - seen)):
         mine = [r for r in rows if Path(r[0]).parent.name in group]
         if mine:
             right = sum(Path(r[0]).parent.name == r[2] for r in mine)
